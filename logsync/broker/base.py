@@ -1,0 +1,40 @@
+"""The broker interface: publish appended entries, hear those of the topics this node needs."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+
+from logsync.log.entry import Entry
+
+EntryHandler = Callable[[Entry], None]
+
+
+class Broker(abc.ABC):
+    """Carries entries from the node that appended them to every node with interested sessions.
+
+    Topics are log index names (``channel:chat/1``, ``user:alice``…). Handlers run in ``added``
+    order for the entries they receive.
+    """
+
+    def __init__(self) -> None:
+        self._handler: EntryHandler | None = None
+
+    def on_entry(self, handler: EntryHandler) -> None:
+        """Call ``handler`` for every entry published to a topic this node listens to."""
+        self._handler = handler
+
+    @abc.abstractmethod
+    async def publish(self, entry: Entry) -> None:
+        """Send an appended entry to every node listening to one of its indexes."""
+
+    @abc.abstractmethod
+    async def listen(self, topics: Iterable[str]) -> None:
+        """Start hearing these topics."""
+
+    @abc.abstractmethod
+    async def unlisten(self, topics: Iterable[str]) -> None:
+        """Stop hearing these topics."""
+
+    async def close(self) -> None:
+        """Stop and release resources."""

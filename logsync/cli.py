@@ -1,0 +1,116 @@
+"""``logsync`` command line: ``logsync serve [module:app]`` and its settings.
+
+Settings come from, in rising priority: defaults, a TOML file (``--config`` or ``LOGSYNC_CONFIG``),
+``LOGSYNC_*`` environment variables (``LOGSYNC_PORT=8080``), then flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from logsync.app import App
+from logsync.settings import Settings
+
+# flag → (settings field, help)
+FLAGS: dict[str, tuple[str, str]] = {
+    "--host": ("host", "address to listen on (default 127.0.0.1)"),
+    "--port": ("port", "port to listen on (default 31337; 0 picks a free one)"),
+    "--env": ("env", "production or development (debug messages, env header)"),
+    "--store": ("store", "log store URL (default memory://)"),
+    "--broker": ("broker", "broker URL (default local://)"),
+    "--node-id": ("node_id", "this node's id (server:<id>); random by default"),
+    "--ping": ("ping_ms", "ms of silence before the server pings a client (default 20000)"),
+    "--timeout": ("timeout_ms", "ms to wait for an answer before closing (default 70000)"),
+    "--max-frame-bytes": ("max_frame_bytes", "largest accepted WebSocket frame (default 1 MiB)"),
+    "--max-future-ms": ("max_future_ms", "how far ahead of the server clock meta.time may be"),
+    "--tls-cert": ("tls_cert", "PEM certificate file (with --tls-key: serve wss://)"),
+    "--tls-key": ("tls_key", "PEM private key file"),
+    "--log-level": ("log_level", "debug, info, warning or error (default info)"),
+}
+
+
+def load_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    """Merge defaults, TOML, ``LOGSYNC_*`` env and flags into :class:`Settings`."""
+    settings = Settings()
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    config = args.config or environ.get("LOGSYNC_CONFIG")
+    if config:
+        with open(config, "rb") as file:
+            values.update(tomllib.load(file))
+    for name in fields:
+        env = environ.get("LOGSYNC_" + name.upper())
+        if env is not None:
+            values[name] = env
+    for _, (name, _) in FLAGS.items():
+        flag = getattr(args, name)
+        if flag is not None:
+            values[name] = flag
+    for name, value in values.items():
+        if name not in fields:
+            raise SystemExit(f"unknown setting {name!r}")
+        default = getattr(settings, name)
+        if isinstance(default, int) and not isinstance(default, bool):
+            try:
+                value = int(value)
+            except ValueError:
+                raise SystemExit(f"setting {name} must be a whole number, not {value!r}") from None
+        setattr(settings, name, value)
+    if settings.env not in ("production", "development"):
+        raise SystemExit("env must be production or development")
+    return settings
+
+
+def load_app(spec: str | None) -> App:
+    """Import ``module:attribute`` (attribute defaults to ``app``); the demo app when None."""
+    if not spec:
+        spec = "logsync.demo:app"
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, App):
+        raise SystemExit(f"{spec} is not a logsync App")
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logsync", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a server node")
+    serve.add_argument("app", nargs="?", help="module:attribute of your App (default: the demo)")
+    serve.add_argument("--config", help="TOML settings file")
+    for flag, (name, text) in FLAGS.items():
+        serve.add_argument(flag, dest=name, default=None, help=text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(args, dict(os.environ))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = load_app(args.app)
+    from logsync.server import serve
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(app, settings))
+
+
+if __name__ == "__main__":
+    main()

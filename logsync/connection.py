@@ -1,0 +1,289 @@
+"""One client connection on this node: its protocol session, identity, subscriptions, and delivery.
+
+Delivery keeps one rule: a connection receives log entries in strictly increasing ``added``, so the
+``synced`` value the client stores is a true watermark. It is either *live* (entries are pushed as
+the broker hands them over) or *catching up* (entries are read from the log after ``cursor`` in
+acknowledged chunks; live entries only mark it dirty, and are read from the log too — the log is
+the buffer). It starts catching up from the client's ``synced`` value and turns live when reading
+finds nothing new; it falls back to catching up when the client stops acknowledging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from logsync.app import Context, Filter
+from logsync.log.entry import Entry
+from logsync.protocol import (
+    ActionsReceived,
+    CloseRequested,
+    ConnectRequested,
+    ErrorReceived,
+    Event,
+    Message,
+    ProtocolError,
+    Session,
+    SyncedReceived,
+)
+from logsync.protocol.codec import JSON, Codec, codec_for
+
+if TYPE_CHECKING:
+    from logsync.node import ServerNode
+
+logger = logging.getLogger("logsync.connection")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Transport(Protocol):
+    """What the network layer gives a connection: write encoded frames, close."""
+
+    def write(self, frames: list[str | bytes]) -> None:
+        """Queue frames for sending, in order."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then close the socket."""
+
+
+@dataclass
+class Subscription:
+    """A channel this connection receives, with one predicate per distinct subscribe filter."""
+
+    from_added: int
+    filters: dict[str, Filter | None] = field(default_factory=dict)
+
+    def accepts(self, action: dict[str, Any], meta: dict[str, Any]) -> bool:
+        return any(f is None or f(action, meta) for f in self.filters.values())
+
+
+class Connection:
+    """Feed it frames with :meth:`receive`; the node calls :meth:`offer` with published entries."""
+
+    def __init__(
+        self,
+        node: ServerNode,
+        transport: Transport,
+        *,
+        remote: str | None = None,
+        cookie: dict[str, str] | None = None,
+    ) -> None:
+        self.node = node
+        self.transport = transport
+        self.remote = remote
+        self.cookie = cookie or {}
+        settings = node.settings
+        self.session = Session(
+            node.node_id, now=now_ms(), ping_ms=settings.ping_ms, timeout_ms=settings.timeout_ms
+        )
+        self.codec: Codec = JSON
+        self.authenticated = False
+        self.closed = False
+        self.subscriptions: dict[str, Subscription] = {}
+        # Every log entry up to `cursor` has been sent to this client or judged not addressed to it.
+        self.cursor = 0
+        self.live = False
+        self._dirty = False
+        self._catching_up: asyncio.Task[None] | None = None
+        self._acked = asyncio.Event()
+        self._held: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        assert self.session.node is not None
+        return self.session.node.node_id
+
+    @property
+    def client_id(self) -> str:
+        assert self.session.node is not None
+        return self.session.node.client_id
+
+    @property
+    def user_id(self) -> str | None:
+        assert self.session.node is not None
+        return self.session.node.user_id
+
+    def context(self) -> Context:
+        """A fresh rule context for an action this client sent."""
+        return Context(
+            node=self.node,
+            user_id=self.user_id,
+            client_id=self.client_id,
+            node_id=self.node_id,
+            subprotocol=self.session.subprotocol,
+            headers=self.session.headers,
+        )
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> None:
+        """Handle one frame from the socket."""
+        if self.closed:
+            return
+        codec = codec_for(frame)
+        try:
+            msg = codec.decode(frame)
+        except ProtocolError as error:
+            self.codec = codec
+            self.dispatch(self.session.send_error(error))
+            return
+        if self.session.node is None:
+            self.codec = codec  # answer in the format the client speaks
+        self.dispatch(self.session.receive(msg, codec.describe(frame), now_ms()))
+
+    def dispatch(self, events: list[Event]) -> None:
+        """Act on what the session reported, then write what it wants sent."""
+        for event in events:
+            if isinstance(event, ConnectRequested):
+                self.node.spawn(self.node.authenticate(self, event))
+            elif isinstance(event, ActionsReceived):
+                self.node.receive_actions(self, event)
+            elif isinstance(event, SyncedReceived):
+                self._acked.set()
+            elif isinstance(event, CloseRequested):
+                self.flush()
+                self.transport.close(1000 if event.reason == "timeout" else 1008, event.reason)
+                self.closed = True
+            elif isinstance(event, ErrorReceived):
+                logger.info(
+                    "client %s reported error %s %r", self.remote, event.type, event.options
+                )
+        self.flush()
+
+    def on_timer(self) -> None:
+        self.dispatch(self.session.on_timer(now_ms()))
+
+    def flush(self) -> None:
+        """Encode and hand to the transport everything the session has queued."""
+        messages: list[Message] = self.session.take_outgoing()
+        if messages:
+            self.transport.write([self.codec.encode(m) for m in messages])
+
+    def error(self, error: ProtocolError) -> None:
+        """Send a protocol error and close."""
+        self.dispatch(self.session.send_error(error))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def start_delivery(self, synced: int) -> None:
+        """After ``connected``: catch up from the client's ``synced`` value, then go live."""
+        self.cursor = synced
+        self._start_catch_up()
+
+    def offer(self, entry: Entry) -> None:
+        """A published entry that may concern this connection."""
+        if not self.authenticated or self.closed or entry.added <= self.cursor:
+            return
+        if not self.live:
+            self._dirty = True
+            return
+        if not self.should_deliver(entry):
+            self.cursor = entry.added
+            return
+        if self.session.unacked_syncs >= self.node.settings.live_window:
+            # The client is not keeping up: stop pushing; serve it from the log.
+            self._start_catch_up()
+            return
+        self.cursor = entry.added
+        self.session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
+        self.flush()
+
+    def send_after(self, barrier: int, action: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Send an action that is not in the log (``logux/processed``) once every entry up to
+        ``barrier`` that concerns this client has gone out, so it never overtakes them."""
+        if self.closed:
+            return
+        if self.live:
+            self.session.send_sync(None, [(action, meta)], now_ms())
+            self.flush()
+        else:
+            self._held.append((barrier, action, meta))
+
+    def should_deliver(self, entry: Entry) -> bool:
+        """Whether this client receives ``entry`` (B.4 of the protocol notes).
+
+        Addressed to its node or client: always. Otherwise never its own actions nor excluded
+        clients; then its user, and channels it subscribed to before the entry, through filters.
+        """
+        indexes = entry.indexes
+        if f"client:{self.client_id}" in indexes or f"node:{self.node_id}" in indexes:
+            return True
+        if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
+            return False
+        if self.user_id is not None and f"user:{self.user_id}" in indexes:
+            return True
+        for index in indexes:
+            if index.startswith("channel:"):
+                sub = self.subscriptions.get(index[8:])
+                if (
+                    sub is not None
+                    and entry.added > sub.from_added
+                    and sub.accepts(entry.action, entry.meta())
+                ):
+                    return True
+        return False
+
+    def read_indexes(self) -> list[str]:
+        """The log indexes catch-up reads for this client."""
+        indexes = [f"client:{self.client_id}", f"node:{self.node_id}"]
+        if self.user_id is not None:
+            indexes.append(f"user:{self.user_id}")
+        indexes.extend(f"channel:{c}" for c in self.subscriptions)
+        return indexes
+
+    def _start_catch_up(self) -> None:
+        self.live = False
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = self.node.spawn(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        settings = self.node.settings
+        while not self.closed:
+            self._dirty = False
+            result = await self.node.store.read(
+                self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
+            )
+            if self.closed:
+                return
+            batch = [e for e in result.entries if self.should_deliver(e)]
+            if result.entries:
+                self.cursor = max(self.cursor, result.entries[-1].added)
+            if batch:
+                while self.session.unacked_syncs >= settings.replay_window and not self.closed:
+                    self._acked.clear()
+                    await self._acked.wait()
+                self.session.send_sync(
+                    batch[-1].added, [(e.action, e.meta()) for e in batch], now_ms()
+                )
+            self._release_held(lambda barrier: barrier <= self.cursor)
+            self.flush()
+            if not result.more and not self._dirty:
+                self.live = True
+                self._release_held(lambda barrier: True)
+                self.flush()
+                return
+
+    def _release_held(self, ready: Callable[[int], bool]) -> None:
+        keep = []
+        for barrier, action, meta in self._held:
+            if ready(barrier):
+                self.session.send_sync(None, [(action, meta)], now_ms())
+            else:
+                keep.append((barrier, action, meta))
+        self._held = keep
+
+    def closed_by_peer(self) -> None:
+        """The socket is gone: stop delivery (the node forgets this connection)."""
+        self.closed = True
+        self.session.close()
+        self._acked.set()
+        if self._catching_up is not None:
+            self._catching_up.cancel()

@@ -1,0 +1,62 @@
+"""What the log holds: :class:`Entry`, one appended action with its position and routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from logsync.protocol.ids import parse_node_id
+
+WAITING, PROCESSED, ERROR = "waiting", "processed", "error"
+
+
+@dataclass(slots=True)
+class NewEntry:
+    """An action to append: the log dedupes it by ``id`` and files it under ``indexes``."""
+
+    id: str
+    time: int
+    action: dict[str, Any]
+    indexes: list[str] = field(default_factory=list)
+    exclude_clients: list[str] = field(default_factory=list)
+    subprotocol: int | None = None
+    status: str = WAITING
+
+
+@dataclass(slots=True)
+class Entry:
+    """An appended action. ``added`` is its position in the deployment-wide order (the cursor)."""
+
+    added: int
+    id: str
+    time: int
+    action: dict[str, Any]
+    indexes: list[str]
+    exclude_clients: list[str]
+    subprotocol: int | None
+    status: str
+
+    @classmethod
+    def from_new(cls, added: int, new: NewEntry) -> Entry:
+        return cls(
+            added,
+            new.id,
+            new.time,
+            new.action,
+            new.indexes,
+            new.exclude_clients,
+            new.subprotocol,
+            new.status,
+        )
+
+    @property
+    def origin_client(self) -> str:
+        """The client id that created the action (from its id)."""
+        return parse_node_id(self.id).client_id
+
+    def meta(self) -> dict[str, Any]:
+        """The meta a client may see: ``id``, ``time`` and ``subprotocol``."""
+        meta: dict[str, Any] = {"id": self.id, "time": self.time}
+        if self.subprotocol is not None:
+            meta["subprotocol"] = self.subprotocol
+        return meta

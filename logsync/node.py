@@ -1,0 +1,633 @@
+"""The server node: runs the app's rules on what sessions report, appends to the log, and routes
+published entries to the sessions that should receive them.
+
+Flow: a :class:`~logsync.connection.Connection` reports a handshake (:meth:`ServerNode.authenticate`)
+or actions (:meth:`ServerNode.receive_actions`). Each action waits in its client's queue and goes
+through dedupe → identity and meta checks → type or channel rules → append → process, exactly as
+@logux/server orders them. Appended entries go to the broker; :meth:`ServerNode.route` hands each to
+the local connections it may concern, which decide with their own delivery rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import traceback
+from collections import defaultdict, deque
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from logsync.app import (
+    App,
+    AuthContext,
+    ChannelRule,
+    Context,
+    Route,
+    TypeRule,
+    Undo,
+    resolve,
+)
+from logsync.broker import Broker
+from logsync.connection import Connection, Subscription, now_ms
+from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry
+from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
+from logsync.protocol.clock import HybridClock
+from logsync.protocol.ids import parse_node_id
+from logsync.settings import Settings
+
+logger = logging.getLogger("logsync.node")
+T = TypeVar("T")
+
+ALLOWED_META = frozenset({"id", "time", "subprotocol"})
+BRUTEFORCE_FAILURES = 3
+BRUTEFORCE_WINDOW_S = 3.0
+
+
+@dataclass
+class _Batch:
+    """One client `sync` message: answered with `synced` once every action in it is accepted."""
+
+    added: float
+    remaining: int
+
+
+@dataclass
+class _Job:
+    """One received action on its way through the rules."""
+
+    conn: Connection
+    action: dict[str, Any]
+    meta: dict[str, Any]
+    batch: _Batch
+    accepted: bool = False
+
+
+@dataclass
+class _ClientQueue:
+    """A client's FIFO of actions for one queue name; a worker drains it one action at a time."""
+
+    jobs: deque[_Job] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+
+class ServerNode:
+    """One logsync node. Create with an app, a store and a broker; :meth:`start`, then attach
+    connections from a transport (see :mod:`logsync.server.ws`)."""
+
+    def __init__(self, app: App, store: LogStore, broker: Broker, settings: Settings) -> None:
+        self.app = app
+        self.store = store
+        self.broker = broker
+        self.settings = settings
+        self.node_id = "server:" + (settings.node_id or secrets.token_urlsafe(6))
+        self.clock = HybridClock(self.node_id)
+        self.connections: set[Connection] = set()
+        self.by_client: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = defaultdict(set)
+        self.subscribers: dict[str, set[Connection]] = defaultdict(set)
+        self._queues: dict[str, _ClientQueue] = {}
+        self._in_flight: set[str] = set()
+        self._batches: dict[Connection, deque[_Batch]] = defaultdict(deque)
+        self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
+        app.node = self
+        broker.on_entry(self.route)
+
+    async def start(self) -> None:
+        """Ready the node: attach the app and start hearing the broker."""
+        self.app.node = self
+
+    async def stop(self) -> None:
+        """Close every connection and wait for queued actions to finish."""
+        self.stopping = True
+        for conn in list(self.connections):
+            conn.transport.close(1001, "server shutdown")
+        workers = [q.worker for q in self._queues.values() if q.worker is not None]
+        if workers:
+            await asyncio.wait(workers, timeout=10)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.broker.close()
+        await self.store.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run a background task that is kept referenced and whose failure is logged."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task failed", exc_info=task.exception())
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def detach(self, conn: Connection) -> None:
+        """The socket closed: forget the connection and end its subscriptions."""
+        conn.closed_by_peer()
+        self.connections.discard(conn)
+        self._batches.pop(conn, None)
+        if not conn.authenticated:
+            return
+        if self.by_client.get(conn.client_id) is conn:
+            del self.by_client[conn.client_id]
+        if conn.user_id is not None:
+            self.by_user[conn.user_id].discard(conn)
+            if not self.by_user[conn.user_id]:
+                del self.by_user[conn.user_id]
+        for channel in list(conn.subscriptions):
+            self._drop_subscriber(conn, channel)
+            found = self.app.find_channel(channel)
+            if found is not None and found[0].unsubscribe is not None:
+                ctx = conn.context()
+                ctx.params = found[1]
+                action = {"type": "logux/unsubscribe", "channel": channel}
+                self.spawn(self._call_quietly(found[0].unsubscribe, ctx, action, {}))
+        conn.subscriptions.clear()
+
+    async def authenticate(self, conn: Connection, event: ConnectRequested) -> None:
+        """Check subprotocol, reserved ids, brute force and the app's ``auth``; then accept."""
+        node = event.node
+        used = event.subprotocol or 0
+        if used < self.app.min_subprotocol:
+            conn.error(
+                ProtocolError(
+                    "wrong-subprotocol", {"supported": self.app.min_subprotocol, "used": used}
+                )
+            )
+            return
+        ip = conn.remote or ""
+        failures = self._auth_failures[ip]
+        now = time.monotonic()
+        while failures and failures[0] < now - BRUTEFORCE_WINDOW_S:
+            failures.popleft()
+        allowed = False
+        if (
+            node.user_id != "server"
+            and node.node_id != "server"
+            and len(failures) < BRUTEFORCE_FAILURES
+        ):
+            allowed = await self._call_auth(conn, event)
+        if conn.closed:
+            return
+        if not allowed:
+            failures.append(now)
+            conn.error(ProtocolError("wrong-credentials"))
+            return
+        if not failures:
+            self._auth_failures.pop(ip, None)
+        await self._accept(conn, event)
+
+    async def _call_auth(self, conn: Connection, event: ConnectRequested) -> bool:
+        if self.app.authenticator is None:
+            logger.warning("the app has no auth rule: every client is refused")
+            return False
+        ctx = AuthContext(
+            user_id=event.node.user_id,
+            client_id=event.node.client_id,
+            node_id=event.node.node_id,
+            token=event.token,
+            headers=event.headers,
+            cookie=conn.cookie,
+            subprotocol=event.subprotocol,
+            remote=conn.remote,
+        )
+        try:
+            return bool(await resolve(self.app.authenticator(ctx)))
+        except Exception:
+            logger.exception("auth failed with an error")
+            return False
+
+    async def _accept(self, conn: Connection, event: ConnectRequested) -> None:
+        head = await self.store.head()
+        if conn.closed:
+            return
+        conn.authenticated = True
+        zombie = self.by_client.get(conn.client_id)
+        if zombie is not None and zombie is not conn:
+            zombie.transport.close(1000, "zombie")
+            self.detach(zombie)
+        self.by_client[conn.client_id] = conn
+        if conn.user_id is not None:
+            self.by_user[conn.user_id].add(conn)
+        headers = {"env": "development"} if self.settings.development else None
+        events = conn.session.accept(now_ms(), {"subprotocol": self.app.subprotocol}, headers)
+        conn.flush()
+        synced = int(event.synced) if event.synced > 0 else 0
+        conn.start_delivery(min(synced, head))
+        conn.dispatch(events)
+
+    # -- inbound actions -----------------------------------------------------------------------
+
+    def receive_actions(self, conn: Connection, event: ActionsReceived) -> None:
+        """Queue a client's actions; ``synced`` goes out when all of them are accepted."""
+        batch = _Batch(event.added, len(event.entries))
+        self._batches[conn].append(batch)
+        for action, meta in event.entries:
+            action_id = meta["id"]
+            if action_id in self._in_flight:
+                self._accepted(conn, batch)  # the first copy answers for both
+                continue
+            self._in_flight.add(action_id)
+            name = self._queue_name(action)
+            key = f"{conn.client_id}/{name}"
+            queue = self._queues.setdefault(key, _ClientQueue())
+            queue.jobs.append(_Job(conn, action, meta, batch))
+            if queue.worker is None or queue.worker.done():
+                queue.worker = self.spawn(self._drain(key, queue))
+        self._answer_batches(conn)
+
+    def _queue_name(self, action: dict[str, Any]) -> str:
+        rule: TypeRule | ChannelRule | None
+        if action["type"] in ("logux/subscribe", "logux/unsubscribe"):
+            channel = action.get("channel")
+            found = self.app.find_channel(channel) if isinstance(channel, str) else None
+            rule = found[0] if found else None
+        else:
+            rule = self.app.find_type(action["type"])
+        return rule.queue if rule is not None else "main"
+
+    async def _drain(self, key: str, queue: _ClientQueue) -> None:
+        while queue.jobs:
+            job = queue.jobs.popleft()
+            try:
+                await self._handle(job)
+            except Exception:
+                logger.exception("action %s failed", job.meta.get("id"))
+            finally:
+                self._in_flight.discard(job.meta["id"])
+                self._accept_job(job)
+        if self._queues.get(key) is queue:
+            del self._queues[key]
+
+    def _accept_job(self, job: _Job) -> None:
+        """The action is durable (or refused): its batch may now be acknowledged."""
+        if not job.accepted:
+            job.accepted = True
+            self._accepted(job.conn, job.batch)
+
+    def _accepted(self, conn: Connection, batch: _Batch) -> None:
+        if batch.remaining > 0:
+            batch.remaining -= 1
+            self._answer_batches(conn)
+
+    def _answer_batches(self, conn: Connection) -> None:
+        # `synced` in order: a later batch is acknowledged only after the earlier ones.
+        batches = self._batches.get(conn)
+        while batches and batches[0].remaining == 0:
+            conn.session.send_synced(batches.popleft().added)
+        conn.flush()
+
+    async def _handle(self, job: _Job) -> None:
+        conn, action, meta = job.conn, job.action, job.meta
+        ctx = conn.context()
+        existing = await self.store.get(meta["id"])
+        if existing is not None:
+            # A resend of an action the log has: answer again, never process twice.
+            if existing.status == PROCESSED:
+                self._send_processed(ctx, existing.id, existing.added)
+            return
+        if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
+            meta
+        ):
+            self._debug(conn, f"Action {meta['id']} was denied")
+            await self.undo(ctx, action, meta, "denied")
+            return
+        if meta["time"] > now_ms() + self.settings.max_future_ms:
+            await self.undo(
+                ctx,
+                action,
+                meta,
+                "error",
+                details=f"meta.time is more than {self.settings.max_future_ms} ms ahead of the server clock",
+            )
+            return
+        self.clock.observe(int(meta["time"]))
+        meta.setdefault("subprotocol", conn.session.subprotocol)
+        if meta["subprotocol"] is None:
+            del meta["subprotocol"]
+        kind = action["type"]
+        if kind == "logux/subscribe":
+            await self._subscribe(job, ctx)
+        elif kind == "logux/unsubscribe":
+            await self._unsubscribe(job, ctx)
+        elif kind.startswith("logux/"):
+            await self.undo(ctx, action, meta, "denied")
+        else:
+            await self._process(job, ctx)
+
+    async def _process(self, job: _Job, ctx: Context) -> None:
+        conn, action, meta = job.conn, job.action, job.meta
+        rule = self.app.find_type(action["type"])
+        if rule is None:
+            self._debug(conn, f"Action with unknown type {action['type']}")
+            await self.undo(ctx, action, meta, "unknownType")
+            return
+        payload: Any = action
+        if rule.model is not None:
+            try:
+                payload = rule.model.model_validate(action)
+            except ValidationError as error:
+                details = error.errors(
+                    include_url=False, include_context=False, include_input=False
+                )
+                await self.undo(ctx, action, meta, "error", details=_json_safe(details))
+                return
+        try:
+            if not await resolve(rule.access(ctx, payload, meta)):
+                self._debug(conn, f"Action {meta['id']} was denied")
+                await self.undo(ctx, action, meta, "denied")
+                return
+            route = (
+                Route.of(await resolve(rule.resend(ctx, payload, meta))) if rule.resend else Route()
+            )
+        except Undo as undo:
+            await self.undo(ctx, action, meta, undo.reason, **undo.extra)
+            return
+        except Exception as error:
+            await self._fail(conn, ctx, action, meta, error)
+            return
+        entry = await self._append_client_action(job, route)
+        if entry is None:
+            return
+        try:
+            if rule.process is not None:
+                await resolve(rule.process(ctx, payload, meta))
+        except Undo as undo:
+            await self.store.set_status(entry.id, ERROR)
+            await self.undo(ctx, action, meta, undo.reason, route=route, **undo.extra)
+        except Exception as error:
+            await self.store.set_status(entry.id, ERROR)
+            await self._fail(conn, ctx, action, meta, error, route=route)
+        else:
+            await self.store.set_status(entry.id, PROCESSED)
+            self._send_processed(ctx, entry.id, max(entry.added, ctx.last_added))
+        finally:
+            if rule.finally_ is not None:
+                await self._call_quietly(rule.finally_, ctx, payload, meta)
+
+    async def _append_client_action(self, job: _Job, route: Route) -> Entry | None:
+        """Append a client's action as ``waiting``; from here on its ``synced`` may go out."""
+        action, meta = job.action, job.meta
+        new = NewEntry(
+            id=meta["id"],
+            time=int(meta["time"]),
+            action=action,
+            indexes=route.indexes(),
+            exclude_clients=route.exclude_clients,
+            subprotocol=meta.get("subprotocol"),
+            status=WAITING,
+        )
+        [appended] = await self.store.append([new])
+        self._accept_job(job)
+        if not appended.created:
+            return None
+        await self.broker.publish(appended.entry)
+        return appended.entry
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    async def _subscribe(self, job: _Job, ctx: Context) -> None:
+        conn, action, meta = job.conn, job.action, job.meta
+        channel = action.get("channel")
+        found = self.app.find_channel(channel) if isinstance(channel, str) else None
+        if found is None or not isinstance(channel, str):
+            self._debug(conn, f"Wrong channel name {channel}")
+            await self.undo(ctx, action, meta, "wrongChannel")
+            return
+        rule, ctx.params = found
+        try:
+            if not await resolve(rule.access(ctx, action, meta)):
+                self._debug(conn, f"Action {meta['id']} was denied")
+                await self.undo(ctx, action, meta, "denied")
+                return
+            predicate = await resolve(rule.filter(ctx, action, meta)) if rule.filter else None
+        except Undo as undo:
+            await self.undo(ctx, action, meta, undo.reason, **undo.extra)
+            return
+        except Exception as error:
+            await self._fail(conn, ctx, action, meta, error)
+            return
+        entry = await self._append_client_action(job, Route())
+        if entry is None:
+            return
+        key = orjson.dumps(action.get("filter") or {}, option=orjson.OPT_SORT_KEYS).decode()
+        sub = conn.subscriptions.get(channel)
+        if sub is None:
+            sub = conn.subscriptions[channel] = Subscription(from_added=entry.added)
+            self.subscribers[channel].add(conn)
+            await self.broker.listen([f"channel:{channel}"])
+        sub.filters[key] = predicate
+        try:
+            if rule.load is not None:
+                loaded = await resolve(rule.load(ctx, action, meta))
+                for item_action, item_meta in _loaded(loaded):
+                    await ctx.send_back(item_action, item_meta)
+        except Undo as undo:
+            self._remove_filter(conn, channel, key)
+            await self.store.set_status(entry.id, ERROR)
+            await self.undo(ctx, action, meta, undo.reason, **undo.extra)
+        except Exception as error:
+            self._remove_filter(conn, channel, key)
+            await self.store.set_status(entry.id, ERROR)
+            await self._fail(conn, ctx, action, meta, error)
+        else:
+            await self.store.set_status(entry.id, PROCESSED)
+            self._send_processed(ctx, entry.id, max(entry.added, ctx.last_added))
+        finally:
+            if rule.finally_ is not None:
+                await self._call_quietly(rule.finally_, ctx, action, meta)
+
+    async def _unsubscribe(self, job: _Job, ctx: Context) -> None:
+        conn, action, meta = job.conn, job.action, job.meta
+        channel = action.get("channel")
+        if not isinstance(channel, str):
+            await self.undo(ctx, action, meta, "wrongChannel")
+            return
+        entry = await self._append_client_action(job, Route())
+        if entry is None:
+            return
+        key = orjson.dumps(action.get("filter") or {}, option=orjson.OPT_SORT_KEYS).decode()
+        self._remove_filter(conn, channel, key)
+        found = self.app.find_channel(channel)
+        if found is not None and found[0].unsubscribe is not None:
+            ctx.params = found[1]
+            await self._call_quietly(found[0].unsubscribe, ctx, action, meta)
+        await self.store.set_status(entry.id, PROCESSED)
+        self._send_processed(ctx, entry.id, entry.added)
+
+    def _remove_filter(self, conn: Connection, channel: str, key: str) -> None:
+        sub = conn.subscriptions.get(channel)
+        if sub is None:
+            return
+        sub.filters.pop(key, None)
+        if not sub.filters:
+            del conn.subscriptions[channel]
+            self._drop_subscriber(conn, channel)
+
+    def _drop_subscriber(self, conn: Connection, channel: str) -> None:
+        subscribers = self.subscribers.get(channel)
+        if subscribers is not None:
+            subscribers.discard(conn)
+            if not subscribers:
+                del self.subscribers[channel]
+                self.spawn(self.broker.unlisten([f"channel:{channel}"]))
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def _send_processed(self, ctx: Context, action_id: str, barrier: int) -> None:
+        conn = self.by_client.get(ctx.client_id)
+        if conn is None:
+            return
+        processed_id, time_ms = self.clock.next_id(now_ms())
+        conn.send_after(
+            barrier,
+            {"type": "logux/processed", "id": action_id},
+            {"id": processed_id, "time": time_ms},
+        )
+
+    async def undo(
+        self,
+        ctx: Context,
+        action: dict[str, Any],
+        meta: dict[str, Any],
+        reason: str,
+        *,
+        route: Route | None = None,
+        **extra: Any,
+    ) -> Entry:
+        """Revert an action: ``logux/undo`` to its client, and to everyone it was resent to."""
+        undo_route = Route(
+            channels=list(route.channels) if route else [],
+            users=list(route.users) if route else [],
+            clients=[ctx.client_id, *(route.clients if route else [])],
+            nodes=list(route.nodes) if route else [],
+            exclude_clients=list(route.exclude_clients) if route else [],
+        )
+        undo = {"type": "logux/undo", "id": meta["id"], "reason": reason, "action": action, **extra}
+        return await self.add(undo, route=undo_route, status=PROCESSED)
+
+    async def _fail(
+        self,
+        conn: Connection,
+        ctx: Context,
+        action: dict[str, Any],
+        meta: dict[str, Any],
+        error: Exception,
+        route: Route | None = None,
+    ) -> None:
+        logger.error("error in rules for %s", meta.get("id"), exc_info=error)
+        if self.settings.development:
+            text = "".join(traceback.format_exception(error))
+            for other in self.connections:
+                if other.authenticated:
+                    other.session.send_debug(text)
+                    other.flush()
+        await self.undo(ctx, action, meta, "error", route=route)
+
+    def _debug(self, conn: Connection, text: str) -> None:
+        if self.settings.development:
+            conn.session.send_debug(text)
+            conn.flush()
+
+    async def _call_quietly(self, fn: Any, ctx: Context, action: Any, meta: dict[str, Any]) -> None:
+        try:
+            await resolve(fn(ctx, action, meta))
+        except Exception:
+            logger.exception("error in %s", getattr(fn, "__name__", fn))
+
+    # -- server-originated actions and routing -----------------------------------------------
+
+    async def add(
+        self,
+        action: dict[str, Any],
+        *,
+        channels: Iterable[str] = (),
+        users: Iterable[str] = (),
+        clients: Iterable[str] = (),
+        nodes: Iterable[str] = (),
+        exclude_clients: Iterable[str] = (),
+        route: Route | None = None,
+        meta: dict[str, Any] | None = None,
+        status: str = PROCESSED,
+    ) -> Entry:
+        """Append a server action (id from the hybrid clock) and deliver it to its route."""
+        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+            raise TypeError("an action is a dict with a string 'type'")
+        if route is None:
+            route = Route(
+                list(channels), list(users), list(clients), list(nodes), list(exclude_clients)
+            )
+        meta = meta or {}
+        if "id" in meta:
+            action_id, time_ms = meta["id"], int(meta.get("time", now_ms()))
+        else:
+            action_id, time_ms = self.clock.next_id(now_ms())
+            if "time" in meta:
+                time_ms = int(meta["time"])
+        new = NewEntry(
+            id=action_id,
+            time=time_ms,
+            action=action,
+            indexes=route.indexes(),
+            exclude_clients=route.exclude_clients,
+            subprotocol=meta.get("subprotocol"),
+            status=status,
+        )
+        [appended] = await self.store.append([new])
+        if appended.created:
+            await self.broker.publish(appended.entry)
+        return appended.entry
+
+    def route(self, entry: Entry) -> None:
+        """Hand a published entry to each local connection it may concern (once each)."""
+        targets: set[Connection] = set()
+        for index in entry.indexes:
+            kind, _, name = index.partition(":")
+            if kind == "channel":
+                targets.update(self.subscribers.get(name, ()))
+            elif kind == "user":
+                targets.update(self.by_user.get(name, ()))
+            elif kind == "client":
+                conn = self.by_client.get(name)
+                if conn is not None:
+                    targets.add(conn)
+            elif kind == "node":
+                conn = self.by_client.get(parse_node_id(name).client_id)
+                if conn is not None and conn.node_id == name:
+                    targets.add(conn)
+        for conn in sorted(targets, key=id):
+            conn.offer(entry)
+
+
+def _loaded(value: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """What ``load`` returned → ``(action, meta)`` pairs."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [(value, None)]
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict):
+        return [(value[0], value[1])]
+    pairs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for item in value:
+        if isinstance(item, dict):
+            pairs.append((item, None))
+        else:
+            pairs.append((item[0], item[1]))
+    return pairs
+
+
+def _json_safe(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))

@@ -1,0 +1,98 @@
+"""Action ids: parsing, creation order and compression against a connection's ``baseTime``.
+
+An id is ``"<ms> <nodeId> <seq>"``; the node id is ``user:client:tab``. On the wire, ids are
+compressed relative to the connection's ``baseTime`` in one of three forms (see
+:func:`compress_id`); :func:`decompress_id` reverses them. Creation order is :func:`is_first_older`,
+which matches ``isFirstOlder`` of ``@logux/core``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# A compressed id as it travels: ms | [ms, seq] | [ms, node, seq].
+WireId = int | float | list[Any]
+
+
+class IdError(ValueError):
+    """An id or node id that does not have the Logux shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionId:
+    """A parsed action id."""
+
+    ms: int
+    node_id: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms} {self.node_id} {self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> ActionId:
+        parts = text.split(" ")
+        if len(parts) != 3 or not parts[1]:
+            raise IdError(f"action id must be '<ms> <node> <seq>', got {text!r}")
+        try:
+            return cls(int(parts[0]), parts[1], int(parts[2]))
+        except ValueError:
+            raise IdError(f"action id must be '<ms> <node> <seq>', got {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeParts:
+    """The identities inside a node id ``user:client:tab``."""
+
+    user_id: str | None
+    client_id: str
+    node_id: str
+
+
+def parse_node_id(node_id: str) -> NodeParts:
+    """Split a node id (or a whole action id) the way Logux's ``parseId`` does."""
+    if " " in node_id:
+        node_id = node_id.split(" ")[1]
+    parts = node_id.split(":")
+    if len(parts) == 1:
+        return NodeParts(None, node_id, node_id)
+    return NodeParts(parts[0], f"{parts[0]}:{parts[1]}", node_id)
+
+
+def is_first_older(first: tuple[float, str], second: tuple[float, str]) -> bool:
+    """Creation order of two ``(time, id)`` pairs: time, then node id, then seq, then id's ms."""
+    if first[0] != second[0]:
+        return first[0] < second[0]
+    a, b = first[1].split(" "), second[1].split(" ")
+    if a[1] != b[1]:
+        return a[1] < b[1]
+    if int(a[2]) != int(b[2]):
+        return int(a[2]) < int(b[2])
+    return int(a[0]) < int(b[0])
+
+
+def compress_id(action_id: str, base_time: int, local_node_id: str) -> WireId:
+    """Shorten an id for sending: ``ms`` or ``[ms, seq]`` for the sender's own ids, else ``[ms, node, seq]``.
+
+    ``ms`` is relative to ``base_time``; it may be negative.
+    """
+    parsed = ActionId.parse(action_id)
+    ms = parsed.ms - base_time
+    if parsed.node_id == local_node_id:
+        return ms if parsed.seq == 0 else [ms, parsed.seq]
+    return [ms, parsed.node_id, parsed.seq]
+
+
+def decompress_id(wire: WireId, base_time: int, remote_node_id: str) -> str:
+    """Expand a received id (one of the three wire forms) to its full string."""
+    if isinstance(wire, list):
+        if len(wire) == 2:
+            return f"{_int(wire[0]) + base_time} {remote_node_id} {_int(wire[1])}"
+        return f"{_int(wire[0]) + base_time} {wire[1]} {_int(wire[2])}"
+    return f"{_int(wire) + base_time} {remote_node_id} 0"
+
+
+def _int(value: Any) -> int:
+    # JSON numbers may arrive as floats (1.0); ids are whole numbers.
+    return int(value)

@@ -1,0 +1,316 @@
+"""The per-connection Logux v5 state machine, server side, without I/O.
+
+Feed it decoded messages with :meth:`Session.receive`; it answers protocol-level messages itself
+(``pong``, ``duilian``, errors) and returns :mod:`events <logsync.protocol.events>` for what needs the
+application: a handshake to authenticate, actions to process, acknowledgements. Call
+:meth:`Session.accept` or :meth:`Session.reject` after authentication, :meth:`Session.send_sync` to
+deliver actions and :meth:`Session.send_synced` to acknowledge. Everything the session wants sent
+is collected; take it with :meth:`Session.take_outgoing` and write it to the transport. Time is
+passed in (milliseconds); :meth:`Session.next_deadline` and :meth:`Session.on_timer` drive ping and
+timeouts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any
+
+from logsync.protocol.events import (
+    ActionsReceived,
+    CloseRequested,
+    ConnectRequested,
+    ErrorReceived,
+    Event,
+    HeadersReceived,
+    SyncedReceived,
+)
+from logsync.protocol.ids import IdError, NodeParts, compress_id, decompress_id, parse_node_id
+from logsync.protocol.messages import (
+    PROTOCOL_VERSION,
+    Message,
+    ProtocolError,
+    is_number,
+    validate,
+)
+
+
+class State(enum.Enum):
+    AWAIT_CONNECT = "await-connect"
+    AUTHENTICATING = "authenticating"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+# Rules:
+# - A connection starts in AWAIT_CONNECT; `connect` moves it to AUTHENTICATING, and the application's
+#   accept()/reject() to CONNECTED or CLOSED. Any protocol error closes it.
+# - Before CONNECTED, only the messages in HANDLED_BEFORE_AUTH are handled; other valid messages are
+#   held (at most MAX_HELD) and handled, in order, right after accept() — as @logux/core does.
+# - `sync` is answered with `synced` by the application, after the actions are durable.
+# - `ping` is answered with `pong` carrying what this connection has been sent (its watermark),
+#   never more: the client stores that value as its resume cursor.
+HANDLED_BEFORE_AUTH = frozenset({"connect", "headers", "error", "debug", "connected", "duilian"})
+MAX_HELD = 100
+
+DUILIAN = {"金木水火土": "板城烧锅酒"}
+
+
+class Session:
+    """One client connection's protocol state. See the module docstring for the call sequence."""
+
+    def __init__(
+        self,
+        server_node_id: str,
+        *,
+        now: int,
+        ping_ms: int = 20_000,
+        timeout_ms: int = 70_000,
+    ) -> None:
+        self.server_node_id = server_node_id
+        self.ping_ms = ping_ms
+        self.timeout_ms = timeout_ms
+        self.state = State.AWAIT_CONNECT
+        self.node: NodeParts | None = None
+        self.subprotocol: int | None = None
+        self.headers: dict[str, Any] = {}
+        self.base_time = 0
+        self.connect_time = 0
+        # Highest `added` sent in a `sync`: the value `pong` and non-log actions carry.
+        self.watermark = 0
+        # Highest `added` the client confirmed with `synced`.
+        self.acknowledged = 0
+        self._unacked: deque[tuple[float, int]] = deque()  # (sync added, sent at)
+        self._held: list[tuple[Message, str]] = []
+        self._outgoing: list[Message] = []
+        self._last_received = now
+        self._ping_sent_at: int | None = None
+        self._opened_at = now
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def receive(self, msg: Any, raw: str, now: int) -> list[Event]:
+        """Handle one decoded message; ``raw`` is its printable text for ``wrong-format``."""
+        if self.state is State.CLOSED:
+            return []
+        self._last_received = now
+        self._ping_sent_at = None
+        error = validate(msg, raw)
+        if error is not None:
+            return self._fail(error)
+        name = msg[0]
+        if self.state is not State.CONNECTED and name not in HANDLED_BEFORE_AUTH:
+            if len(self._held) >= MAX_HELD:
+                return self._fail(ProtocolError("wrong-format", "too many messages before auth"))
+            self._held.append((msg, raw))
+            return []
+        handler = getattr(self, "_on_" + name)
+        result: list[Event] = handler(msg, raw, now)
+        return result
+
+    def _on_connect(self, msg: Message, raw: str, now: int) -> list[Event]:
+        if self.state is not State.AWAIT_CONNECT:
+            return self._fail(ProtocolError("wrong-format", raw))
+        protocol, node_id, synced = msg[1], msg[2], msg[3]
+        options: dict[str, Any] = msg[4] if len(msg) == 5 else {}
+        if protocol < PROTOCOL_VERSION:
+            return self._fail(
+                ProtocolError("wrong-protocol", {"supported": PROTOCOL_VERSION, "used": protocol})
+            )
+        token = options.get("token")
+        subprotocol = options.get("subprotocol")
+        if (
+            " " in node_id
+            or not node_id
+            or (token is not None and not isinstance(token, str))
+            or (subprotocol is not None and not is_number(subprotocol))
+        ):
+            return self._fail(ProtocolError("wrong-format", raw))
+        self.node = parse_node_id(node_id)
+        self.subprotocol = None if subprotocol is None else int(subprotocol)
+        self.connect_time = now
+        self.state = State.AUTHENTICATING
+        return [
+            ConnectRequested(
+                node=self.node,
+                token=token,
+                subprotocol=self.subprotocol,
+                headers=self.headers,
+                synced=synced,
+            )
+        ]
+
+    def _on_headers(self, msg: Message, raw: str, now: int) -> list[Event]:
+        self.headers = msg[1]
+        return [HeadersReceived(msg[1])]
+
+    def _on_error(self, msg: Message, raw: str, now: int) -> list[Event]:
+        return [ErrorReceived(msg[1], msg[2] if len(msg) == 3 else None)]
+
+    def _on_debug(self, msg: Message, raw: str, now: int) -> list[Event]:
+        return []
+
+    def _on_connected(self, msg: Message, raw: str, now: int) -> list[Event]:
+        # Only servers send `connected`; a client that does is ignored, as @logux/core's server does.
+        return []
+
+    def _on_duilian(self, msg: Message, raw: str, now: int) -> list[Event]:
+        answer = DUILIAN.get(msg[1])
+        if answer is not None:
+            self._outgoing.append(["duilian", answer])
+        return []
+
+    def _on_ping(self, msg: Message, raw: str, now: int) -> list[Event]:
+        self._outgoing.append(["pong", self.watermark])
+        return []
+
+    def _on_pong(self, msg: Message, raw: str, now: int) -> list[Event]:
+        return []
+
+    def _on_synced(self, msg: Message, raw: str, now: int) -> list[Event]:
+        added = msg[1]
+        while self._unacked and self._unacked[0][0] <= added:
+            self._unacked.popleft()
+        if added > self.acknowledged:
+            self.acknowledged = added
+        return [SyncedReceived(added)]
+
+    def _on_sync(self, msg: Message, raw: str, now: int) -> list[Event]:
+        assert self.node is not None
+        entries: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        try:
+            for i in range(2, len(msg), 2):
+                meta = dict(msg[i + 1])
+                meta["id"] = decompress_id(meta["id"], self.base_time, self.node.node_id)
+                meta["time"] = meta["time"] + self.base_time
+                entries.append((msg[i], meta))
+        except (IdError, ValueError, OverflowError):
+            return self._fail(ProtocolError("wrong-format", raw))
+        return [ActionsReceived(msg[1], entries)]
+
+    # -- the application's answers -------------------------------------------------------------
+
+    def accept(
+        self, now: int, options: dict[str, Any], headers: dict[str, Any] | None = None
+    ) -> list[Event]:
+        """Finish the handshake: send ``connected`` and handle the messages held before auth.
+
+        ``options`` go into ``connected`` (``{"subprotocol": N}``); ``headers`` (for example
+        ``{"env": "development"}``) are sent just before it.
+        """
+        if self.state is not State.AUTHENTICATING:
+            return []
+        self.state = State.CONNECTED
+        self.base_time = now
+        if headers:
+            self._outgoing.append(["headers", headers])
+        self._outgoing.append(
+            ["connected", PROTOCOL_VERSION, self.server_node_id, [self.connect_time, now], options]
+        )
+        events: list[Event] = []
+        held, self._held = self._held, []
+        for msg, raw in held:
+            events.extend(self.receive(msg, raw, now))
+        return events
+
+    def reject(self, error: ProtocolError) -> list[Event]:
+        """Refuse the handshake (or end the connection) with a protocol error, then close."""
+        return self._fail(error)
+
+    def send_sync(
+        self, added: int | None, entries: list[tuple[dict[str, Any], dict[str, Any]]], now: int
+    ) -> None:
+        """Send actions. ``meta`` needs ``id`` and ``time`` (``subprotocol`` is passed on if present).
+
+        ``added`` is the log position of the newest entry; ``None`` for actions outside the log,
+        which then carry the current watermark.
+        """
+        if self.state is not State.CONNECTED:
+            return
+        if added is not None and added > self.watermark:
+            self.watermark = added
+        message: Message = ["sync", self.watermark]
+        for action, meta in entries:
+            wire_meta: dict[str, Any] = {
+                "id": compress_id(meta["id"], self.base_time, self.server_node_id),
+                "time": meta["time"] - self.base_time,
+            }
+            if "subprotocol" in meta:
+                wire_meta["subprotocol"] = meta["subprotocol"]
+            message.append(action)
+            message.append(wire_meta)
+        self._unacked.append((self.watermark, now))
+        self._outgoing.append(message)
+
+    def send_synced(self, added: float) -> None:
+        """Acknowledge a client's ``sync`` once its actions are durable (or refused)."""
+        if self.state is State.CONNECTED:
+            self._outgoing.append(["synced", added])
+
+    def send_debug(self, text: str) -> None:
+        """A development-mode ``['debug', 'error', text]`` message."""
+        if self.state is State.CONNECTED:
+            self._outgoing.append(["debug", "error", text])
+
+    def send_error(self, error: ProtocolError) -> list[Event]:
+        """Report a protocol error and close, as for bad input."""
+        return self._fail(error)
+
+    @property
+    def unacked_syncs(self) -> int:
+        """How many ``sync`` messages wait for the client's ``synced``."""
+        return len(self._unacked)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def next_deadline(self) -> int | None:
+        """When :meth:`on_timer` next has something to do (ms), or None once closed."""
+        if self.state is State.CLOSED:
+            return None
+        if self.state is not State.CONNECTED:
+            return self._opened_at + self.timeout_ms
+        candidates = [self._last_received + self.ping_ms]
+        if self._ping_sent_at is not None:
+            candidates = [self._ping_sent_at + self.timeout_ms]
+        if self._unacked:
+            candidates.append(self._unacked[0][1] + self.timeout_ms)
+        return min(candidates)
+
+    def on_timer(self, now: int) -> list[Event]:
+        """Send a ``ping`` when idle; close with ``timeout`` when the peer stopped answering."""
+        if self.state is State.CLOSED:
+            return []
+        if self.state is not State.CONNECTED:
+            if now >= self._opened_at + self.timeout_ms:
+                return self._close("timeout")
+            return []
+        if self._unacked and now >= self._unacked[0][1] + self.timeout_ms:
+            return self._close("timeout")
+        if self._ping_sent_at is not None:
+            if now >= self._ping_sent_at + self.timeout_ms:
+                return self._close("timeout")
+        elif now >= self._last_received + self.ping_ms:
+            self._ping_sent_at = now
+            self._outgoing.append(["ping", self.watermark])
+        return []
+
+    # -- output ------------------------------------------------------------------------------
+
+    def take_outgoing(self) -> list[Message]:
+        """Messages to write, oldest first; the session forgets them."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def close(self) -> None:
+        """The transport closed: no more input or output."""
+        self.state = State.CLOSED
+        self._held.clear()
+
+    def _fail(self, error: ProtocolError) -> list[Event]:
+        self._outgoing.append(error.message())
+        return self._close(error.type)
+
+    def _close(self, reason: str) -> list[Event]:
+        self.state = State.CLOSED
+        self._held.clear()
+        return [CloseRequested(reason)]

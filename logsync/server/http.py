@@ -1,0 +1,75 @@
+"""The aiohttp application: ``/`` (WebSocket upgrade or a hello page), ``/health``; and :func:`serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from logsync.app import App
+from logsync.broker import open_broker
+from logsync.log import open_store
+from logsync.node import ServerNode
+from logsync.server.ws import handle_websocket
+from logsync.settings import Settings
+
+logger = logging.getLogger("logsync.server")
+
+NODE_KEY = web.AppKey("node", ServerNode)
+
+
+def build_web_app(node: ServerNode) -> web.Application:
+    """The aiohttp application serving ``node`` (WebSocket on every path, like Logux)."""
+    web_app = web.Application()
+    web_app[NODE_KEY] = node
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handle_websocket(request, node)
+        return web.Response(text="logsync: a Logux protocol v5 server\n")
+
+    async def health(request: web.Request) -> web.Response:
+        if node.stopping:
+            return web.Response(status=503, text="stopping\n")
+        return web.Response(text="OK\n")
+
+    web_app.router.add_get("/health", health)
+    web_app.router.add_get("/{tail:.*}", root)
+    return web_app
+
+
+async def serve(app: App, settings: Settings) -> None:
+    """Run a node for ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
+    store = open_store(settings.store)
+    broker = open_broker(settings.broker)
+    node = ServerNode(app, store, broker, settings)
+    await node.start()
+    runner = web.AppRunner(build_web_app(node), handle_signals=False, access_log=None)
+    await runner.setup()
+    ssl_context = None
+    if settings.tls_cert or settings.tls_key:
+        if not (settings.tls_cert and settings.tls_key):
+            raise SystemExit("TLS needs both --tls-cert and --tls-key")
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    scheme = "wss" if ssl_context else "ws"
+    # Tests and launchers wait for this exact line.
+    print(
+        f"logsync listening on {scheme}://{settings.host}:{port}/ node {node.node_id}", flush=True
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("shutting down")
+        await node.stop()
+        await runner.cleanup()

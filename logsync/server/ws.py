@@ -1,0 +1,107 @@
+"""The WebSocket endpoint: an aiohttp handler that feeds frames to a
+:class:`~logsync.connection.Connection` and writes what it returns. No protocol decisions here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from http.cookies import SimpleCookie
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from logsync.connection import Connection, now_ms
+from logsync.node import ServerNode
+from logsync.protocol import ProtocolError
+
+logger = logging.getLogger("logsync.ws")
+
+
+class WebSocketTransport:
+    """Frames queued by the connection, written in order by one writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._frames: deque[str | bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._close: tuple[int, str] | None = None
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    def write(self, frames: list[str | bytes]) -> None:
+        self._frames.extend(frames)
+        self._wakeup.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._close is None:
+            self._close = (code, reason)
+            self._wakeup.set()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._frames:
+                    frame = self._frames.popleft()
+                    if isinstance(frame, str):
+                        await self.ws.send_str(frame)
+                    else:
+                        await self.ws.send_bytes(frame)
+                if self._close is not None:
+                    code, reason = self._close
+                    await self.ws.close(code=code, message=reason.encode()[:120])
+                    return
+        except (ConnectionError, RuntimeError):
+            return  # the peer went away; the reader notices too
+
+
+async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSocketResponse:
+    """Serve one client for the life of its socket."""
+    settings = node.settings
+    # aiohttp refuses frames over max_msg_size itself; one byte more lets us answer with a
+    # Logux error (and close) before it would.
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.max_frame_bytes + 1, autoping=True, compress=False
+    )
+    await ws.prepare(request)
+    transport = WebSocketTransport(ws)
+    cookie = {k: v.value for k, v in SimpleCookie(request.headers.get("Cookie", "")).items()}
+    conn = Connection(node, transport, remote=request.remote, cookie=cookie)
+    node.attach(conn)
+    timer = asyncio.get_running_loop().create_task(_tick(conn))
+    try:
+        async for message in ws:
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                data = message.data
+                if len(data) > settings.max_frame_bytes:
+                    conn.error(
+                        ProtocolError(
+                            "wrong-format", f"frame is larger than {settings.max_frame_bytes} bytes"
+                        )
+                    )
+                    break
+                conn.receive(data)
+            elif message.type == WSMsgType.ERROR:
+                conn.error(ProtocolError("wrong-format", str(ws.exception())))
+                break
+            if conn.closed:
+                break
+    finally:
+        timer.cancel()
+        node.detach(conn)
+        transport.close(WSCloseCode.OK, "")
+        try:
+            await asyncio.wait_for(transport.writer, timeout=5)
+        except (TimeoutError, asyncio.CancelledError):
+            transport.writer.cancel()
+    return ws
+
+
+async def _tick(conn: Connection) -> None:
+    """Wake the session at its deadlines (ping, timeouts)."""
+    while not conn.closed:
+        deadline = conn.session.next_deadline()
+        if deadline is None:
+            return
+        await asyncio.sleep(max(0.0, (deadline - now_ms()) / 1000))
+        conn.on_timer()

@@ -1,0 +1,35 @@
+"""Server settings with their defaults; the CLI fills them from flags, ``LOGSYNC_*`` env or TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Settings:
+    """Everything a node can be tuned by. Times are in milliseconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 31337
+    # "development" sends ['headers', {env: 'development'}] and `debug` messages with error details.
+    env: str = "production"
+    store: str = "memory://"
+    broker: str = "local://"
+    node_id: str | None = None
+    ping_ms: int = 20_000
+    timeout_ms: int = 70_000
+    max_frame_bytes: int = 1 << 20
+    # Client actions whose meta.time is further ahead of the server clock are refused.
+    max_future_ms: int = 60_000
+    # Catch-up from the log: actions per `sync`, and `sync` messages awaiting `synced` at once.
+    replay_chunk: int = 100
+    replay_window: int = 4
+    # Live `sync` messages a client may leave unacknowledged before it is served from the log.
+    live_window: int = 256
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log_level: str = "info"
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
