@@ -51,6 +51,9 @@ class Transport(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close the socket."""
 
+    async def wait_closed(self) -> None:
+        """Return once the queued frames and the close have been written (or given up)."""
+
 
 @dataclass
 class Subscription:

@@ -107,8 +107,10 @@ class ServerNode:
     async def stop(self) -> None:
         """Close every connection and wait for queued actions to finish."""
         self.stopping = True
-        for conn in list(self.connections):
+        connections = list(self.connections)
+        for conn in connections:
             conn.transport.close(1001, "server shutdown")
+        await asyncio.gather(*(conn.transport.wait_closed() for conn in connections))
         workers = [q.worker for q in self._queues.values() if q.worker is not None]
         if workers:
             await asyncio.wait(workers, timeout=10)

@@ -36,6 +36,12 @@ class WebSocketTransport:
             self._close = (code, reason)
             self._wakeup.set()
 
+    async def wait_closed(self) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.writer), timeout=5)
+        except (TimeoutError, asyncio.CancelledError):
+            self.writer.cancel()
+
     async def _write(self) -> None:
         try:
             while True:
@@ -58,10 +64,11 @@ class WebSocketTransport:
 async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSocketResponse:
     """Serve one client for the life of its socket."""
     settings = node.settings
-    # aiohttp refuses frames over max_msg_size itself; one byte more lets us answer with a
-    # Logux error (and close) before it would.
+    # aiohttp closes with 1009 (before reading the payload) when a frame is over max_msg_size, with
+    # no chance to say why in Logux terms. Let it guard at 4× our limit, and answer frames between
+    # the two with a Logux error before closing.
     ws = web.WebSocketResponse(
-        max_msg_size=settings.max_frame_bytes + 1, autoping=True, compress=False
+        max_msg_size=settings.max_frame_bytes * 4, autoping=True, compress=False
     )
     await ws.prepare(request)
     transport = WebSocketTransport(ws)
@@ -90,10 +97,7 @@ async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSoc
         timer.cancel()
         node.detach(conn)
         transport.close(WSCloseCode.OK, "")
-        try:
-            await asyncio.wait_for(transport.writer, timeout=5)
-        except (TimeoutError, asyncio.CancelledError):
-            transport.writer.cancel()
+        await transport.wait_closed()
     return ws
 
 

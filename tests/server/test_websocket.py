@@ -1,0 +1,244 @@
+"""The WebSocket endpoint over real sockets: handshake, errors, bad input, isolation between clients."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+import msgpack
+
+from tests.support.server import ServerProcess
+from tests.support.wsclient import RawClient
+
+
+async def test_health_and_hello_page(shared_server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(shared_server.http_url + "health") as response:
+            assert response.status == 200
+            assert await response.text() == "OK\n"
+        async with http.get(shared_server.http_url) as response:
+            assert response.status == 200
+            assert "Logux" in await response.text()
+
+
+async def test_handshake_answers_connected_with_times_and_subprotocol(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    before = int(time.time() * 1000)
+    connected = await client.connect("hs:c1:t1")
+    after = int(time.time() * 1000)
+    assert connected[0:2] == ["connected", 5]
+    assert connected[2].startswith("server:")
+    start, end = connected[3]
+    assert before <= start <= end <= after
+    assert connected[4] == {"subprotocol": 3}
+    await client.close()
+
+
+async def test_wrong_token_gets_wrong_credentials_and_close(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.send(["connect", 5, "bad:c1:t1", 0, {"token": "nope", "subprotocol": 3}])
+    assert await client.recv() == ["error", "wrong-credentials"]
+    assert await client.closed() is not None
+    await client.close()
+
+
+async def test_reserved_server_user_is_refused(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.send(["connect", 5, "server:c1:t1", 0, {"token": "secret", "subprotocol": 3}])
+    assert await client.recv() == ["error", "wrong-credentials"]
+    await client.close()
+
+
+async def test_old_protocol_and_subprotocol_are_refused(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.send(["connect", 4, "old:c1:t1", 0, {"token": "secret", "subprotocol": 3}])
+    assert await client.recv() == ["error", "wrong-protocol", {"supported": 5, "used": 4}]
+    await client.close()
+    client = await RawClient.open(shared_server.url)
+    await client.send(["connect", 5, "old:c2:t1", 0, {"token": "secret", "subprotocol": 1}])
+    assert await client.recv() == ["error", "wrong-subprotocol", {"supported": 2, "used": 1}]
+    await client.close()
+
+
+async def test_malformed_json_gets_wrong_format_with_raw_text(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.send_raw('["connect", 5, ')
+    assert await client.recv() == ["error", "wrong-format", '["connect", 5, ']
+    assert await client.closed() is not None
+    await client.close()
+
+
+async def test_unknown_message_gets_unknown_message(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.send(["hello", 1])
+    assert await client.recv() == ["error", "unknown-message", "hello"]
+    await client.close()
+
+
+async def test_wrong_shape_after_auth_closes_only_that_client(shared_server: ServerProcess) -> None:
+    good = await RawClient.open(shared_server.url)
+    await good.connect("iso:good:t1")
+    bad = await RawClient.open(shared_server.url)
+    await bad.connect("iso:bad:t1")
+    await bad.send(["sync", 1, {"type": 5}, {"id": 1, "time": 0}])
+    error = await bad.recv()
+    assert error[:2] == ["error", "wrong-format"]
+    assert await bad.closed() is not None
+    [wire_id] = await good.sync(1, {"type": "counter/inc"})
+    answer = await good.answer(good.full_id(wire_id))
+    assert answer["type"] == "logux/processed"
+    await good.close()
+    await bad.close()
+
+
+async def test_oversized_frame_gets_error_and_close_others_unaffected(shared_server: ServerProcess) -> None:
+    good = await RawClient.open(shared_server.url)
+    await good.connect("big:good:t1")
+    big = await RawClient.open(shared_server.url)
+    await big.connect("big:big:t1")
+    await big.sync(1, {"type": "notify", "user": "x", "text": "a" * 5000})
+    error = await big.recv()
+    assert error[0:2] == ["error", "wrong-format"]
+    assert "4096" in error[2]
+    assert await big.closed() is not None
+    [wire_id] = await good.sync(1, {"type": "notify", "user": "x", "text": "small"})
+    assert (await good.answer(good.full_id(wire_id)))["type"] == "logux/processed"
+    await good.close()
+    await big.close()
+
+
+async def test_messages_before_auth_are_held_and_replayed(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    client.node_id = "held:c1:t1"
+    await client.send(["ping", 1])
+    await client.send(["connect", 5, "held:c1:t1", 0, {"token": "secret", "subprotocol": 3}])
+    connected = await client.recv()
+    assert connected[0] == "connected"
+    assert await client.recv() == ["pong", 0]
+    await client.close()
+
+
+async def test_ping_is_answered_with_the_connection_watermark(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("ping:c1:t1")
+    [wire_id] = await client.sync(1, {"type": "counter/inc"})
+    await client.answer(client.full_id(wire_id))
+    await client.send(["ping", 999_999])
+    pong, before = await client.recv_until("pong")
+    sent = [m[1] for m in before if m[0] == "sync"]
+    # never the client's own value, never more than the highest `added` this client was sent
+    assert pong[1] != 999_999
+    assert pong[1] >= 1
+    assert all(value <= pong[1] for value in sent)
+    await client.close()
+
+
+async def test_msgpack_binary_frames(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url, binary=True)
+    connected = await client.connect("bin:c1:t1")
+    assert connected[0] == "connected"
+    [wire_id] = await client.sync(1, {"type": "counter/inc"})
+    answer = await client.answer(client.full_id(wire_id))
+    assert answer["type"] == "logux/processed"
+    await client.send_raw(b"\xc1")  # never valid msgpack
+    error = await client.recv()
+    assert error[:2] == ["error", "wrong-format"]
+    await client.close()
+    assert msgpack  # the codec really is msgpack (decoded by RawClient)
+
+
+async def test_foreign_id_and_extra_meta_are_denied(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("meta:c1:t1")
+    await client.send(["sync", 1, {"type": "counter/inc"}, {"id": [0, "other:c9:t1", 0], "time": 0}])
+    undo = await client.answer(f"{client.base_time} other:c9:t1 0")
+    assert undo["type"] == "logux/undo"
+    assert undo["reason"] == "denied"
+    [wire_id] = await client.sync(2, {"type": "counter/inc"}, meta={"reasons": ["x"]})
+    undo = await client.answer(client.full_id(wire_id))
+    assert undo["reason"] == "denied"
+    await client.close()
+
+
+async def test_time_far_in_future_is_undone_with_a_reason(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("future:c1:t1")
+    await client.send(["sync", 1, {"type": "counter/inc"}, {"id": [0, 1], "time": 3_600_000}])
+    undo = await client.answer(client.full_id([0, 1]))
+    assert undo["reason"] == "error"
+    assert "ahead of the server clock" in undo["details"]
+    await client.close()
+
+
+async def test_synced_answers_each_sync(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("ack:c1:t1")
+    await client.sync(7, {"type": "notify", "user": "nobody", "text": "x"})
+    synced, _ = await client.recv_until("synced")
+    assert synced == ["synced", 7]
+    await client.close()
+
+
+async def test_new_connection_with_same_client_replaces_old(shared_server: ServerProcess) -> None:
+    first = await RawClient.open(shared_server.url)
+    await first.connect("zombie:c1:t1")
+    second = await RawClient.open(shared_server.url)
+    await second.connect("zombie:c1:t2")
+    assert await first.closed() is not None
+    [wire_id] = await second.sync(1, {"type": "counter/inc"})
+    assert (await second.answer(second.full_id(wire_id)))["type"] == "logux/processed"
+    await first.close()
+    await second.close()
+
+
+async def test_bruteforce_locks_an_ip_after_three_failures() -> None:
+    server = ServerProcess("tests.interop.app:app")
+    try:
+        for _ in range(3):
+            client = await RawClient.open(server.url)
+            await client.send(["connect", 5, "brute:c1:t1", 0, {"token": "wrong", "subprotocol": 3}])
+            assert await client.recv() == ["error", "wrong-credentials"]
+            await client.close()
+        client = await RawClient.open(server.url)
+        await client.send(["connect", 5, "brute:c1:t1", 0, {"token": "secret", "subprotocol": 3}])
+        assert await client.recv() == ["error", "wrong-credentials"]
+        await client.close()
+    finally:
+        server.stop()
+
+
+async def test_development_mode_sends_env_header_and_debug() -> None:
+    server = ServerProcess("tests.interop.app:app", "--env", "development")
+    try:
+        client = await RawClient.open(server.url)
+        await client.send(["connect", 5, "dev:c1:t1", 0, {"token": "secret", "subprotocol": 3}])
+        assert await client.recv() == ["headers", {"env": "development"}]
+        assert (await client.recv())[0] == "connected"
+        await client.sync(1, {"type": "denied/action"})
+        debug, _ = await client.recv_until("debug")
+        assert debug[1] == "error"
+        assert "denied" in debug[2]
+        await client.close()
+    finally:
+        server.stop()
+
+
+async def test_sigterm_shuts_down_gracefully() -> None:
+    server = ServerProcess("tests.interop.app:app")
+    client = await RawClient.open(server.url)
+    await client.connect("bye:c1:t1")
+    closed = asyncio.create_task(client.closed())
+    code = await asyncio.get_running_loop().run_in_executor(None, server.stop, signal.SIGTERM)
+    assert code == 0
+    assert await closed == 1001
+    await client.close()
+
+
+async def test_huge_frame_is_refused_before_it_is_read(shared_server: ServerProcess) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("huge:c1:t1")
+    await client.send_raw("x" * 100_000)
+    assert await client.closed() == 1009
+    await client.close()
