@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
+import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 import msgpack
@@ -23,7 +26,9 @@ async def test_health_and_hello_page(shared_server: ServerProcess) -> None:
             assert "Logux" in await response.text()
 
 
-async def test_handshake_answers_connected_with_times_and_subprotocol(shared_server: ServerProcess) -> None:
+async def test_handshake_answers_connected_with_times_and_subprotocol(
+    shared_server: ServerProcess,
+) -> None:
     client = await RawClient.open(shared_server.url)
     before = int(time.time() * 1000)
     connected = await client.connect("hs:c1:t1")
@@ -93,7 +98,9 @@ async def test_wrong_shape_after_auth_closes_only_that_client(shared_server: Ser
     await bad.close()
 
 
-async def test_oversized_frame_gets_error_and_close_others_unaffected(shared_server: ServerProcess) -> None:
+async def test_oversized_frame_gets_error_and_close_others_unaffected(
+    shared_server: ServerProcess,
+) -> None:
     good = await RawClient.open(shared_server.url)
     await good.connect("big:good:t1")
     big = await RawClient.open(shared_server.url)
@@ -152,7 +159,9 @@ async def test_msgpack_binary_frames(shared_server: ServerProcess) -> None:
 async def test_foreign_id_and_extra_meta_are_denied(shared_server: ServerProcess) -> None:
     client = await RawClient.open(shared_server.url)
     await client.connect("meta:c1:t1")
-    await client.send(["sync", 1, {"type": "counter/inc"}, {"id": [0, "other:c9:t1", 0], "time": 0}])
+    await client.send(
+        ["sync", 1, {"type": "counter/inc"}, {"id": [0, "other:c9:t1", 0], "time": 0}]
+    )
     undo = await client.answer(f"{client.base_time} other:c9:t1 0")
     assert undo["type"] == "logux/undo"
     assert undo["reason"] == "denied"
@@ -198,7 +207,9 @@ async def test_bruteforce_locks_an_ip_after_three_failures() -> None:
     try:
         for _ in range(3):
             client = await RawClient.open(server.url)
-            await client.send(["connect", 5, "brute:c1:t1", 0, {"token": "wrong", "subprotocol": 3}])
+            await client.send(
+                ["connect", 5, "brute:c1:t1", 0, {"token": "wrong", "subprotocol": 3}]
+            )
             assert await client.recv() == ["error", "wrong-credentials"]
             await client.close()
         client = await RawClient.open(server.url)
@@ -242,3 +253,37 @@ async def test_huge_frame_is_refused_before_it_is_read(shared_server: ServerProc
     await client.send_raw("x" * 100_000)
     assert await client.closed() == 1009
     await client.close()
+
+
+async def test_tls_serves_wss(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ServerProcess("tests.interop.app:app", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert server.url.startswith("wss://")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        client = await RawClient.open(server.url, ssl=context)
+        assert (await client.connect("tls:c1:t1"))[0] == "connected"
+        await client.close()
+    finally:
+        server.stop()

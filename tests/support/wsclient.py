@@ -16,7 +16,9 @@ TIMEOUT = 10.0
 class RawClient:
     """One WebSocket to the server. ``binary=True`` speaks msgpack frames instead of JSON text."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, binary: bool) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, binary: bool
+    ) -> None:
         self.session = session
         self.ws = ws
         self.binary = binary
@@ -57,7 +59,9 @@ class RawClient:
             return decoded
         raise ConnectionError(f"socket closed: {msg.type.name} {self.ws.close_code}")
 
-    async def recv_until(self, name: str, timeout: float = TIMEOUT) -> tuple[list[Any], list[list[Any]]]:
+    async def recv_until(
+        self, name: str, timeout: float = TIMEOUT
+    ) -> tuple[list[Any], list[list[Any]]]:
         """Read until a message of type ``name``; returns it and everything read before it."""
         before = []
         while True:
@@ -70,7 +74,11 @@ class RawClient:
         """Wait for the server to close the socket; its close code."""
         while True:
             msg = await asyncio.wait_for(self.ws.receive(), timeout)
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
                 return self.ws.close_code
 
     async def connect(
@@ -83,7 +91,9 @@ class RawClient:
     ) -> list[Any]:
         """Handshake; returns ``connected`` and remembers the base time for ids."""
         self.node_id = node_id
-        await self.send(["connect", 5, node_id, synced, {"token": token, "subprotocol": subprotocol}])
+        await self.send(
+            ["connect", 5, node_id, synced, {"token": token, "subprotocol": subprotocol}]
+        )
         connected, _ = await self.recv_until("connected")
         self.base_time = connected[3][1]
         return connected
@@ -92,7 +102,9 @@ class RawClient:
         """A fresh id of this node, compressed as ``[ms, seq]`` against the base time."""
         return [0, next(self._seq)]
 
-    async def sync(self, added: int, *actions: dict[str, Any], meta: dict[str, Any] | None = None) -> list[list[Any]]:
+    async def sync(
+        self, added: int, *actions: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> list[list[Any]]:
         """Send actions (ids from :meth:`next_id`); returns the compressed ids used."""
         message: list[Any] = ["sync", added]
         ids = []
@@ -113,5 +125,8 @@ class RawClient:
             if msg[0] != "sync":
                 continue
             for action in msg[2::2]:
-                if action.get("type") in ("logux/processed", "logux/undo") and action.get("id") == action_id:
+                if (
+                    action.get("type") in ("logux/processed", "logux/undo")
+                    and action.get("id") == action_id
+                ):
                     return dict(action)

@@ -1,0 +1,93 @@
+"""An app that exercises the rule features the interop app does not."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from logsync import App, AuthContext, Context, Undo
+
+app = App()
+
+
+@app.auth
+async def auth(ctx: AuthContext) -> bool:
+    await asyncio.sleep(0)  # coroutine callbacks are awaited
+    return ctx.token == "secret"
+
+
+def allow(ctx: Context, action: Any, meta: dict[str, Any]) -> bool:
+    return True
+
+
+def only_color(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> Any:
+    wanted = (action.get("filter") or {}).get("color")
+    if wanted is None:
+        return None
+    return lambda item, item_meta: item.get("color") == wanted
+
+
+async def left(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    await ctx.node.add({"type": "presence/left", "user": ctx.user_id}, users=["watcher"])
+
+
+app.channel("items", access=allow, filter=only_color)
+app.channel("room/{id}", access=allow, unsubscribe=left)
+app.other_channel(access=lambda ctx, action, meta: action["channel"].startswith("any/"))
+
+app.type("item/add", access=allow, resend=lambda ctx, action, meta: "items")
+app.type(
+    "room/say",
+    access=allow,
+    resend=lambda ctx, action, meta: {
+        "channel": f"room/{action['room']}",
+        "excludeClients": action.get("exclude", []),
+    },
+)
+
+
+def explode(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    raise RuntimeError("boom")
+
+
+app.type(
+    "room/explode",
+    access=allow,
+    resend=lambda ctx, action, meta: f"room/{action['room']}",
+    process=explode,
+)
+
+
+def custom_undo(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> bool:
+    raise Undo("tooLate", hint="try earlier")
+
+
+app.type("late", access=custom_undo)
+
+
+async def announce(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    await ctx.node.app.add(
+        {"type": "announcement", "text": action["text"]}, channels=[f"room/{action['room']}"]
+    )
+
+
+app.type("announce", access=allow, process=announce)
+
+order: list[str] = []
+
+
+async def slow(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    await asyncio.sleep(0.2)
+    order.append(action["name"])
+    await ctx.send_back({"type": "order", "seen": list(order)})
+
+
+def fast(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    order.append(action["name"])
+
+
+app.type("step/slow", access=allow, process=slow)
+app.type("step/fast", access=allow, process=fast)
+app.type(re.compile(r"regex/.+"), access=allow)
+app.type("mail", access=allow, resend=lambda ctx, action, meta: {"user": action["to"]})

@@ -1,0 +1,183 @@
+"""App rules end to end over real sockets: routing, filters, undo fan-out, queues, catch-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.server import ServerProcess
+from tests.support.wsclient import RawClient
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    process = ServerProcess("tests.server.rules_app:app", "--ping", "600000")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def client(server: ServerProcess, node_id: str, synced: int = 0) -> RawClient:
+    result = await RawClient.open(server.url)
+    await result.connect(node_id, synced=synced, subprotocol=0)
+    return result
+
+
+async def subscribe(c: RawClient, channel: str, **extra: Any) -> None:
+    [wire_id] = await c.sync(1, {"type": "logux/subscribe", "channel": channel, **extra})
+    answer = await c.answer(c.full_id(wire_id))
+    assert answer["type"] == "logux/processed", answer
+
+
+async def actions_until(c: RawClient, action_type: str) -> list[dict[str, Any]]:
+    """Actions received up to and including the first of ``action_type``."""
+    seen: list[dict[str, Any]] = []
+    while True:
+        msg = await c.recv()
+        if msg[0] == "sync":
+            for action in msg[2::2]:
+                seen.append(action)
+                if action["type"] == action_type:
+                    return seen
+
+
+async def test_filtered_subscriptions_get_only_matching_actions(server: ServerProcess) -> None:
+    red = await client(server, "fr:red:t")
+    anything = await client(server, "fa:any:t")
+    sender = await client(server, "fs:snd:t")
+    await subscribe(red, "items", filter={"color": "red"})
+    await subscribe(anything, "items")
+    for color in ("blue", "red"):
+        [wire_id] = await sender.sync(1, {"type": "item/add", "color": color})
+        await sender.answer(sender.full_id(wire_id))
+    got_red = await actions_until(red, "item/add")
+    assert [a["color"] for a in got_red if a["type"] == "item/add"] == ["red"]
+    got_any = [a["color"] for a in await actions_until(anything, "item/add")]
+    got_any += [a["color"] for a in await actions_until(anything, "item/add")]
+    assert got_any == ["blue", "red"]
+    for c in (red, anything, sender):
+        await c.close()
+
+
+async def test_exclude_clients_and_undo_reaches_everyone_who_got_the_action(
+    server: ServerProcess,
+) -> None:
+    a = await client(server, "ua:a:t")
+    b = await client(server, "ub:b:t")
+    c = await client(server, "uc:c:t")
+    for each in (a, b, c):
+        await subscribe(each, "room/1")
+    [wire_id] = await a.sync(
+        1, {"type": "room/say", "room": "1", "text": "hi", "exclude": ["uc:c"]}
+    )
+    await a.answer(a.full_id(wire_id))
+    said = await actions_until(b, "room/say")
+    assert said[-1]["text"] == "hi"
+    [wire_id] = await a.sync(2, {"type": "room/explode", "room": "1"})
+    undo = await a.answer(a.full_id(wire_id))
+    assert undo["reason"] == "error"
+    got = await actions_until(b, "logux/undo")
+    assert [x["type"] for x in got] == ["room/explode", "logux/undo"]
+    assert got[-1]["action"] == {"type": "room/explode", "room": "1"}
+    # c was excluded from room/say, but is in the channel for room/explode and its undo
+    got_c = await actions_until(c, "logux/undo")
+    assert [x["type"] for x in got_c] == ["room/explode", "logux/undo"]
+    for each in (a, b, c):
+        await each.close()
+
+
+async def test_custom_undo_reason_with_extra_fields(server: ServerProcess) -> None:
+    a = await client(server, "cu:a:t")
+    [wire_id] = await a.sync(1, {"type": "late"})
+    undo = await a.answer(a.full_id(wire_id))
+    assert (undo["reason"], undo["hint"]) == ("tooLate", "try earlier")
+    await a.close()
+
+
+async def test_server_action_reaches_channel_including_the_cause_sender(
+    server: ServerProcess,
+) -> None:
+    a = await client(server, "sa:a:t")
+    await subscribe(a, "room/7")
+    [wire_id] = await a.sync(1, {"type": "announce", "room": "7", "text": "news"})
+    seen = await actions_until(a, "logux/processed")
+    assert {"type": "announcement", "text": "news"} in seen
+    assert seen.index({"type": "announcement", "text": "news"}) < len(seen) - 1
+    assert seen[-1]["id"] == a.full_id(wire_id)
+    await a.close()
+
+
+async def test_other_channel_and_regex_types(server: ServerProcess) -> None:
+    a = await client(server, "oc:a:t")
+    await subscribe(a, "any/thing")
+    [wire_id] = await a.sync(1, {"type": "logux/subscribe", "channel": "none/thing"})
+    assert (await a.answer(a.full_id(wire_id)))["reason"] == "denied"
+    [wire_id] = await a.sync(2, {"type": "regex/yes"})
+    assert (await a.answer(a.full_id(wire_id)))["type"] == "logux/processed"
+    [wire_id] = await a.sync(3, {"type": "regex/"})
+    assert (await a.answer(a.full_id(wire_id)))["reason"] == "unknownType"
+    [wire_id] = await a.sync(4, {"type": "logux/processed", "id": "1 x 0"})
+    assert (await a.answer(a.full_id(wire_id)))["reason"] == "denied"
+    await a.close()
+
+
+async def test_one_client_queue_runs_actions_in_order(server: ServerProcess) -> None:
+    a = await client(server, "q:a:t")
+    await a.sync(1, {"type": "step/slow", "name": "first"}, {"type": "step/fast", "name": "second"})
+    seen = await actions_until(a, "order")
+    assert seen[-1]["seen"][-1] == "first"
+    synced, _ = await a.recv_until("synced")
+    assert synced == ["synced", 1]
+    await a.close()
+
+
+async def test_unsubscribe_callback_runs_on_disconnect(server: ServerProcess) -> None:
+    watcher = await client(server, "watcher:w:t")
+    leaver = await client(server, "leaver:l:t")
+    await subscribe(leaver, "room/9")
+    await leaver.close()
+    # earlier tests' clients left rooms too; the watcher is told about each, the leaver last
+    left: list[Any] = []
+    while "leaver" not in left:
+        left.append((await actions_until(watcher, "presence/left"))[-1]["user"])
+    assert left.count("leaver") == 1
+    await watcher.close()
+
+
+async def test_offline_backlog_is_replayed_in_chunks_in_order_once(server: ServerProcess) -> None:
+    reader = await client(server, "reader:r:t")
+    await reader.close()
+    sender = await client(server, "mailer:m:t")
+    count = 250  # more than two replay chunks of 100
+    actions = [{"type": "mail", "to": "reader", "n": i} for i in range(count)]
+    await sender.sync(1, *actions)
+    synced, _ = await sender.recv_until("synced")
+    assert synced == ["synced", 1]
+    reader = await RawClient.open(server.url)
+    await reader.connect("reader:r:t", synced=0, subprotocol=0)
+    received: list[int] = []
+    last_added = 0
+    while len(received) < count:
+        msg = await reader.recv()
+        if msg[0] != "sync":
+            continue
+        assert msg[1] > last_added  # strictly increasing watermark
+        last_added = msg[1]
+        batch = [a["n"] for a in msg[2::2] if a["type"] == "mail"]
+        assert len(batch) <= 100
+        received += batch
+        await reader.send(["synced", msg[1]])
+    assert received == list(range(count))
+    await reader.close()
+    # resuming from the last watermark gets nothing again
+    again = await RawClient.open(server.url)
+    await again.connect("reader:r:t", synced=last_added, subprotocol=0)
+    await again.send(["ping", 0])
+    pong, before = await again.recv_until("pong")
+    assert [m for m in before if m[0] == "sync"] == []
+    assert pong == ["pong", 0]
+    await again.close()
+    await sender.close()
