@@ -17,7 +17,7 @@ def test_patterns_in_both_spellings_give_params() -> None:
     app = App()
     app.channel("user/{id}", access=allow)
     app.channel("chat/:room/thread/:thread", access=allow)
-    rule, params = app.find_channel("user/42") or (None, None)
+    _, params = app.find_channel("user/42") or (None, None)
     assert params == {"id": "42"}
     found = app.find_channel("chat/a/thread/b")
     assert found is not None and found[1] == {"room": "a", "thread": "b"}
