@@ -65,7 +65,7 @@ async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSoc
     """Serve one client for the life of its socket."""
     settings = node.settings
     # aiohttp closes with 1009 (before reading the payload) when a frame is over max_msg_size, with
-    # no chance to say why in Logux terms. Let it guard at 4× our limit, and answer frames between
+    # no chance to say why in Logux terms. Let it guard at 4 times our limit, and answer frames between
     # the two with a Logux error before closing.
     ws = web.WebSocketResponse(
         max_msg_size=settings.max_frame_bytes * 4, autoping=True, compress=False
