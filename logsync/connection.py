@@ -96,6 +96,10 @@ class Connection:
         self._catching_up: asyncio.Task[None] | None = None
         self._acked = asyncio.Event()
         self._held: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        # The client's `synced` value at connect: it has everything addressed to it up to here.
+        self.connect_synced = 0
+        # Channel history to send that lies below the cursor: (channel, after, up to).
+        self._rewinds: list[tuple[str, int, int]] = []
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -178,7 +182,16 @@ class Connection:
 
     def start_delivery(self, synced: int) -> None:
         """After ``connected``: catch up from the client's ``synced`` value, then go live."""
-        self.cursor = synced
+        self.cursor = self.connect_synced = synced
+        self._start_catch_up()
+
+    def replay_channel(self, channel: str, after: int) -> None:
+        """Send ``channel``'s history after ``after`` (a resubscription with ``since``), even where
+        the cursor has passed it: the cursor goes back, and what was already sent is skipped."""
+        if after < self.cursor:
+            self._rewinds.append((channel, after, self.cursor))
+            self.cursor = after
+        # Live delivery only pushes what is published from now on: read the history.
         self._start_catch_up()
 
     def offer(self, entry: Entry) -> None:
@@ -234,6 +247,19 @@ class Connection:
                     return True
         return False
 
+    def _deliver_in_catch_up(self, entry: Entry) -> bool:
+        if not self._rewinds or entry.added > max(r[2] for r in self._rewinds):
+            return self.should_deliver(entry)
+        # Below a rewind's end this client has had everything but the replayed channels.
+        if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
+            return False
+        for channel, after, upto in self._rewinds:
+            if after < entry.added <= upto and f"channel:{channel}" in entry.indexes:
+                sub = self.subscriptions.get(channel)
+                if sub is not None and sub.accepts(entry.action, entry.meta()):
+                    return True
+        return False
+
     def read_indexes(self) -> list[str]:
         """The log indexes catch-up reads for this client."""
         indexes = [f"client:{self.client_id}", f"node:{self.node_id}"]
@@ -244,6 +270,7 @@ class Connection:
 
     def _start_catch_up(self) -> None:
         self.live = False
+        self._dirty = True  # a running catch-up must read once more before it turns live
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = self.node.spawn(self._catch_up())
 
@@ -256,7 +283,7 @@ class Connection:
             )
             if self.closed:
                 return
-            batch = [e for e in result.entries if self.should_deliver(e)]
+            batch = [e for e in result.entries if self._deliver_in_catch_up(e)]
             if result.entries:
                 self.cursor = max(self.cursor, result.entries[-1].added)
             if batch:
@@ -268,7 +295,9 @@ class Connection:
                 )
             self._release_held(lambda barrier: barrier <= self.cursor)
             self.flush()
+            self._rewinds = [r for r in self._rewinds if r[2] > self.cursor]
             if not result.more and not self._dirty:
+                self._rewinds.clear()
                 self.live = True
                 self._release_held(lambda barrier: True)
                 self.flush()

@@ -39,6 +39,7 @@ from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock
 from logsync.protocol.ids import parse_node_id
+from logsync.protocol.messages import is_number
 from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.node")
@@ -295,11 +296,11 @@ class ServerNode:
     async def _handle(self, job: _Job) -> None:
         conn, action, meta = job.conn, job.action, job.meta
         ctx = conn.context()
-        existing = await self.store.get(meta["id"])
-        if existing is not None:
-            # A resend of an action the log has: answer again, never process twice.
-            if existing.status == PROCESSED:
-                self._send_processed(ctx, existing.id, existing.added)
+        status = await self.store.seen(meta["id"])
+        if status is not None:
+            # A resend of an action the log has had: answer again, never process twice.
+            if status == PROCESSED:
+                self._send_processed(ctx, meta["id"], 0)
             return
         if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
             meta
@@ -425,15 +426,21 @@ class ServerNode:
         entry = await self._append_client_action(job, Route())
         if entry is None:
             return
+        resume = None
+        if isinstance(action.get("since"), dict) and not action.get("creating"):
+            resume = await self._resume_point(conn, channel, action["since"])
         key = orjson.dumps(action.get("filter") or {}, option=orjson.OPT_SORT_KEYS).decode()
         sub = conn.subscriptions.get(channel)
         if sub is None:
-            sub = conn.subscriptions[channel] = Subscription(from_added=entry.added)
+            start = entry.added if resume is None else resume
+            sub = conn.subscriptions[channel] = Subscription(from_added=start)
             self.subscribers[channel].add(conn)
             await self.broker.listen([f"channel:{channel}"])
         sub.filters[key] = predicate
+        if resume is not None:
+            conn.replay_channel(channel, resume)
         try:
-            if rule.load is not None:
+            if rule.load is not None and resume is None:
                 loaded = await resolve(rule.load(ctx, action, meta))
                 for item_action, item_meta in _loaded(loaded):
                     await ctx.send_back(item_action, item_meta)
@@ -447,10 +454,32 @@ class ServerNode:
             await self._fail(conn, ctx, action, meta, error)
         else:
             await self.store.set_status(entry.id, PROCESSED)
-            self._send_processed(ctx, entry.id, max(entry.added, ctx.last_added))
+            # Logged, unlike other answers: its id is the `since` of the client's resubscription,
+            # and its position is where that resubscription resumes.
+            await self.add({"type": "logux/processed", "id": entry.id}, clients=[ctx.client_id])
         finally:
             if rule.finally_ is not None:
                 await self._call_quietly(rule.finally_, ctx, action, meta)
+
+    async def _resume_point(
+        self, conn: Connection, channel: str, since: dict[str, Any]
+    ) -> int | None:
+        """Where a resubscription's channel history resumes, or None when it cannot (unknown
+        ``since``, or history trimmed past it): then the channel's ``load`` runs instead."""
+        index = f"channel:{channel}"
+        cursor = None
+        if isinstance(since.get("id"), str):
+            answered = await self.store.get(since["id"])
+            if answered is not None:
+                cursor = answered.added
+        if cursor is None and is_number(since.get("time")):
+            cursor = await self.store.cursor_for_time(index, int(since["time"]))
+        if cursor is None:
+            return None
+        cursor = max(cursor, conn.connect_synced)
+        if cursor < await self.store.horizon(index):
+            return None
+        return cursor
 
     async def _unsubscribe(self, job: _Job, ctx: Context) -> None:
         conn, action, meta = job.conn, job.action, job.meta

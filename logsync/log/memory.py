@@ -1,4 +1,4 @@
-"""``memory://``: a log in a Python list, for tests and throwaway runs. Nothing survives a restart."""
+"""``memory://``: a log in Python dicts, for tests and throwaway runs. Nothing survives a restart."""
 
 from __future__ import annotations
 
@@ -6,30 +6,36 @@ import bisect
 import heapq
 from collections.abc import Collection, Sequence
 
-from logsync.log.entry import Entry, NewEntry
-from logsync.log.store import Appended, LogStore, ReadResult
+from logsync.log.entry import WAITING, Entry, NewEntry
+from logsync.log.store import Appended, LogStats, LogStore, ReadResult
 
 
 class MemoryStore(LogStore):
-    """Entries by ``added``, by id, and per index (sorted lists of ``added``)."""
+    """Entries by ``added`` and by id; each index a sorted list of ``added``."""
 
     def __init__(self) -> None:
         self._by_added: dict[int, Entry] = {}
         self._by_id: dict[str, Entry] = {}
+        self._ids: dict[str, tuple[int, str]] = {}  # id → (time, status), outlives entries
         self._indexes: dict[str, list[int]] = {}
+        self._horizons: dict[str, int] = {}
         self._head = 0
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         results = []
         for new in entries:
             existing = self._by_id.get(new.id)
-            if existing is not None:
-                results.append(Appended(existing, created=False))
+            if existing is not None or new.id in self._ids:
+                known = existing or Entry.from_new(0, new)
+                if existing is None:
+                    known.status = self._ids[new.id][1]
+                results.append(Appended(known, created=False))
                 continue
             self._head += 1
             entry = Entry.from_new(self._head, new)
             self._by_added[entry.added] = entry
             self._by_id[entry.id] = entry
+            self._ids[entry.id] = (entry.time, entry.status)
             for index in dict.fromkeys(entry.indexes):
                 self._indexes.setdefault(index, []).append(entry.added)
             results.append(Appended(entry, created=True))
@@ -55,10 +61,70 @@ class MemoryStore(LogStore):
     async def get(self, action_id: str) -> Entry | None:
         return self._by_id.get(action_id)
 
+    async def seen(self, action_id: str) -> str | None:
+        known = self._ids.get(action_id)
+        return None if known is None else known[1]
+
     async def set_status(self, action_id: str, status: str) -> None:
         entry = self._by_id.get(action_id)
         if entry is not None:
             entry.status = status
+        if action_id in self._ids:
+            self._ids[action_id] = (self._ids[action_id][0], status)
 
     async def head(self) -> int:
         return self._head
+
+    async def waiting(self, limit: int) -> list[Entry]:
+        found = [e for e in self._by_added.values() if e.status == WAITING]
+        return sorted(found, key=lambda e: e.added)[:limit]
+
+    async def cursor_for_time(self, index: str, time_ms: int) -> int:
+        for added in self._indexes.get(index, []):
+            if self._by_added[added].time >= time_ms:
+                return added - 1
+        return self._head
+
+    async def horizon(self, index: str) -> int:
+        return self._horizons.get(index, 0)
+
+    async def trim(
+        self,
+        *,
+        index_prefix: str = "",
+        before_time_ms: int | None = None,
+        keep_last: int | None = None,
+    ) -> int:
+        removed = 0
+        for index, positions in self._indexes.items():
+            if not index.startswith(index_prefix):
+                continue
+            cut = 0
+            if keep_last is not None:
+                cut = max(cut, len(positions) - keep_last)
+            if before_time_ms is not None:
+                while cut < len(positions) and self._by_added[positions[cut]].time < before_time_ms:
+                    cut += 1
+            if cut:
+                self._horizons[index] = max(self._horizons.get(index, 0), positions[cut - 1])
+                removed += cut
+                del positions[:cut]
+        filed = {added for positions in self._indexes.values() for added in positions}
+        for added, entry in list(self._by_added.items()):
+            if added in filed or entry.status == WAITING:
+                continue
+            if before_time_ms is not None and entry.time >= before_time_ms:
+                continue
+            del self._by_added[added]
+            del self._by_id[entry.id]
+            removed += 1
+        return removed
+
+    async def forget_ids(self, before_time_ms: int) -> int:
+        old = [i for i, (t, _) in self._ids.items() if t < before_time_ms and i not in self._by_id]
+        for action_id in old:
+            del self._ids[action_id]
+        return len(old)
+
+    async def stats(self) -> LogStats:
+        return LogStats(self._head, len(self._by_added), len(self._ids), len(self._indexes))

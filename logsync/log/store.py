@@ -1,4 +1,9 @@
-"""The interface every log store implements; pick one by URL with :func:`logsync.log.open_store`."""
+"""The interface every log store implements; pick one by URL with :func:`logsync.log.open_store`.
+
+Index names say what an entry is filed under: ``channel:<name>``, ``user:<id>``, ``client:<id>``,
+``node:<id>``. Every store gives the same answers for the same calls; ``tests/log`` holds the
+conformance suite that checks it.
+"""
 
 from __future__ import annotations
 
@@ -27,20 +32,38 @@ class ReadResult:
     more: bool
 
 
+@dataclass(slots=True)
+class LogStats:
+    """Sizes for ``logsync log stats``."""
+
+    head: int
+    entries: int
+    ids: int
+    indexes: int
+
+
 class LogStore(abc.ABC):
     """An append-only action log with a global ``added`` order, dedupe by id, and indexes."""
 
     @abc.abstractmethod
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
-        """Append atomically and durably, in order: dedupe by id, assign ``added``, file into indexes."""
+        """Append atomically and durably, in order: dedupe by id, assign ``added``, file into indexes.
+
+        Returns only once the store has the entries (committed / script returned)."""
 
     @abc.abstractmethod
     async def read(self, indexes: Collection[str], after: int, limit: int) -> ReadResult:
-        """Entries filed under any of ``indexes`` with ``added > after``, oldest first, at most ``limit``."""
+        """Entries filed under any of ``indexes`` with ``added > after``, oldest first, at most
+        ``limit``, each once. ``next_cursor`` is the last entry's ``added`` (``after`` if none)."""
 
     @abc.abstractmethod
     async def get(self, action_id: str) -> Entry | None:
-        """The entry with this action id, if the log has it."""
+        """The entry with this action id, while the log keeps it."""
+
+    @abc.abstractmethod
+    async def seen(self, action_id: str) -> str | None:
+        """The status of an action id the log has had, even if its entry was trimmed since
+        (dedupe outlives history, for the id retention window); ``None`` for a new id."""
 
     @abc.abstractmethod
     async def set_status(self, action_id: str, status: str) -> None:
@@ -49,6 +72,43 @@ class LogStore(abc.ABC):
     @abc.abstractmethod
     async def head(self) -> int:
         """The highest ``added`` so far (0 for an empty log)."""
+
+    @abc.abstractmethod
+    async def waiting(self, limit: int) -> list[Entry]:
+        """Entries still ``waiting`` (appended, not yet processed), oldest first: after a crash
+        the node processes them again."""
+
+    @abc.abstractmethod
+    async def cursor_for_time(self, index: str, time_ms: int) -> int:
+        """A cursor just before the first entry of ``index`` whose ``time`` is ``>= time_ms``
+        (the head if there is none): where a subscription that only knows a time resumes."""
+
+    @abc.abstractmethod
+    async def horizon(self, index: str) -> int:
+        """The highest ``added`` trimmed from ``index`` (0 if never trimmed): a reader whose cursor
+        is below it has missed history and must reload instead."""
+
+    @abc.abstractmethod
+    async def trim(
+        self,
+        *,
+        index_prefix: str = "",
+        before_time_ms: int | None = None,
+        keep_last: int | None = None,
+    ) -> int:
+        """Remove old filings from every index starting with ``index_prefix``: those whose entry
+        ``time`` is before ``before_time_ms``, and all but the newest ``keep_last`` of each index.
+        Each index's horizon rises to the highest ``added`` removed from it. Entries left in no
+        index (and not ``waiting``) go too, once older than ``before_time_ms`` when it is given;
+        their ids stay for :meth:`seen`. Returns the number of filings and entries removed."""
+
+    @abc.abstractmethod
+    async def forget_ids(self, before_time_ms: int) -> int:
+        """End dedupe for ids of trimmed entries older than ``before_time_ms``; returns how many."""
+
+    @abc.abstractmethod
+    async def stats(self) -> LogStats:
+        """Counts for operators."""
 
     async def close(self) -> None:
         """Release the store's resources."""

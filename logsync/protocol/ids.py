@@ -66,7 +66,8 @@ def is_first_older(first: tuple[float, str], second: tuple[float, str]) -> bool:
         return first[0] < second[0]
     a, b = first[1].split(" "), second[1].split(" ")
     if a[1] != b[1]:
-        return a[1] < b[1]
+        # JavaScript compares strings by UTF-16 code units, not code points
+        return a[1].encode("utf-16-be") < b[1].encode("utf-16-be")
     if int(a[2]) != int(b[2]):
         return int(a[2]) < int(b[2])
     return int(a[0]) < int(b[0])
@@ -89,7 +90,10 @@ def decompress_id(wire: WireId, base_time: int, remote_node_id: str) -> str:
     if isinstance(wire, list):
         if len(wire) == 2:
             return f"{_int(wire[0]) + base_time} {remote_node_id} {_int(wire[1])}"
-        return f"{_int(wire[0]) + base_time} {wire[1]} {_int(wire[2])}"
+        node = wire[1]
+        if not isinstance(node, str) or not node or " " in node:
+            raise IdError(f"bad node id in compressed id {wire!r}")
+        return f"{_int(wire[0]) + base_time} {node} {_int(wire[2])}"
     return f"{_int(wire) + base_time} {remote_node_id} 0"
 
 

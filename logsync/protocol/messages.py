@@ -57,7 +57,8 @@ def _is_meta(value: Any) -> bool:
 
 def _connect(msg: Message) -> bool:
     return (
-        is_number(msg[1])
+        len(msg) >= 4
+        and is_number(msg[1])
         and isinstance(msg[2], str)
         and is_number(msg[3])
         and (len(msg) == 4 or (len(msg) == 5 and isinstance(msg[4], dict)))
@@ -66,7 +67,8 @@ def _connect(msg: Message) -> bool:
 
 def _connected(msg: Message) -> bool:
     return (
-        is_number(msg[1])
+        len(msg) >= 4
+        and is_number(msg[1])
         and isinstance(msg[2], str)
         and _is_two_numbers(msg[3])
         and (len(msg) == 4 or (len(msg) == 5 and isinstance(msg[4], dict)))

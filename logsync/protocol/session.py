@@ -13,6 +13,7 @@ timeouts.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from typing import Any
 
@@ -123,7 +124,9 @@ class Session:
             " " in node_id
             or not node_id
             or (token is not None and not isinstance(token, str))
-            or (subprotocol is not None and not is_number(subprotocol))
+            or (subprotocol is not None and not _is_finite(subprotocol))
+            or not _is_finite(protocol)
+            or not _is_finite(synced)
         ):
             return self._fail(ProtocolError("wrong-format", raw))
         self.node = parse_node_id(node_id)
@@ -202,6 +205,7 @@ class Session:
             return []
         self.state = State.CONNECTED
         self.base_time = now
+        self._last_received = now  # sending `connected` restarts the idle timer, as in Logux
         if headers:
             self._outgoing.append(["headers", headers])
         self._outgoing.append(
@@ -314,3 +318,7 @@ class Session:
         self.state = State.CLOSED
         self._held.clear()
         return [CloseRequested(reason)]
+
+
+def _is_finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)

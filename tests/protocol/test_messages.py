@@ -92,6 +92,8 @@ def _bad_metas() -> list[Any]:
     ]
 
 
+BAD_ONE_NUMBER_ARGS: list[list[Any]] = [[], ["1"], [True], [False], [None], [[1]], [{}], [1, 2]]
+
 WRONG_FORMAT: list[Any] = [
     # connect
     ["connect", 5, "a", 0, {}, 1],
@@ -119,11 +121,7 @@ WRONG_FORMAT: list[Any] = [
     ["connected", 5, "s", [1, 2], {}, {}],
     ["connected"],
     # one number
-    *[
-        [name, *args]
-        for name in ("ping", "pong", "synced")
-        for args in ([], ["1"], [True], [False], [None], [[1]], [{}], [1, 2])
-    ],
+    *[[name, *args] for name in ("ping", "pong", "synced") for args in BAD_ONE_NUMBER_ARGS],
     # sync
     ["sync"],
     ["sync", "1"],
@@ -188,12 +186,8 @@ def test_malformed_messages_are_wrong_format_with_raw_text(msg: list[Any]) -> No
     ],
     ids=lambda m: json.dumps(m),
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="BUG: _connect/_connected index msg[3] without checking len(msg) >= 4 (IndexError)",
-)
 def test_short_connect_and_connected_are_wrong_format(msg: list[Any]) -> None:
+    # Regression: _connect/_connected used to index msg[3] unguarded (IndexError).
     error = validate(msg, "raw")
     assert error is not None
     assert error.type == "wrong-format"
@@ -263,7 +257,15 @@ def test_validator_table_covers_exactly_the_v5_messages() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0, True), (-1, True), (1.5, True), (True, False), (False, False), ("1", False), (None, False)],
+    [
+        (0, True),
+        (-1, True),
+        (1.5, True),
+        (True, False),
+        (False, False),
+        ("1", False),
+        (None, False),
+    ],
 )
 def test_is_number_excludes_booleans(value: Any, expected: bool) -> None:
     assert is_number(value) is expected

@@ -24,6 +24,8 @@ class RawClient:
         self.binary = binary
         self.base_time = 0
         self.node_id = ""
+        self.server_id = ""
+        self.watermark = 0  # highest `added` of a received `sync`
         self._seq = itertools.count()
 
     @classmethod
@@ -96,6 +98,7 @@ class RawClient:
         )
         connected, _ = await self.recv_until("connected")
         self.base_time = connected[3][1]
+        self.server_id = connected[2]
         return connected
 
     def next_id(self) -> list[Any]:
@@ -120,13 +123,29 @@ class RawClient:
 
     async def answer(self, action_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Read until the ``logux/processed`` or ``logux/undo`` for ``action_id``; return it."""
+        return (await self.answer_with_meta(action_id, timeout))[0]
+
+    async def answer_with_meta(
+        self, action_id: str, timeout: float = TIMEOUT
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Like :meth:`answer`, with the answer's meta (full id, absolute time)."""
+        answers = ("logux/processed", "logux/undo")
         while True:
             msg = await self.recv(timeout)
             if msg[0] != "sync":
                 continue
-            for action in msg[2::2]:
-                if (
-                    action.get("type") in ("logux/processed", "logux/undo")
-                    and action.get("id") == action_id
-                ):
-                    return dict(action)
+            self.watermark = max(self.watermark, msg[1])
+            for action, meta in zip(msg[2::2], msg[3::2], strict=True):
+                if action.get("type") in answers and action.get("id") == action_id:
+                    return dict(action), self.full_meta(meta)
+
+    def full_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """A received meta with its id decompressed and its time absolute."""
+        wire = meta["id"]
+        if isinstance(wire, list) and len(wire) == 3:
+            full = f"{wire[0] + self.base_time} {wire[1]} {wire[2]}"
+        elif isinstance(wire, list):
+            full = f"{wire[0] + self.base_time} {self.server_id} {wire[1]}"
+        else:
+            full = f"{wire + self.base_time} {self.server_id} 0"
+        return {**meta, "id": full, "time": meta["time"] + self.base_time}
