@@ -102,8 +102,82 @@ class ServerNode:
         broker.on_entry(self.route)
 
     async def start(self) -> None:
-        """Ready the node: attach the app and start hearing the broker."""
+        """Ready the node: attach the app, process what a crash left ``waiting``, start trimming."""
         self.app.node = self
+        await self.recover()
+        if self.settings.trim_interval_ms > 0:
+            self.spawn(self._trim_periodically())
+
+    async def recover(self) -> int:
+        """Process again the actions that were appended but whose ``process`` never finished
+        (the node died in between): append exactly once, ``process`` at least once."""
+        count = 0
+        while pending := await self.store.waiting(100):
+            for entry in pending:
+                await self._reprocess(entry)
+                count += 1
+        if count:
+            logger.warning("processed %d actions a previous run left waiting", count)
+        return count
+
+    async def _reprocess(self, entry: Entry) -> None:
+        node = parse_node_id(entry.id)
+        ctx = Context(
+            node=self,
+            user_id=node.user_id,
+            client_id=node.client_id,
+            node_id=node.node_id,
+            subprotocol=entry.subprotocol,
+            headers={},
+        )
+        meta = entry.meta()
+        rule = (
+            None
+            if entry.action["type"].startswith("logux/")
+            else self.app.find_type(entry.action["type"])
+        )
+        if rule is None or rule.process is None:
+            # subscriptions ended with their connection; nothing else has work left
+            await self.store.set_status(entry.id, PROCESSED)
+            await self._send_processed(ctx.client_id, entry.id, entry.added)
+            return
+        try:
+            payload = rule.model.model_validate(entry.action) if rule.model else entry.action
+            await resolve(rule.process(ctx, payload, meta))
+        except Exception as error:
+            await self.store.set_status(entry.id, ERROR)
+            logger.error("recovered action %s failed", entry.id, exc_info=error)
+            reason = error.reason if isinstance(error, Undo) else "error"
+            route = _route_of(entry)
+            await self.undo(ctx, entry.action, meta, reason, route=route)
+        else:
+            await self.store.set_status(entry.id, PROCESSED)
+            await self._send_processed(ctx.client_id, entry.id, entry.added)
+
+    async def _trim_periodically(self) -> None:
+        interval = self.settings.trim_interval_ms / 1000
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            try:
+                await self.trim()
+            except Exception:
+                logger.exception("trimming the log failed")
+
+    async def trim(self) -> int:
+        """Apply the retention settings once: channel history by age and count, other indexes
+        by age, dedupe ids by their own window."""
+        settings, now = self.settings, now_ms()
+        age = settings.history_max_age_ms
+        removed = await self.store.trim(
+            index_prefix="channel:",
+            before_time_ms=now - age if age else None,
+            keep_last=settings.history_keep_last or None,
+        )
+        if age:
+            removed += await self.store.trim(before_time_ms=now - age)
+        if settings.id_retention_ms:
+            removed += await self.store.forget_ids(now - settings.id_retention_ms)
+        return removed
 
     async def stop(self) -> None:
         """Close every connection and wait for queued actions to finish."""
@@ -300,7 +374,7 @@ class ServerNode:
         if status is not None:
             # A resend of an action the log has had: answer again, never process twice.
             if status == PROCESSED:
-                self._send_processed(ctx, meta["id"], 0)
+                await self._send_processed(ctx.client_id, meta["id"], 0)
             return
         if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
             meta
@@ -376,7 +450,7 @@ class ServerNode:
             await self._fail(conn, ctx, action, meta, error, route=route)
         else:
             await self.store.set_status(entry.id, PROCESSED)
-            self._send_processed(ctx, entry.id, max(entry.added, ctx.last_added))
+            await self._send_processed(ctx.client_id, entry.id, max(entry.added, ctx.last_added))
         finally:
             if rule.finally_ is not None:
                 await self._call_quietly(rule.finally_, ctx, payload, meta)
@@ -497,7 +571,7 @@ class ServerNode:
             ctx.params = found[1]
             await self._call_quietly(found[0].unsubscribe, ctx, action, meta)
         await self.store.set_status(entry.id, PROCESSED)
-        self._send_processed(ctx, entry.id, entry.added)
+        await self._send_processed(ctx.client_id, entry.id, entry.added)
 
     def _remove_filter(self, conn: Connection, channel: str, key: str) -> None:
         sub = conn.subscriptions.get(channel)
@@ -518,9 +592,13 @@ class ServerNode:
 
     # -- answers -------------------------------------------------------------------------------
 
-    def _send_processed(self, ctx: Context, action_id: str, barrier: int) -> None:
-        conn = self.by_client.get(ctx.client_id)
-        if conn is None:
+    async def _send_processed(self, client_id: str, action_id: str, barrier: int) -> None:
+        """Answer ``logux/processed``: straight to the client's connection, or, when it is not
+        connected here (it left while the action was processed), through the log, so that it gets
+        the answer when it comes back instead of waiting for it forever."""
+        conn = self.by_client.get(client_id)
+        if conn is None or conn.closed:
+            await self.add({"type": "logux/processed", "id": action_id}, clients=[client_id])
             return
         processed_id, time_ms = self.clock.next_id(now_ms())
         conn.send_after(
@@ -662,3 +740,17 @@ def _loaded(value: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
 
 def _json_safe(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=str))
+
+
+def _route_of(entry: Entry) -> Route:
+    """The route an appended entry was filed under (for its undo)."""
+    route = Route(exclude_clients=list(entry.exclude_clients))
+    for index in entry.indexes:
+        kind, _, name = index.partition(":")
+        {
+            "channel": route.channels,
+            "user": route.users,
+            "client": route.clients,
+            "node": route.nodes,
+        }[kind].append(name)
+    return route

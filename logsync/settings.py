@@ -26,6 +26,14 @@ class Settings:
     replay_window: int = 4
     # Live `sync` messages a client may leave unacknowledged before it is served from the log.
     live_window: int = 256
+    # Retention: channel (and other index) history older than this is trimmed (0: keep forever),
+    # and each channel keeps at most `history_keep_last` actions (0: no limit). Resubscriptions
+    # from before the trimmed part get the channel's `load` instead of history.
+    history_max_age_ms: int = 30 * 24 * 3600 * 1000
+    history_keep_last: int = 0
+    # How long an action id is remembered to refuse duplicates (0: forever).
+    id_retention_ms: int = 30 * 24 * 3600 * 1000
+    trim_interval_ms: int = 60_000
     tls_cert: str | None = None
     tls_key: str | None = None
     log_level: str = "info"
