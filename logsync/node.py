@@ -547,6 +547,8 @@ class ServerNode:
             if answered is not None:
                 cursor = answered.added
         if cursor is None and is_number(since.get("time")):
+            if await self.store.horizon(index):
+                return None  # trimmed entries' times are unknown: a time can't place the client
             cursor = await self.store.cursor_for_time(index, int(since["time"]))
         if cursor is None:
             return None

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from logsync.log.entry import ERROR, PROCESSED, WAITING, Entry, NewEntry
 from logsync.log.memory import MemoryStore
-from logsync.log.store import Appended, LogStore, ReadResult
+from logsync.log.store import Appended, LogStats, LogStore, ReadResult, StoreUnavailable
 
 
 def open_store(url: str) -> LogStore:
-    """A store for ``memory://`` (more schemes come with their stores)."""
+    """The store for a URL: ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////abs.db``,
+    ``redis://host:port/db?prefix=NAME``."""
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
         return MemoryStore()
-    raise ValueError(f"unknown log store URL {url!r}: use memory://")
+    if scheme in ("redis", "rediss"):
+        from logsync.log.redis import RedisStore
+
+        return RedisStore(url)
+    if scheme == "sqlite":
+        from logsync.log.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    raise ValueError(
+        f"unknown log store URL {url!r}: use memory://, sqlite:///PATH or redis://HOST"
+    )
 
 
 __all__ = [
@@ -21,9 +32,11 @@ __all__ = [
     "WAITING",
     "Appended",
     "Entry",
+    "LogStats",
     "LogStore",
     "MemoryStore",
     "NewEntry",
     "ReadResult",
+    "StoreUnavailable",
     "open_store",
 ]

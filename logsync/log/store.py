@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from logsync.log.entry import Entry, NewEntry
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (connection refused, or lost and not regained in the retries).
+    Nothing was acknowledged for the call that raised it."""
+
+
 @dataclass(slots=True)
 class Appended:
-    """The result of appending one :class:`NewEntry`: the stored entry, and whether it is new
-    (``False``: the id was already in the log, and ``entry`` is the earlier copy)."""
+    """The result of appending one :class:`NewEntry`: the stored entry, and whether it is new.
+
+    ``created=False``: the id was already in the log, and ``entry`` is the earlier copy; if that
+    copy was trimmed since, ``entry`` is the new data with ``added=0`` and the recorded status."""
 
     entry: Entry
     created: bool
@@ -54,7 +61,7 @@ class LogStore(abc.ABC):
     @abc.abstractmethod
     async def read(self, indexes: Collection[str], after: int, limit: int) -> ReadResult:
         """Entries filed under any of ``indexes`` with ``added > after``, oldest first, at most
-        ``limit``, each once. ``next_cursor`` is the last entry's ``added`` (``after`` if none)."""
+        ``limit`` (≥ 1), each once. ``next_cursor`` is the last entry's ``added`` (``after`` if none)."""
 
     @abc.abstractmethod
     async def get(self, action_id: str) -> Entry | None:
@@ -80,8 +87,11 @@ class LogStore(abc.ABC):
 
     @abc.abstractmethod
     async def cursor_for_time(self, index: str, time_ms: int) -> int:
-        """A cursor just before the first entry of ``index`` whose ``time`` is ``>= time_ms``
-        (the head if there is none): where a subscription that only knows a time resumes."""
+        """A cursor just before the first kept entry of ``index`` whose ``time`` is ``>= time_ms``
+        (the head if there is none): where a subscription that only knows a time resumes.
+
+        Only kept entries count: on an index with a horizon, trimmed entries may have had later
+        times, so a caller must not trust the answer there (it reloads instead)."""
 
     @abc.abstractmethod
     async def horizon(self, index: str) -> int:
@@ -96,8 +106,9 @@ class LogStore(abc.ABC):
         before_time_ms: int | None = None,
         keep_last: int | None = None,
     ) -> int:
-        """Remove old filings from every index starting with ``index_prefix``: those whose entry
-        ``time`` is before ``before_time_ms``, and all but the newest ``keep_last`` of each index.
+        """Remove old filings from every index starting with ``index_prefix``: from each index its
+        oldest filings, up to the first one that is among the newest ``keep_last`` and not older
+        than ``before_time_ms`` (so the horizon means "everything at or below it is gone").
         Each index's horizon rises to the highest ``added`` removed from it. Entries left in no
         index (and not ``waiting``) go too, once older than ``before_time_ms`` when it is given;
         their ids stay for :meth:`seen`. Returns the number of filings and entries removed."""

@@ -1,0 +1,362 @@
+"""What only the SQLite store has to show: WAL and fsync settings, group commit, query plans that
+stay on the primary keys of a large log, and no acknowledged append lost to a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logsync.log import PROCESSED, NewEntry, open_store
+from logsync.log.sqlite import SCHEMA_VERSION, UNFILED_SQL, WAITING_SQL, SqliteStore, parse_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def new(n: int, *indexes: str, time: int | None = None) -> NewEntry:
+    return NewEntry(
+        id=f"{1000 + n} user:client:tab {n}",
+        time=1000 + n if time is None else time,
+        action={"type": "t", "n": n},
+        indexes=list(indexes),
+    )
+
+
+def url_of(path: Path, options: str = "") -> str:
+    return f"sqlite:///{path}{options}"  # an absolute path: four slashes
+
+
+def opened(url: str) -> SqliteStore:
+    store = open_store(url)
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = opened(url_of(tmp_path / "log.db"))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# -- URL and settings ----------------------------------------------------------------------------
+
+
+def test_parse_url() -> None:
+    assert parse_url("sqlite:///log.db") == ("log.db", "FULL")
+    assert parse_url("sqlite:///data/log.db") == ("data/log.db", "FULL")
+    assert parse_url("sqlite:////var/lib/log.db") == ("/var/lib/log.db", "FULL")
+    assert parse_url("sqlite:////var/lib/log.db?synchronous=normal") == (
+        "/var/lib/log.db",
+        "NORMAL",
+    )
+    assert parse_url("sqlite:///log.db?synchronous=FULL") == ("log.db", "FULL")
+    assert parse_url("sqlite://") == (":memory:", "FULL")
+    for bad in (
+        "sqlite:///log.db?synchronous=off",
+        "sqlite:///log.db?sync=full",
+        "sqlite://host/log.db",
+        "memory://",
+    ):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+
+
+async def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative = opened("sqlite:///data/relative.db")
+    await relative.append([new(1, "channel:a")])
+    await relative.close()
+    assert (tmp_path / "data" / "relative.db").exists()
+    absolute = opened(url_of(tmp_path / "data" / "relative.db"))
+    assert await absolute.head() == 1
+    await absolute.close()
+
+
+def test_opening_fails_early(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        open_store(url_of(tmp_path / "missing-dir" / "log.db"))
+    with pytest.raises(ValueError):
+        open_store(url_of(tmp_path / "log.db", "?synchronous=maybe"))
+
+
+async def test_wal_and_synchronous_full_by_default(store: SqliteStore, tmp_path: Path) -> None:
+    assert await store.sql("PRAGMA journal_mode") == [("wal",)]
+    assert await store.sql("PRAGMA synchronous") == [(2,)]  # FULL
+    with sqlite3.connect(tmp_path / "log.db") as other:  # WAL is a property of the file
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_synchronous_normal_on_request(tmp_path: Path) -> None:
+    store = opened(url_of(tmp_path / "log.db", "?synchronous=normal"))
+    try:
+        assert await store.sql("PRAGMA synchronous") == [(1,)]  # NORMAL
+        assert await store.sql("PRAGMA journal_mode") == [("wal",)]
+    finally:
+        await store.close()
+
+
+async def test_in_memory_url() -> None:
+    store = opened("sqlite://")
+    try:
+        [appended] = await store.append([new(1, "channel:a")])
+        assert (await store.read(["channel:a"], 0, 10)).entries == [appended.entry]
+    finally:
+        await store.close()
+
+
+async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    await opened(url_of(tmp_path / "log.db")).close()
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(RuntimeError, match="newer"):
+        open_store(url_of(tmp_path / "log.db"))
+
+
+# -- group commit, order, failures -----------------------------------------------------------------
+
+
+async def test_group_commit_batches_concurrent_appends(store: SqliteStore) -> None:
+    await store.append([new(0, "channel:a")])
+    assert store.commits == 1
+    await store.read(["channel:a"], 0, 10)
+    await store.head()
+    assert store.commits == 1  # reads commit nothing
+    results = await asyncio.gather(*(store.append([new(n, "channel:a")]) for n in range(1, 501)))
+    # added follows call order, and far fewer transactions than calls
+    assert [r[0].entry.added for r in results] == list(range(2, 502))
+    assert [r[0].entry.id for r in results] == [new(n).id for n in range(1, 501)]
+    assert store.commits - 1 <= 50, store.commits
+    assert await store.head() == 501
+
+
+async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> None:
+    await store.append([new(1, "channel:a")])
+    # tasks start in the order they are created: that is the call order
+    start = asyncio.ensure_future
+    calls = [
+        start(store.append([new(2, "channel:a")])),
+        start(store.set_status(new(1).id, PROCESSED)),
+        reading := start(store.read(["channel:a"], 0, 10)),
+        start(store.append([new(3, "channel:a")])),
+        seeing := start(store.seen(new(1).id)),
+        heading := start(store.head()),
+    ]
+    await asyncio.gather(*calls)
+    read, seen, head = reading.result(), seeing.result(), heading.result()
+    assert [e.added for e in read.entries] == [1, 2]
+    assert read.entries[0].status == PROCESSED
+    assert seen == PROCESSED
+    assert head == 3
+
+
+async def test_a_failing_call_does_not_undo_its_batch(store: SqliteStore) -> None:
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta VALUES ('junk', 1)")
+        raise ValueError("boom")
+
+    calls = [
+        store.append([new(1, "channel:a")]),
+        store._call(fails, write=True),
+        store.append([new(2, "channel:a")]),
+    ]
+    first, failed, second = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(failed, ValueError)
+    assert isinstance(first, list)
+    assert isinstance(second, list)
+    assert [first[0].entry.added, second[0].entry.added] == [1, 2]
+    assert await store.sql("SELECT value FROM meta WHERE key = 'junk'") == []
+    assert [e.added for e in (await store.read(["channel:a"], 0, 10)).entries] == [1, 2]
+    # an action that cannot be stored fails in the caller and leaves the log as it was
+    with pytest.raises(TypeError):
+        await store.append([NewEntry("9 a:b:c 9", 9, {"type": "t", "bad": {1, 2}}, ["channel:a"])])
+    assert await store.head() == 2
+
+
+async def test_close_finishes_pending_work(tmp_path: Path) -> None:
+    store = opened(url_of(tmp_path / "log.db"))
+    pending = [asyncio.ensure_future(store.append([new(n, "channel:a")])) for n in range(50)]
+    await asyncio.ensure_future(store.close())  # tasks start in order: the appends queue first
+    assert all(task.done() and not task.exception() for task in pending)
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.head()
+    await store.close()  # closing twice is harmless
+    reopened = opened(url_of(tmp_path / "log.db"))
+    try:
+        assert await reopened.head() == 50
+    finally:
+        await reopened.close()
+
+
+# -- a large log -----------------------------------------------------------------------------------
+
+
+def plan_uses_primary_keys(plan: list[str]) -> None:
+    for step in plan:
+        assert not step.startswith("SCAN"), plan
+        assert "TEMP B-TREE" not in step, plan
+    searches = [step for step in plan if step.startswith("SEARCH")]
+    assert "SEARCH filings USING PRIMARY KEY (idx=? AND added>?)" in searches, plan
+    assert all("PRIMARY KEY" in step for step in searches), plan
+
+
+async def test_large_log_reads_a_small_index_through_the_primary_key(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    store = opened(url_of(path))
+    total = 100_000
+    for start in range(0, total, 20_000):
+        await store.append(
+            [
+                new(n, "channel:big", *(("channel:small", "user:u") if n % 10_000 == 0 else ()))
+                for n in range(start, start + 20_000)
+            ]
+        )
+    await store.set_status(new(50_000).id, PROCESSED)
+    await store.close()  # runs PRAGMA optimize
+    with sqlite3.connect(path) as conn:  # planner statistics must not change the plan either
+        conn.execute("ANALYZE")
+    store = opened(url_of(path))
+    try:
+        assert await store.head() == total
+        for indexes in (["channel:small"], ["channel:small", "user:u"], ["user:u", "channel:big"]):
+            plan_uses_primary_keys(await store.explain_read(indexes, 40_000, 3))
+        small = await store.read(["channel:small", "user:u"], 40_000, 3)
+        assert [e.added for e in small.entries] == [40_001, 50_001, 60_001]  # n + 1
+        assert small.entries[1].status == PROCESSED
+        assert small.more
+        big = await store.read(["user:u", "channel:big"], 99_990, 100)
+        assert [e.added for e in big.entries] == list(range(99_991, 100_001))
+        # waiting entries and entries in no index are found through their partial indexes
+        for sql, params in ((WAITING_SQL, (5,)), (UNFILED_SQL + " AND time < ?", (5,))):
+            plan = [row[3] for row in await store.sql("EXPLAIN QUERY PLAN " + sql, params)]
+            assert plan in (
+                ["SCAN entries USING INDEX entries_waiting"],
+                ["SCAN entries USING INDEX entries_unfiled"],
+            )
+    finally:
+        await store.close()
+
+
+# -- crashes -------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from logsync.log import NewEntry, open_store
+
+    async def worker(store, w):
+        for n in range(10**9):
+            i = f"{w}-{n}"
+            entry = NewEntry(f"1 crash:c:{w} {n}", 1, {"type": "t", "i": i}, ["channel:crash"])
+            await store.append([entry])
+            sys.stdout.write(entry.id + "\\n")
+            sys.stdout.flush()
+
+    async def main():
+        store = open_store(sys.argv[1])
+        await asyncio.gather(*(worker(store, w) for w in range(32)))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigkill_mid_batch_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    url = url_of(tmp_path / "crash.db")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdout is not None
+    acknowledged: list[str] = []
+    try:
+        while len(acknowledged) < 2000:
+            line = await child.stdout.readline()
+            if not line:
+                stderr = await child.stderr.read() if child.stderr else b""
+                pytest.fail(f"the child ended early: {stderr.decode()}")
+            acknowledged.append(line.decode().rstrip("\n"))
+        child.send_signal(signal.SIGKILL)  # while 32 appends are in flight
+        rest, _ = await child.communicate()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert child.returncode == -signal.SIGKILL
+    acknowledged += [line for line in rest.decode().split("\n")[:-1]]  # complete lines only
+    store = opened(url)
+    try:
+        head = await store.head()
+        assert head >= len(acknowledged)
+        everything = await store.read(["channel:crash"], 0, head + 1)
+        assert [e.added for e in everything.entries] == list(range(1, head + 1))
+        kept = {e.id for e in everything.entries}
+        missing = [i for i in acknowledged if i not in kept]
+        assert missing == []
+        for action_id in acknowledged[:: max(1, len(acknowledged) // 50)]:
+            assert await store.seen(action_id) is not None
+    finally:
+        await store.close()
+
+
+async def test_a_broken_thread_fails_calls_instead_of_hanging(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(conn: sqlite3.Connection, batch: list[Any]) -> None:
+        raise AssertionError("a bug")
+
+    monkeypatch.setattr(store, "_execute", broken)
+    calls = [asyncio.ensure_future(store.head()) for _ in range(3)]
+    closing = asyncio.ensure_future(store.close())
+    for call in calls:
+        with pytest.raises(RuntimeError, match="thread failed"):
+            await call
+    await closing
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.head()
+    assert "SQLite thread" in caplog.text
+
+
+async def test_sql_is_read_only(store: SqliteStore) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        await store.sql("DELETE FROM meta")
+    assert await store.head() == 0
+    assert await store.sql("SELECT COUNT(*) FROM meta") == [(2,)]
+
+
+async def test_two_stores_on_one_file_share_one_sequence(tmp_path: Path) -> None:
+    first, second = opened(url_of(tmp_path / "log.db")), opened(url_of(tmp_path / "log.db"))
+    try:
+        results = await asyncio.gather(
+            *(
+                (first if n % 2 else second).append([new(n, "channel:a"), new(n + 1000, "user:u")])
+                for n in range(100)
+            )
+        )
+        positions = sorted(a.entry.added for r in results for a in r)
+        assert positions == list(range(1, 201))
+        assert await first.head() == await second.head() == 200
+        [again] = await first.append([new(0, "channel:a")])  # appended through the other one
+        assert not again.created
+    finally:
+        await first.close()
+        await second.close()
