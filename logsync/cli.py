@@ -25,7 +25,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--host": ("host", "address to listen on (default 127.0.0.1)"),
     "--port": ("port", "port to listen on (default 31337; 0 picks a free one)"),
     "--env": ("env", "production or development (debug messages, env header)"),
-    "--store": ("store", "log store URL (default memory://)"),
+    "--store": ("store", "log store URL (default sqlite:///logsync.db; memory://, redis://…)"),
     "--broker": ("broker", "broker URL (default local://)"),
     "--node-id": ("node_id", "this node's id (server:<id>); random by default"),
     "--ping": ("ping_ms", "ms of silence before the server pings a client (default 20000)"),

@@ -13,7 +13,8 @@ class Settings:
     port: int = 31337
     # "development" sends ['headers', {env: 'development'}] and `debug` messages with error details.
     env: str = "production"
-    store: str = "memory://"
+    # The embedded default: a SQLite file in the working directory.
+    store: str = "sqlite:///logsync.db"
     broker: str = "local://"
     node_id: str | None = None
     ping_ms: int = 20_000

@@ -20,7 +20,7 @@ def test_defaults() -> None:
     assert (settings.host, settings.port, settings.store, settings.env) == (
         "127.0.0.1",
         31337,
-        "memory://",
+        "sqlite:///logsync.db",
         "production",
     )
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 class ServerProcess:
     """``logsync serve`` on 127.0.0.1 with a free port; ``url`` once started. Stopped by its PID."""
 
-    def __init__(self, app: str | None, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: str | None,
+        *args: str,
+        store: str | None = None,
+        port: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``store`` defaults to a fresh SQLite file (the embedded default) in a temp folder."""
+        if store is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="logsync-test-")
+            store = f"sqlite:///{self._tmp.name}/log.db"
+        self.store = store
         command = [sys.executable, "-m", "logsync.cli", "serve"]
         if app:
             command.append(app)
-        command += ["--host", "127.0.0.1", "--port", "0", *args]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--store", store, *args]
         self.output: list[str] = []
         self.process = subprocess.Popen(
             command,
