@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections import Counter
 from pathlib import Path
@@ -64,10 +65,8 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> 
         [streaming, asyncio.create_task(enough.wait())], return_when=asyncio.FIRST_COMPLETED
     )
     server.stop(signal.SIGKILL)
-    try:
+    with contextlib.suppress(ConnectionError, TimeoutError):
         await streaming
-    except (ConnectionError, TimeoutError):
-        pass
     await client.close()
     assert len(acknowledged) >= 400
 
