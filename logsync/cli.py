@@ -1,4 +1,4 @@
-"""``logsync`` command line: ``logsync serve [module:app]`` and its settings.
+"""``logsync`` command line: ``logsync serve [module:app]`` and its settings; ``logsync log …``.
 
 Settings come from, in rising priority: defaults, a TOML file (``--config`` or ``LOGSYNC_CONFIG``),
 ``LOGSYNC_*`` environment variables (``LOGSYNC_PORT=8080``), then flags.
@@ -13,11 +13,16 @@ import importlib
 import logging
 import os
 import sys
+import time
 import tomllib
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from logsync.app import App
+from logsync.log.entry import Entry
 from logsync.settings import Settings
 
 # flag → (settings field, help)
@@ -86,6 +91,48 @@ def load_app(spec: str | None) -> App:
     return app
 
 
+async def log_command(args: argparse.Namespace) -> None:
+    """``logsync log stats|tail|trim``: look into a store or trim it (the server may be running)."""
+    from logsync.log import open_store
+
+    store = open_store(args.store)
+    try:
+        if args.log_command == "stats":
+            stats = await store.stats()
+            print(
+                f"head {stats.head}\nentries {stats.entries}\nids {stats.ids}\nindexes {stats.indexes}"
+            )
+        elif args.log_command == "tail":
+            newest: deque[Entry] = deque(maxlen=args.n)
+            cursor = await store.horizon(args.index)
+            while True:
+                result = await store.read([args.index], cursor, 1000)
+                newest.extend(result.entries)
+                cursor = result.next_cursor
+                if not result.more:
+                    break
+            for entry in newest:
+                line = {
+                    "added": entry.added,
+                    "id": entry.id,
+                    "time": entry.time,
+                    "status": entry.status,
+                }
+                print(orjson.dumps({**line, "action": entry.action}).decode())
+        else:
+            now = int(time.time() * 1000)
+            removed = await store.trim(
+                index_prefix=args.index_prefix,
+                before_time_ms=now - args.max_age_ms if args.max_age_ms else None,
+                keep_last=args.keep_last,
+            )
+            if args.forget_ids_older_ms:
+                removed += await store.forget_ids(now - args.forget_ids_older_ms)
+            print(f"removed {removed}")
+    finally:
+        await store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logsync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,11 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML settings file")
     for flag, (name, text) in FLAGS.items():
         serve.add_argument(flag, dest=name, default=None, help=text)
+
+    log = commands.add_parser("log", help="inspect or trim a log store")
+    log_commands = log.add_subparsers(dest="log_command", required=True)
+    store_help = "store URL (default sqlite:///logsync.db)"
+    stats = log_commands.add_parser("stats", help="head, entry, id and index counts")
+    tail = log_commands.add_parser("tail", help="the newest entries of one index, as JSON lines")
+    tail.add_argument("index", help="an index: channel:NAME, user:ID, client:ID or node:ID")
+    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    trim = log_commands.add_parser("trim", help="remove old history now")
+    trim.add_argument("--index-prefix", default="", help="only indexes starting with this")
+    trim.add_argument("--max-age-ms", type=int, default=0, help="remove filings older than this")
+    trim.add_argument("--keep-last", type=int, default=None, help="filings each index keeps")
+    trim.add_argument("--forget-ids-older-ms", type=int, default=0, help="end dedupe for old ids")
+    for command in (stats, tail, trim):
+        command.add_argument("--store", default="sqlite:///logsync.db", help=store_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "log":
+        asyncio.run(log_command(args))
+        return
     settings = load_settings(args, dict(os.environ))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -53,3 +53,37 @@ def test_load_app() -> None:
     assert load_app("tests.interop.app") is interop_app
     with pytest.raises(SystemExit, match="not a logsync App"):
         load_app("tests.interop.app:names")
+
+
+async def _filled_store(url: str) -> None:
+    from logsync.log import PROCESSED, NewEntry, open_store
+
+    store = open_store(url)
+    await store.append(
+        [
+            NewEntry(f"{n} a:b:c 0", n, {"type": "t", "n": n}, ["channel:x"], status=PROCESSED)
+            for n in range(1, 31)
+        ]
+    )
+    await store.close()
+
+
+def test_log_stats_tail_and_trim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    import orjson
+
+    from logsync.cli import main
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    asyncio.run(_filled_store(url))
+    main(["log", "stats", "--store", url])
+    assert "head 30\nentries 30\nids 30\nindexes 1" in capsys.readouterr().out
+    main(["log", "tail", "channel:x", "-n", "3", "--store", url])
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["action"]["n"] for line in lines] == [28, 29, 30]
+    assert lines[0]["status"] == "processed"
+    main(["log", "trim", "--keep-last", "10", "--store", url])
+    assert capsys.readouterr().out.startswith("removed ")
+    main(["log", "tail", "channel:x", "-n", "100", "--store", url])
+    assert len(capsys.readouterr().out.splitlines()) == 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,3 +158,54 @@ async def test_first_subscription_gets_no_history(server: ServerProcess) -> None
     assert await read_chat(reader, 1) == ["m0"]
     await reader.close()
     await sender.close()
+
+
+async def test_history_trimmed_past_since_reloads_instead_of_a_gap(server: ServerProcess) -> None:
+    reader = await RawClient.open(server.url)
+    await reader.connect("trim:r:t")
+    processed = await subscribe(reader, "user/trim")
+    since = {"id": processed["id"], "time": processed["time"]}
+    watermark = reader.watermark
+    await reader.close()
+
+    writer = await RawClient.open(server.url)
+    await writer.connect("trim:w:t")
+    for name in ("a", "b", "c", "d", "e"):
+        [wire_id] = await writer.sync(1, {"type": "CHANGE_NAME", "user": "trim", "name": name})
+        await writer.answer(writer.full_id(wire_id))
+    await writer.close()
+    # an operator trims channel history while the server runs (a second process on the file)
+    trim = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "logsync.cli",
+            "log",
+            "trim",
+            "--store",
+            server.store,
+            "--index-prefix",
+            "channel:",
+            "--keep-last",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert trim.stdout.startswith("removed ")
+
+    reader = await RawClient.open(server.url)
+    await reader.connect("trim:r:t", synced=watermark)
+    [wire_id] = await reader.sync(
+        1, {"type": "logux/subscribe", "channel": "user/trim", "since": since}
+    )
+    seen: list[dict[str, Any]] = []
+    while not any(a.get("id") == reader.full_id(wire_id) for a in seen):
+        msg = await reader.recv()
+        if msg[0] == "sync":
+            seen += msg[2::2]
+    # no partial history: the channel's load gives the current state instead
+    assert [a for a in seen if a["type"] == "CHANGE_NAME"] == []
+    assert {"type": "user/name", "user": "trim", "name": "e"} in seen
+    await reader.close()
