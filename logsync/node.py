@@ -575,6 +575,20 @@ class ServerNode:
         await self.store.set_status(entry.id, PROCESSED)
         await self._send_processed(ctx.client_id, entry.id, entry.added)
 
+    async def subscribe(self, node_id: str, channel: str) -> bool:
+        """Subscribe a connected node to ``channel`` from the server side (as @logux/server's
+        ``server.subscribe``), and tell it with ``logux/subscribed``. False if it is not here."""
+        conn = self.by_client.get(parse_node_id(node_id).client_id)
+        if conn is None or conn.node_id != node_id or conn.closed:
+            return False
+        if channel not in conn.subscriptions:
+            conn.subscriptions[channel] = Subscription(from_added=await self.store.head())
+            self.subscribers[channel].add(conn)
+            await self.broker.listen([f"channel:{channel}"])
+        conn.subscriptions[channel].filters.setdefault("{}", None)
+        await self.add({"type": "logux/subscribed", "channel": channel}, nodes=[node_id])
+        return True
+
     def _remove_filter(self, conn: Connection, channel: str, key: str) -> None:
         sub = conn.subscriptions.get(channel)
         if sub is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import msgpack
 
+from logsync.protocol.ids import is_first_older
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
@@ -287,3 +288,21 @@ async def test_tls_serves_wss(tmp_path: Path) -> None:
         await client.close()
     finally:
         server.stop()
+
+
+async def test_reaction_sorts_after_a_cause_from_a_clock_running_ahead(
+    shared_server: ServerProcess,
+) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("skew:c1:t1")
+    ahead = 30_000  # within --max-future-ms, so accepted
+    await client.send(["sync", 1, {"type": "counter/inc"}, {"id": [0, 1], "time": ahead}])
+    cause = (client.base_time + ahead, client.full_id([0, 1]))
+    while True:
+        msg = await client.recv()
+        if msg[0] == "sync" and msg[2]["type"] == "counter/value":
+            meta = client.full_meta(msg[3])
+            break
+    assert is_first_older(cause, (meta["time"], meta["id"]))
+    assert meta["time"] > cause[0]
+    await client.close()
