@@ -733,7 +733,7 @@ class ServerNode:
                 conn = self.by_client.get(parse_node_id(name).client_id)
                 if conn is not None and conn.node_id == name:
                     targets.add(conn)
-        for conn in sorted(targets, key=id):
+        for conn in targets:
             conn.offer(entry)
 
 
