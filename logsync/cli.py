@@ -31,7 +31,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--port": ("port", "port to listen on (default 31337; 0 picks a free one)"),
     "--env": ("env", "production or development (debug messages, env header)"),
     "--store": ("store", "log store URL (default sqlite:///logsync.db; memory://, redis://…)"),
-    "--broker": ("broker", "broker URL (default local://)"),
+    "--broker": ("broker", "local:// or redis:// (default: redis:// with a redis store)"),
     "--node-id": ("node_id", "this node's id (server:<id>); random by default"),
     "--ping": ("ping_ms", "ms of silence before the server pings a client (default 20000)"),
     "--timeout": ("timeout_ms", "ms to wait for an answer before closing (default 70000)"),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from logsync.app import Context, Filter
 from logsync.log.entry import Entry
+from logsync.log.store import StoreUnavailable
 from logsync.protocol import (
     ActionsReceived,
     CloseRequested,
@@ -210,6 +211,8 @@ class Connection:
             return
         self.cursor = entry.added
         self.session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
+        if self._held:
+            self._release_held(lambda barrier: barrier <= self.cursor)
         self.flush()
 
     def send_after(self, barrier: int, action: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -217,7 +220,7 @@ class Connection:
         ``barrier`` that concerns this client has gone out, so it never overtakes them."""
         if self.closed:
             return
-        if self.live:
+        if self.live and self.cursor >= barrier:
             self.session.send_sync(None, [(action, meta)], now_ms())
             self.flush()
         else:
@@ -260,13 +263,20 @@ class Connection:
                     return True
         return False
 
+    def topics(self) -> list[str]:
+        """The broker topics this connection needs besides its channels."""
+        topics = [f"client:{self.client_id}", f"node:{self.node_id}"]
+        if self.user_id is not None:
+            topics.append(f"user:{self.user_id}")
+        return topics
+
+    def catch_up(self) -> None:
+        """Serve this client from the log from its cursor (after the broker may have missed some)."""
+        self._start_catch_up()
+
     def read_indexes(self) -> list[str]:
         """The log indexes catch-up reads for this client."""
-        indexes = [f"client:{self.client_id}", f"node:{self.node_id}"]
-        if self.user_id is not None:
-            indexes.append(f"user:{self.user_id}")
-        indexes.extend(f"channel:{c}" for c in self.subscriptions)
-        return indexes
+        return self.topics() + [f"channel:{c}" for c in self.subscriptions]
 
     def _start_catch_up(self) -> None:
         self.live = False
@@ -278,9 +288,14 @@ class Connection:
         settings = self.node.settings
         while not self.closed:
             self._dirty = False
-            result = await self.node.store.read(
-                self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
-            )
+            try:
+                result = await self.node.store.read(
+                    self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
+                )
+            except StoreUnavailable as error:
+                # stay off live delivery; the node resyncs every session when the store is back
+                self.node.store_failed(error)
+                return
             if self.closed:
                 return
             batch = [e for e in result.entries if self._deliver_in_catch_up(e)]

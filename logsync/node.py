@@ -35,7 +35,7 @@ from logsync.app import (
 )
 from logsync.broker import Broker
 from logsync.connection import Connection, Subscription, now_ms
-from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry
+from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry, StoreUnavailable
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock
 from logsync.protocol.ids import parse_node_id
@@ -98,15 +98,52 @@ class ServerNode:
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        self._store_ok = True
         app.node = self
         broker.on_entry(self.route)
 
     async def start(self) -> None:
-        """Ready the node: attach the app, process what a crash left ``waiting``, start trimming."""
+        """Ready the node: attach the app, connect the broker, process what a crash left
+        ``waiting``, start trimming."""
         self.app.node = self
+        self.broker.on_resync(self.resync)
+        await self.broker.start()
         await self.recover()
         if self.settings.trim_interval_ms > 0:
             self.spawn(self._trim_periodically())
+
+    def resync(self) -> None:
+        """Entries may have been published without reaching this node: serve every session from
+        the log, from its own cursor (the log is the buffer)."""
+        for conn in self.connections:
+            if conn.authenticated and not conn.closed:
+                conn.catch_up()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether this node can accept writes: its store and broker answer."""
+        return self._store_ok and self.broker.healthy and not self.stopping
+
+    def store_failed(self, error: Exception) -> None:
+        """The store stopped answering: report unhealthy until a probe succeeds."""
+        if self._store_ok:
+            logger.error("log store unavailable: %s", error)
+            self._store_ok = False
+            self.spawn(self._probe_store())
+
+    async def _probe_store(self) -> None:
+        delay = 0.05
+        while not self.stopping:
+            await asyncio.sleep(delay)
+            try:
+                await self.store.head()
+            except StoreUnavailable:
+                delay = min(delay * 2, 2.0)
+                continue
+            logger.warning("log store is back")
+            self._store_ok = True
+            self.resync()
+            return
 
     async def recover(self) -> int:
         """Process again the actions that were appended but whose ``process`` never finished
@@ -139,7 +176,7 @@ class ServerNode:
         if rule is None or rule.process is None:
             # subscriptions ended with their connection; nothing else has work left
             await self.store.set_status(entry.id, PROCESSED)
-            await self._send_processed(ctx.client_id, entry.id, entry.added)
+            await self._send_processed(ctx.client_id, entry.id, 0)
             return
         try:
             payload = rule.model.model_validate(entry.action) if rule.model else entry.action
@@ -152,7 +189,7 @@ class ServerNode:
             await self.undo(ctx, entry.action, meta, reason, route=route)
         else:
             await self.store.set_status(entry.id, PROCESSED)
-            await self._send_processed(ctx.client_id, entry.id, entry.added)
+            await self._send_processed(ctx.client_id, entry.id, 0)
 
     async def _trim_periodically(self) -> None:
         interval = self.settings.trim_interval_ms / 1000
@@ -224,6 +261,7 @@ class ServerNode:
             self.by_user[conn.user_id].discard(conn)
             if not self.by_user[conn.user_id]:
                 del self.by_user[conn.user_id]
+        self.spawn(self.broker.unlisten(conn.topics()))
         for channel in list(conn.subscriptions):
             self._drop_subscriber(conn, channel)
             found = self.app.find_channel(channel)
@@ -288,10 +326,16 @@ class ServerNode:
             return False
 
     async def _accept(self, conn: Connection, event: ConnectRequested) -> None:
-        head = await self.store.head()
+        try:
+            head = await self.store.head()
+        except StoreUnavailable as error:
+            self.store_failed(error)
+            conn.transport.close(1013, "try again later")
+            return
         if conn.closed:
             return
         conn.authenticated = True
+        await self.broker.listen(conn.topics())
         zombie = self.by_client.get(conn.client_id)
         if zombie is not None and zombie is not conn:
             zombie.transport.close(1000, "zombie")
@@ -341,6 +385,9 @@ class ServerNode:
             job = queue.jobs.popleft()
             try:
                 await self._handle(job)
+            except StoreUnavailable as error:
+                self.store_failed(error)
+                self._refuse_unavailable(job, error)
             except Exception:
                 logger.exception("action %s failed", job.meta.get("id"))
             finally:
@@ -348,6 +395,23 @@ class ServerNode:
                 self._accept_job(job)
         if self._queues.get(key) is queue:
             del self._queues[key]
+
+    def _refuse_unavailable(self, job: _Job, error: Exception) -> None:
+        """No durable log: refuse with an undo sent directly (it can't be logged either). The
+        action was not acknowledged as stored; the client may send it again later."""
+        if job.accepted:
+            return  # appended before the failure: its answer comes when the store is back
+        conn = self.by_client.get(job.conn.client_id)
+        if conn is not None:
+            undo = {
+                "type": "logux/undo",
+                "id": job.meta["id"],
+                "reason": "error",
+                "action": job.action,
+                "details": "the log store is unavailable; try again later",
+            }
+            undo_id, time_ms = self.clock.next_id(now_ms())
+            conn.send_after(0, undo, {"id": undo_id, "time": time_ms})
 
     def _accept_job(self, job: _Job) -> None:
         """The action is durable (or refused): its batch may now be acknowledged."""
@@ -450,7 +514,7 @@ class ServerNode:
             await self._fail(conn, ctx, action, meta, error, route=route)
         else:
             await self.store.set_status(entry.id, PROCESSED)
-            await self._send_processed(ctx.client_id, entry.id, max(entry.added, ctx.last_added))
+            await self._send_processed(ctx.client_id, entry.id, ctx.last_added)
         finally:
             if rule.finally_ is not None:
                 await self._call_quietly(rule.finally_, ctx, payload, meta)
@@ -573,7 +637,7 @@ class ServerNode:
             ctx.params = found[1]
             await self._call_quietly(found[0].unsubscribe, ctx, action, meta)
         await self.store.set_status(entry.id, PROCESSED)
-        await self._send_processed(ctx.client_id, entry.id, entry.added)
+        await self._send_processed(ctx.client_id, entry.id, 0)
 
     async def subscribe(self, node_id: str, channel: str) -> bool:
         """Subscribe a connected node to ``channel`` from the server side (as @logux/server's

@@ -15,7 +15,8 @@ class Settings:
     env: str = "production"
     # The embedded default: a SQLite file in the working directory.
     store: str = "sqlite:///logsync.db"
-    broker: str = "local://"
+    # Empty: Redis pub/sub when the store is Redis, else in-process.
+    broker: str = ""
     node_id: str | None = None
     ping_ms: int = 20_000
     timeout_ms: int = 70_000

@@ -17,12 +17,22 @@ class Broker(abc.ABC):
     order for the entries they receive.
     """
 
+    healthy = True
+
     def __init__(self) -> None:
         self._handler: EntryHandler | None = None
+        self._resync: Callable[[], None] | None = None
 
     def on_entry(self, handler: EntryHandler) -> None:
         """Call ``handler`` for every entry published to a topic this node listens to."""
         self._handler = handler
+
+    def on_resync(self, handler: Callable[[], None]) -> None:
+        """Call ``handler`` after entries may have been missed (a lost and regained connection)."""
+        self._resync = handler
+
+    async def start(self) -> None:
+        """Connect; call before the node accepts sessions."""
 
     @abc.abstractmethod
     async def publish(self, entry: Entry) -> None:

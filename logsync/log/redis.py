@@ -341,6 +341,9 @@ class RedisStore(LogStore):
         """``retries``: how many times a call that lost its connection is re-sent (with backoff
         growing to 1 s) before it raises :class:`StoreUnavailable`."""
         redis_url, self.prefix = parse_url(url)
+        self.redis_url = (
+            redis_url  # without the prefix: what a broker on the same Redis connects to
+        )
         parts = urlsplit(redis_url)
         self._where = f"{parts.hostname or parts.path}:{parts.port or 6379}"
         pool = redis.asyncio.BlockingConnectionPool.from_url(

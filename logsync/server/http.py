@@ -34,6 +34,8 @@ def build_web_app(node: ServerNode) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         if node.stopping:
             return web.Response(status=503, text="stopping\n")
+        if not node.healthy:
+            return web.Response(status=503, text="log store or broker unavailable\n")
         return web.Response(text="OK\n")
 
     web_app.router.add_get("/health", health)
@@ -44,7 +46,7 @@ def build_web_app(node: ServerNode) -> web.Application:
 async def serve(app: App, settings: Settings) -> None:
     """Run a node for ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
     store = open_store(settings.store)
-    broker = open_broker(settings.broker)
+    broker = open_broker(settings.broker, store)
     node = ServerNode(app, store, broker, settings)
     await node.start()
     runner = web.AppRunner(build_web_app(node), handle_signals=False, access_log=None)

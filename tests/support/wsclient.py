@@ -55,10 +55,14 @@ class RawClient:
         msg = await asyncio.wait_for(self.ws.receive(), timeout)
         if msg.type == aiohttp.WSMsgType.TEXT:
             result: list[Any] = orjson.loads(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            result = msgpack.unpackb(msg.data, raw=False)
+        else:
+            result = []
+        if result:
+            if result[0] == "sync":
+                self.watermark = max(self.watermark, result[1])
             return result
-        if msg.type == aiohttp.WSMsgType.BINARY:
-            decoded: list[Any] = msgpack.unpackb(msg.data, raw=False)
-            return decoded
         raise ConnectionError(f"socket closed: {msg.type.name} {self.ws.close_code}")
 
     async def recv_until(
@@ -134,7 +138,6 @@ class RawClient:
             msg = await self.recv(timeout)
             if msg[0] != "sync":
                 continue
-            self.watermark = max(self.watermark, msg[1])
             for action, meta in zip(msg[2::2], msg[3::2], strict=True):
                 if action.get("type") in answers and action.get("id") == action_id:
                     return dict(action), self.full_meta(meta)
