@@ -199,6 +199,7 @@ class ChannelRule:
     unsubscribe: Handler | None = None
     finally_: Handler | None = None
     queue: str = "main"
+    resume: Handler | None = None
 
     def match(self, channel: str) -> dict[str, str] | None:
         """Params if ``channel`` matches (named groups, or ``{"0": …}`` groups for a regex)."""
@@ -302,15 +303,18 @@ class App:
         unsubscribe: Handler | None = None,
         finally_: Handler | None = None,
         queue: str = "main",
+        resume: Handler | None = None,
     ) -> ChannelRule:
         """Rules for channels matching ``pattern`` (``"chat/{id}"``, ``"chat/:id"`` or a regex).
 
         ``load`` returns what a new subscriber gets first: an action, a list of actions or of
         ``(action, meta)`` pairs. ``filter`` returns a predicate ``(action, meta) -> bool`` that
-        chooses which later channel actions this subscriber receives.
+        chooses which later channel actions this subscriber receives. A resubscription whose
+        ``since`` the log still covers gets the channel's history instead of ``load``; ``resume``
+        (same signature and results as ``load``) runs then, for state that is not in the history.
         """
         compiled = compile_pattern(pattern) if isinstance(pattern, str) else pattern
-        rule = ChannelRule(compiled, access, load, filter, unsubscribe, finally_, queue)
+        rule = ChannelRule(compiled, access, load, filter, unsubscribe, finally_, queue, resume)
         self.channels.append(rule)
         return rule
 

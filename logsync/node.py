@@ -578,8 +578,9 @@ class ServerNode:
         if resume is not None:
             conn.replay_channel(channel, resume)
         try:
-            if rule.load is not None and resume is None:
-                loaded = await resolve(rule.load(ctx, action, meta))
+            first = rule.load if resume is None else rule.resume
+            if first is not None:
+                loaded = await resolve(first(ctx, action, meta))
                 for item_action, item_meta in _loaded(loaded):
                     await ctx.send_back(item_action, item_meta)
         except Undo as undo:

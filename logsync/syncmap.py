@@ -336,10 +336,6 @@ def add_sync_map(
     app.channel(_channel(plural, True), access=channel_access, load=channel_load)
 
 
-_READY = "logsync.syncmap.filter"
-_LOADED = "logsync.syncmap.loaded"
-
-
 def add_sync_map_filter(
     app: App,
     plural: str,
@@ -357,7 +353,6 @@ def add_sync_map_filter(
     async def build(ctx: Context, action: Action, meta: Meta) -> Filter | None:
         filter = _filter(action)
         custom = await resolve(actions(ctx, filter, action, meta)) if actions else None
-        ctx.data[_READY] = True
         if not filter and custom is None:
             return None
         return filter_predicate(plural, filter, custom)
@@ -374,15 +369,13 @@ def add_sync_map_filter(
                     await ctx.send_back(changed, changed_meta)
 
     async def load(ctx: Context, action: Action, meta: Meta) -> None:
-        ctx.data[_LOADED] = True
         await send_maps(ctx, action, meta, fields=True)
 
-    async def restore(ctx: Context, action: Action, meta: Meta) -> None:
-        # The node resumed this subscription from the log's history instead of calling `load`:
-        # the history has the fields, but the item subscriptions ended with the old connection.
-        if ctx.data.get(_READY) and not ctx.data.get(_LOADED):
-            await send_maps(ctx, action, meta, fields=False)
+    async def resume(ctx: Context, action: Action, meta: Meta) -> None:
+        # The history replay brings the fields; the item subscriptions ended with the old
+        # connection, so subscribe to each item again.
+        await send_maps(ctx, action, meta, fields=False)
 
     app.channel(
-        _channel(plural, False), access=filter_access, filter=build, load=load, finally_=restore
+        _channel(plural, False), access=filter_access, filter=build, load=load, resume=resume
     )

@@ -404,7 +404,6 @@ async def test_filter_subscribe_sends_subscribed_and_fields_per_map() -> None:
     assert not predicate({"type": "notes/created", "id": "x", "fields": {"project": "q"}}, {})
     assert not predicate({"type": "notes/created", "id": "hidden", "fields": {"project": "p"}}, {})
     await call(channel.load, ctx, action, {})
-    await call(channel.finally_, ctx, action, {})  # loaded: nothing more
     assert calls == [("initial", {"project": "p"}, 0)]
     assert node.subscribed == [("u:c:t", "notes/a")]
     assert [(a["type"], a.get("fields"), r.get("meta")) for a, r in node.added] == [
@@ -416,7 +415,7 @@ async def test_filter_subscribe_sends_subscribed_and_fields_per_map() -> None:
 
 
 async def test_resumed_filter_subscription_restores_item_subscriptions_only() -> None:
-    # the node resumed from the log: `load` was not called, `finally_` was
+    # the node resumed from the log's history: `resume` runs instead of `load`
     calls: list[Any] = []
     app = filter_app(MAPS, calls)
     found = app.find_channel("notes")
@@ -425,22 +424,10 @@ async def test_resumed_filter_subscription_restores_item_subscriptions_only() ->
     ctx = context(node)
     action = {"type": "logux/subscribe", "channel": "notes", "since": {"id": "1 x 0", "time": 15}}
     await call(channel.filter, ctx, action, {})
-    await call(channel.finally_, ctx, action, {})
+    await call(channel.resume, ctx, action, {})
     assert calls == [("initial", {}, 15)]
     assert node.subscribed == [("u:c:t", "notes/a"), ("u:c:t", "notes/b")]
     assert [a["type"] for a, _ in node.added] == ["logux/subscribed", "logux/subscribed"]
-
-
-async def test_filter_finally_after_a_refusal_does_nothing() -> None:
-    calls: list[Any] = []
-    app = filter_app(MAPS, calls)
-    found = app.find_channel("notes")
-    assert found is not None
-    node = FakeNode()
-    await call(
-        found[0].finally_, context(node), {"type": "logux/subscribe", "channel": "notes"}, {}
-    )
-    assert calls == [] and node.added == []
 
 
 async def test_filter_must_be_an_object_and_no_filter_means_everything() -> None:
