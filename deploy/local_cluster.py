@@ -166,6 +166,8 @@ class Node:
             cluster.store_url,
             "--node-id",
             self.name,
+            "--trusted-proxies",
+            "127.0.0.1",
             *cluster.node_args,
         ]
         self._listening.clear()

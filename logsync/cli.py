@@ -40,6 +40,10 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--history-max-age-ms": ("history_max_age_ms", "trim history older than this (0: keep)"),
     "--history-keep-last": ("history_keep_last", "actions each channel keeps (0: no limit)"),
     "--id-retention-ms": ("id_retention_ms", "how long duplicate ids are refused (0: forever)"),
+    "--trusted-proxies": (
+        "trusted_proxies",
+        "load balancer addresses whose X-Forwarded-For is used",
+    ),
     "--tls-cert": ("tls_cert", "PEM certificate file (with --tls-key: serve wss://)"),
     "--tls-key": ("tls_key", "PEM private key file"),
     "--log-level": ("log_level", "debug, info, warning or error (default info)"),

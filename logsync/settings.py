@@ -36,6 +36,9 @@ class Settings:
     # How long an action id is remembered to refuse duplicates (0: forever).
     id_retention_ms: int = 30 * 24 * 3600 * 1000
     trim_interval_ms: int = 60_000
+    # Load balancers whose X-Forwarded-For is believed (comma-separated addresses or networks):
+    # the client address then comes from that header, for the brute-force lock and logs.
+    trusted_proxies: str = ""
     tls_cert: str | None = None
     tls_key: str | None = None
     log_level: str = "info"

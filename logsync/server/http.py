@@ -38,7 +38,12 @@ def build_web_app(node: ServerNode) -> web.Application:
             return web.Response(status=503, text="log store or broker unavailable\n")
         return web.Response(text="OK\n")
 
+    async def alive(request: web.Request) -> web.Response:
+        # Liveness: the process answers. Readiness (`/health`) also needs the store and broker.
+        return web.Response(text="OK\n")
+
     web_app.router.add_get("/health", health)
+    web_app.router.add_get("/health/live", alive)
     web_app.router.add_get("/{tail:.*}", root)
     return web_app
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import deque
 from http.cookies import SimpleCookie
@@ -13,6 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from logsync.connection import Connection, now_ms
 from logsync.node import ServerNode
 from logsync.protocol import ProtocolError
+from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.ws")
 
@@ -73,7 +75,7 @@ async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSoc
     await ws.prepare(request)
     transport = WebSocketTransport(ws)
     cookie = {k: v.value for k, v in SimpleCookie(request.headers.get("Cookie", "")).items()}
-    conn = Connection(node, transport, remote=request.remote, cookie=cookie)
+    conn = Connection(node, transport, remote=client_address(request, settings), cookie=cookie)
     node.attach(conn)
     timer = asyncio.get_running_loop().create_task(_tick(conn))
     try:
@@ -99,6 +101,32 @@ async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSoc
         transport.close(WSCloseCode.OK, "")
         await transport.wait_closed()
     return ws
+
+
+def client_address(request: web.Request, settings: Settings) -> str | None:
+    """The client's address: the peer's, or the nearest untrusted hop of X-Forwarded-For when the
+    peer is a trusted load balancer (``trusted_proxies``: addresses or networks, comma-separated)."""
+    trusted = [
+        ipaddress.ip_network(a.strip(), strict=False)
+        for a in settings.trusted_proxies.split(",")
+        if a.strip()
+    ]
+
+    def is_trusted(address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    remote = request.remote
+    if not trusted or not is_trusted(remote):
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return remote
 
 
 async def _tick(conn: Connection) -> None:

@@ -178,10 +178,10 @@ def test_k8s_deployment() -> None:
     (container,) = pod["containers"]
     port = container["ports"][0]
     assert port["containerPort"] == PORT
-    for probe in ("readinessProbe", "livenessProbe"):
-        get = container[probe]["httpGet"]
-        assert get["path"] == "/health"
-        assert get["port"] in (port["name"], PORT)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    get = container["readinessProbe"]["httpGet"]
+    assert get["path"] == "/health"
+    assert get["port"] in (port["name"], PORT)
     resources = container["resources"]
     assert {"cpu", "memory"} <= resources["requests"].keys()
     assert "memory" in resources["limits"]

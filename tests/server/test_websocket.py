@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgpack
@@ -306,3 +307,33 @@ async def test_reaction_sorts_after_a_cause_from_a_clock_running_ahead(
     assert is_first_older(cause, (meta["time"], meta["id"]))
     assert meta["time"] > cause[0]
     await client.close()
+
+
+async def test_brute_force_lock_uses_the_client_address_behind_a_trusted_proxy() -> None:
+    server = ServerProcess("tests.interop.app:app", "--trusted-proxies", "127.0.0.1/32")
+
+    async def attempt(address: str, token: str) -> list[Any]:
+        client = await RawClient.open(
+            server.url, headers={"X-Forwarded-For": f"203.0.113.9, {address}"}
+        )
+        await client.send(["connect", 5, "proxied:c1:t1", 0, {"token": token, "subprotocol": 3}])
+        answer = await client.recv()
+        await client.close()
+        return answer
+
+    try:
+        for _ in range(3):
+            assert await attempt("198.51.100.1", "wrong") == ["error", "wrong-credentials"]
+        # that client is locked; another one behind the same load balancer is not
+        assert await attempt("198.51.100.1", "secret") == ["error", "wrong-credentials"]
+        assert (await attempt("198.51.100.2", "secret"))[0] == "connected"
+    finally:
+        server.stop()
+
+
+async def test_liveness_answers_while_readiness_may_not(shared_server: ServerProcess) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(shared_server.http_url + "health/live") as response,
+    ):
+        assert response.status == 200
