@@ -40,6 +40,10 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--history-max-age-ms": ("history_max_age_ms", "trim history older than this (0: keep)"),
     "--history-keep-last": ("history_keep_last", "actions each channel keeps (0: no limit)"),
     "--id-retention-ms": ("id_retention_ms", "how long duplicate ids are refused (0: forever)"),
+    "--handshake-rate": ("handshake_rate", "handshakes admitted per second (default 500)"),
+    "--handshake-burst": ("handshake_burst", "handshakes admitted at once (default 100)"),
+    "--handshake-queue": ("handshake_queue", "handshakes waiting before refusals (default 5000)"),
+    "--replay-concurrency": ("replay_concurrency", "log chunks replayed at once (default 32)"),
     "--trusted-proxies": (
         "trusted_proxies",
         "load balancer addresses whose X-Forwarded-For is used",
@@ -71,7 +75,12 @@ def load_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if name not in fields:
             raise SystemExit(f"unknown setting {name!r}")
         default = getattr(settings, name)
-        if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(default, float):
+            try:
+                value = float(value)
+            except ValueError:
+                raise SystemExit(f"setting {name} must be a number, not {value!r}") from None
+        elif isinstance(default, int) and not isinstance(default, bool):
             try:
                 value = int(value)
             except ValueError:

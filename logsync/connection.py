@@ -52,6 +52,13 @@ class Transport(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close the socket."""
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes queued and not yet written to the socket."""
+
+    async def wait_below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` bytes are queued (or the socket is gone)."""
+
     async def wait_closed(self) -> None:
         """Return once the queued frames and the close have been written (or given up)."""
 
@@ -205,11 +212,17 @@ class Connection:
         if not self.should_deliver(entry):
             self.cursor = entry.added
             return
-        if self.session.unacked_syncs >= self.node.settings.live_window:
+        settings = self.node.settings
+        if (
+            self.session.unacked_syncs >= settings.live_window
+            or self.transport.buffered_bytes >= settings.outbound_high_water_bytes
+        ):
             # The client is not keeping up: stop pushing; serve it from the log.
+            self.node.metrics.fell_behind += 1
             self._start_catch_up()
             return
         self.cursor = entry.added
+        self.node.metrics.deliveries += 1
         self.session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
         if self._held:
             self._release_held(lambda barrier: barrier <= self.cursor)
@@ -288,23 +301,33 @@ class Connection:
         settings = self.node.settings
         while not self.closed:
             self._dirty = False
-            try:
-                result = await self.node.store.read(
-                    self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
-                )
-            except StoreUnavailable as error:
-                # stay off live delivery; the node resyncs every session when the store is back
-                self.node.store_failed(error)
+            # Wait for the client to acknowledge and its socket to drain before reading more:
+            # at most `replay_window` chunks in flight, the buffer under half the high-water mark.
+            while self.session.unacked_syncs >= settings.replay_window and not self.closed:
+                self._acked.clear()
+                await self._acked.wait()
+            await self.transport.wait_below(settings.outbound_high_water_bytes // 2)
+            if self.closed:
                 return
+            metrics = self.node.metrics
+            async with self.node.replay_slots:
+                try:
+                    with metrics.timed("read"):
+                        result = await self.node.store.read(
+                            self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
+                        )
+                except StoreUnavailable as error:
+                    # stay off live delivery; the node resyncs every session when it is back
+                    self.node.store_failed(error)
+                    return
             if self.closed:
                 return
             batch = [e for e in result.entries if self._deliver_in_catch_up(e)]
             if result.entries:
                 self.cursor = max(self.cursor, result.entries[-1].added)
             if batch:
-                while self.session.unacked_syncs >= settings.replay_window and not self.closed:
-                    self._acked.clear()
-                    await self._acked.wait()
+                metrics.deliveries += len(batch)
+                metrics.catch_up_chunks += 1
                 self.session.send_sync(
                     batch[-1].added, [(e.action, e.meta()) for e in batch], now_ms()
                 )

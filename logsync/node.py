@@ -36,10 +36,12 @@ from logsync.app import (
 from logsync.broker import Broker
 from logsync.connection import Connection, Subscription, now_ms
 from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry, StoreUnavailable
+from logsync.metrics import Metrics
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock
 from logsync.protocol.ids import parse_node_id
 from logsync.protocol.messages import is_number
+from logsync.server.flow import Admission, Refused
 from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.node")
@@ -99,6 +101,11 @@ class ServerNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
         self._store_ok = True
+        self.metrics = Metrics()
+        self.admission = Admission(
+            settings.handshake_rate, settings.handshake_burst, settings.handshake_queue
+        )
+        self.replay_slots = asyncio.Semaphore(settings.replay_concurrency)
         app.node = self
         broker.on_entry(self.route)
 
@@ -273,7 +280,15 @@ class ServerNode:
         conn.subscriptions.clear()
 
     async def authenticate(self, conn: Connection, event: ConnectRequested) -> None:
-        """Check subprotocol, reserved ids, brute force and the app's ``auth``; then accept."""
+        """Wait for admission; check subprotocol, reserved ids, brute force and the app's
+        ``auth``; then accept."""
+        try:
+            await self.admission.admit()
+        except Refused as refused:
+            conn.transport.close(1013, f"try again later ({refused})")
+            return
+        if conn.closed:
+            return
         node = event.node
         used = event.subprotocol or 0
         if used < self.app.min_subprotocol:
@@ -354,6 +369,7 @@ class ServerNode:
 
     def receive_actions(self, conn: Connection, event: ActionsReceived) -> None:
         """Queue a client's actions; ``synced`` goes out when all of them are accepted."""
+        self.metrics.actions_received += len(event.entries)
         batch = _Batch(event.added, len(event.entries))
         self._batches[conn].append(batch)
         for action, meta in event.entries:
@@ -531,7 +547,9 @@ class ServerNode:
             subprotocol=meta.get("subprotocol"),
             status=WAITING,
         )
-        [appended] = await self.store.append([new])
+        with self.metrics.timed("append"):
+            [appended] = await self.store.append([new])
+        self.metrics.actions_appended += appended.created
         self._accept_job(job)
         if not appended.created:
             return None
@@ -706,6 +724,7 @@ class ServerNode:
             nodes=list(route.nodes) if route else [],
             exclude_clients=list(route.exclude_clients) if route else [],
         )
+        self.metrics.actions_refused += 1
         undo = {"type": "logux/undo", "id": meta["id"], "reason": reason, "action": action, **extra}
         return await self.add(undo, route=undo_route, status=PROCESSED)
 
@@ -776,8 +795,10 @@ class ServerNode:
             subprotocol=meta.get("subprotocol"),
             status=status,
         )
-        [appended] = await self.store.append([new])
+        with self.metrics.timed("append"):
+            [appended] = await self.store.append([new])
         if appended.created:
+            self.metrics.actions_appended += 1
             await self.broker.publish(appended.entry)
         return appended.entry
 

@@ -26,8 +26,17 @@ class Settings:
     # Catch-up from the log: actions per `sync`, and `sync` messages awaiting `synced` at once.
     replay_chunk: int = 100
     replay_window: int = 4
-    # Live `sync` messages a client may leave unacknowledged before it is served from the log.
+    # Live `sync` messages a client may leave unacknowledged, and bytes queued for its socket,
+    # before it is served from the log instead (memory stays bounded by connections).
     live_window: int = 256
+    outbound_high_water_bytes: int = 1 << 20
+    # Chunks read from the log and sent at once, over all catching-up sessions of this node.
+    replay_concurrency: int = 32
+    # Reconnect storms: handshakes admitted per second, at once, and waiting beyond those; past
+    # the queue a handshake is refused (close 1013 / HTTP 503) with a jittered retry hint.
+    handshake_rate: float = 500.0
+    handshake_burst: int = 100
+    handshake_queue: int = 5000
     # Retention: channel (and other index) history older than this is trimmed (0: keep forever),
     # and each channel keeps at most `history_keep_last` actions (0: no limit). Resubscriptions
     # from before the trimmed part get the channel's `load` instead of history.

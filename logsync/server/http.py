@@ -12,6 +12,7 @@ from aiohttp import web
 from logsync.app import App
 from logsync.broker import open_broker
 from logsync.log import open_store
+from logsync.metrics import render
 from logsync.node import ServerNode
 from logsync.server.ws import handle_websocket
 from logsync.settings import Settings
@@ -28,6 +29,14 @@ def build_web_app(node: ServerNode) -> web.Application:
 
     async def root(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if node.admission.full():
+                # Cheaper than opening the socket only to close it with 1013.
+                refused = node.admission.refuse()
+                return web.Response(
+                    status=503,
+                    text="too many handshakes waiting: try again later\n",
+                    headers={"Retry-After": str(round(refused.retry_after))},
+                )
             return await handle_websocket(request, node)
         return web.Response(text="logsync: a Logux protocol v5 server\n")
 
@@ -42,7 +51,11 @@ def build_web_app(node: ServerNode) -> web.Application:
         # Liveness: the process answers. Readiness (`/health`) also needs the store and broker.
         return web.Response(text="OK\n")
 
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=render(node), content_type="text/plain", charset="utf-8")
+
     web_app.router.add_get("/health", health)
+    web_app.router.add_get("/metrics", metrics)
     web_app.router.add_get("/health/live", alive)
     web_app.router.add_get("/{tail:.*}", root)
     return web_app

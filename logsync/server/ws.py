@@ -25,13 +25,21 @@ class WebSocketTransport:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self._frames: deque[str | bytes] = deque()
+        self.buffered_bytes = 0
         self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
         self._close: tuple[int, str] | None = None
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def write(self, frames: list[str | bytes]) -> None:
         self._frames.extend(frames)
+        self.buffered_bytes += sum(len(f) for f in frames)
         self._wakeup.set()
+
+    async def wait_below(self, limit: int) -> None:
+        while self.buffered_bytes >= limit and not self.writer.done():
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
@@ -55,12 +63,16 @@ class WebSocketTransport:
                         await self.ws.send_str(frame)
                     else:
                         await self.ws.send_bytes(frame)
+                    self.buffered_bytes -= len(frame)
+                self._drained.set()
                 if self._close is not None:
                     code, reason = self._close
                     await self.ws.close(code=code, message=reason.encode()[:120])
                     return
         except (ConnectionError, RuntimeError):
             return  # the peer went away; the reader notices too
+        finally:
+            self._drained.set()
 
 
 async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSocketResponse:
