@@ -186,6 +186,7 @@ class TypeRule:
     process: Handler | None = None
     finally_: Handler | None = None
     queue: str = "main"
+    batch: bool = False
 
 
 @dataclass
@@ -264,13 +265,20 @@ class App:
         process: Handler | None = None,
         finally_: Handler | None = None,
         queue: str = "main",
+        batch: bool = False,
     ) -> TypeRule:
         """Rules for an action type (exact name or compiled regex).
 
         ``model`` (a pydantic model) validates the action; callbacks then get the model instance.
         ``resend`` returns where the action goes (see :meth:`Route.of`).
+
+        ``batch=True`` says this type's ``access`` and ``resend`` do not depend on what ``process``
+        did for the client's earlier actions. Then consecutive actions of such types in one client
+        queue are checked first and appended in ONE store call (one round trip for a whole
+        offline backlog), and processed in order after. By default each action is checked,
+        appended and processed before the next one's ``access`` runs, as in @logux/server.
         """
-        rule = TypeRule(name, access, model, resend, process, finally_, queue)
+        rule = TypeRule(name, access, model, resend, process, finally_, queue, batch)
         if isinstance(name, str):
             if name in self.types:
                 raise ValueError(f"action type {name!r} is already defined")

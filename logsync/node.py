@@ -398,19 +398,74 @@ class ServerNode:
 
     async def _drain(self, key: str, queue: _ClientQueue) -> None:
         while queue.jobs:
-            job = queue.jobs.popleft()
+            group = [queue.jobs.popleft()]
+            if self._batchable(group[0]):
+                while (
+                    queue.jobs
+                    and len(group) < self.settings.replay_chunk
+                    and queue.jobs[0].conn is group[0].conn
+                    and self._batchable(queue.jobs[0])
+                ):
+                    group.append(queue.jobs.popleft())
             try:
-                await self._handle(job)
+                if len(group) == 1:
+                    await self._handle(group[0])
+                else:
+                    await self._handle_group(group)
             except StoreUnavailable as error:
                 self.store_failed(error)
-                self._refuse_unavailable(job, error)
+                for job in group:
+                    self._refuse_unavailable(job, error)
             except Exception:
-                logger.exception("action %s failed", job.meta.get("id"))
+                logger.exception("action %s failed", group[0].meta.get("id"))
             finally:
-                self._in_flight.discard(job.meta["id"])
-                self._accept_job(job)
+                for job in group:
+                    self._in_flight.discard(job.meta["id"])
+                    self._accept_job(job)
         if self._queues.get(key) is queue:
             del self._queues[key]
+
+    def _batchable(self, job: _Job) -> bool:
+        kind = job.action["type"]
+        if kind.startswith("logux/"):
+            return False
+        rule = self.app.find_type(kind)
+        return rule is not None and rule.batch
+
+    async def _handle_group(self, group: list[_Job]) -> None:
+        """Consecutive actions of ``batch=True`` types from one client: checked in order, then
+        appended in one store call, then processed in order. A resent id shows up as a duplicate
+        of the append (answered again, not processed)."""
+        checked: list[tuple[_Job, Context, TypeRule, Any, Route, NewEntry]] = []
+        for job in group:
+            ctx = job.conn.context()
+            if not await self._check_meta(job, ctx):
+                continue
+            checks = await self._check_type(job, ctx)
+            if checks is None:
+                continue
+            rule, payload, route = checks
+            status = WAITING if rule.process is not None else PROCESSED
+            checked.append((job, ctx, rule, payload, route, self._new_entry(job, route, status)))
+        if not checked:
+            return
+        with self.metrics.timed("append"):
+            appended = await self.store.append([item[5] for item in checked])
+        for (job, *_), result in zip(checked, appended, strict=True):
+            self._accept_job(job)
+            if result.created:
+                self.metrics.actions_appended += 1
+                await self.broker.publish(result.entry)
+        for (job, ctx, rule, payload, route, _), result in zip(checked, appended, strict=True):
+            if not result.created:
+                if result.entry.status == PROCESSED:
+                    await self._send_processed(ctx.client_id, job.meta["id"], 0)
+            elif rule.process is not None:
+                await self._run_process(job, ctx, rule, payload, route, result.entry)
+            else:
+                await self._send_processed(ctx.client_id, job.meta["id"], 0)
+                if rule.finally_ is not None:
+                    await self._call_quietly(rule.finally_, ctx, payload, job.meta)
 
     def _refuse_unavailable(self, job: _Job, error: Exception) -> None:
         """No durable log: refuse with an undo sent directly (it can't be logged either). The
@@ -456,25 +511,8 @@ class ServerNode:
             if status == PROCESSED:
                 await self._send_processed(ctx.client_id, meta["id"], 0)
             return
-        if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
-            meta
-        ):
-            self._debug(conn, f"Action {meta['id']} was denied")
-            await self.undo(ctx, action, meta, "denied")
+        if not await self._check_meta(job, ctx):
             return
-        if meta["time"] > now_ms() + self.settings.max_future_ms:
-            await self.undo(
-                ctx,
-                action,
-                meta,
-                "error",
-                details=f"meta.time is more than {self.settings.max_future_ms} ms ahead of the server clock",
-            )
-            return
-        self.clock.observe(int(meta["time"]))
-        meta.setdefault("subprotocol", conn.session.subprotocol)
-        if meta["subprotocol"] is None:
-            del meta["subprotocol"]
         kind = action["type"]
         if kind == "logux/subscribe":
             await self._subscribe(job, ctx)
@@ -485,13 +523,35 @@ class ServerNode:
         else:
             await self._process(job, ctx)
 
-    async def _process(self, job: _Job, ctx: Context) -> None:
+    async def _check_meta(self, job: _Job, ctx: Context) -> bool:
+        """Identity and meta checks every client action passes first; False: undone."""
+        conn, action, meta = job.conn, job.action, job.meta
+        if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
+            meta
+        ):
+            self._debug(conn, f"Action {meta['id']} was denied")
+            await self.undo(ctx, action, meta, "denied")
+            return False
+        if meta["time"] > now_ms() + self.settings.max_future_ms:
+            limit = self.settings.max_future_ms
+            details = f"meta.time is more than {limit} ms ahead of the server clock"
+            await self.undo(ctx, action, meta, "error", details=details)
+            return False
+        self.clock.observe(int(meta["time"]))
+        meta.setdefault("subprotocol", conn.session.subprotocol)
+        if meta["subprotocol"] is None:
+            del meta["subprotocol"]
+        return True
+
+    async def _check_type(self, job: _Job, ctx: Context) -> tuple[TypeRule, Any, Route] | None:
+        """The type's model, ``access`` and ``resend``: the rule, the payload and the route, or
+        None when the action was undone."""
         conn, action, meta = job.conn, job.action, job.meta
         rule = self.app.find_type(action["type"])
         if rule is None:
             self._debug(conn, f"Action with unknown type {action['type']}")
             await self.undo(ctx, action, meta, "unknownType")
-            return
+            return None
         payload: Any = action
         if rule.model is not None:
             try:
@@ -501,24 +561,38 @@ class ServerNode:
                     include_url=False, include_context=False, include_input=False
                 )
                 await self.undo(ctx, action, meta, "error", details=_json_safe(details))
-                return
+                return None
         try:
             if not await resolve(rule.access(ctx, payload, meta)):
                 self._debug(conn, f"Action {meta['id']} was denied")
                 await self.undo(ctx, action, meta, "denied")
-                return
+                return None
             route = (
                 Route.of(await resolve(rule.resend(ctx, payload, meta))) if rule.resend else Route()
             )
         except Undo as undo:
             await self.undo(ctx, action, meta, undo.reason, **undo.extra)
-            return
+            return None
         except Exception as error:
             await self._fail(conn, ctx, action, meta, error)
+            return None
+        return rule, payload, route
+
+    async def _process(self, job: _Job, ctx: Context) -> None:
+        checked = await self._check_type(job, ctx)
+        if checked is None:
             return
+        rule, payload, route = checked
         entry = await self._append_client_action(job, route)
         if entry is None:
             return
+        await self._run_process(job, ctx, rule, payload, route, entry)
+
+    async def _run_process(
+        self, job: _Job, ctx: Context, rule: TypeRule, payload: Any, route: Route, entry: Entry
+    ) -> None:
+        """``process``, the status, the answer, ``finally_`` — for an appended action."""
+        conn, action, meta = job.conn, job.action, job.meta
         try:
             if rule.process is not None:
                 await resolve(rule.process(ctx, payload, meta))
@@ -535,18 +609,22 @@ class ServerNode:
             if rule.finally_ is not None:
                 await self._call_quietly(rule.finally_, ctx, payload, meta)
 
-    async def _append_client_action(self, job: _Job, route: Route) -> Entry | None:
-        """Append a client's action as ``waiting``; from here on its ``synced`` may go out."""
-        action, meta = job.action, job.meta
-        new = NewEntry(
+    @staticmethod
+    def _new_entry(job: _Job, route: Route, status: str = WAITING) -> NewEntry:
+        meta = job.meta
+        return NewEntry(
             id=meta["id"],
             time=int(meta["time"]),
-            action=action,
+            action=job.action,
             indexes=route.indexes(),
             exclude_clients=route.exclude_clients,
             subprotocol=meta.get("subprotocol"),
-            status=WAITING,
+            status=status,
         )
+
+    async def _append_client_action(self, job: _Job, route: Route) -> Entry | None:
+        """Append a client's action as ``waiting``; from here on its ``synced`` may go out."""
+        new = self._new_entry(job, route)
         with self.metrics.timed("append"):
             [appended] = await self.store.append([new])
         self.metrics.actions_appended += appended.created

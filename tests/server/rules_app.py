@@ -91,3 +91,22 @@ app.type("step/slow", access=allow, process=slow)
 app.type("step/fast", access=allow, process=fast)
 app.type(re.compile(r"regex/.+"), access=allow)
 app.type("mail", access=allow, resend=lambda ctx, action, meta: {"user": action["to"]})
+
+# `batch=True`: one store call for a client's run of these actions
+bulk_runs: list[int] = []
+
+
+async def bulk_process(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    bulk_runs.append(action["n"])
+    await ctx.send_back(
+        {"type": "bulk/ran", "n": action["n"], "runs": bulk_runs.count(action["n"])}
+    )
+
+
+app.type("bulk", access=allow, resend=lambda ctx, action, meta: {"user": "bulkreader"}, batch=True)
+app.type(
+    "bulk/checked",
+    access=lambda ctx, action, meta: action["n"] != 3,
+    process=bulk_process,
+    batch=True,
+)

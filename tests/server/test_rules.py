@@ -181,3 +181,59 @@ async def test_offline_backlog_is_replayed_in_chunks_in_order_once(server: Serve
     assert pong == ["pong", 0]
     await again.close()
     await sender.close()
+
+
+async def append_calls(server: ServerProcess) -> float:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(server.http_url + "metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith('logsync_store_seconds_count{operation="append"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_batch_types_are_appended_in_one_store_call(server: ServerProcess) -> None:
+    writer = await client(server, "bulkwriter:w:t")
+    before = await append_calls(server)
+    ids = await writer.sync(1, *[{"type": "bulk", "n": n} for n in range(50)])
+    assert (await writer.recv_until("synced"))[0] == ["synced", 1]
+    answers = [await writer.answer(writer.full_id(i)) for i in ids]
+    assert {a["type"] for a in answers} == {"logux/processed"}
+    assert await append_calls(server) == before + 1
+    # resent (no `synced` seen, say): answered again, not appended again
+    message: list[Any] = ["sync", 2]
+    for wire_id in ids[:10]:
+        message += [{"type": "bulk", "n": 0}, {"id": wire_id, "time": 0}]
+    await writer.send(message)
+    assert (await writer.recv_until("synced"))[0] == ["synced", 2]
+    reader = await client(server, "bulkreader:r:t")
+    got: list[int] = []
+    while len(got) < 50:
+        msg = await reader.recv()
+        if msg[0] == "sync":
+            got += [a["n"] for a in msg[2::2] if a["type"] == "bulk"]
+            await reader.send(["synced", msg[1]])
+    assert got == list(range(50))
+    await reader.send(["ping", 0])
+    _, rest = await reader.recv_until("pong")
+    assert not [a for m in rest if m[0] == "sync" for a in m[2::2] if a["type"] == "bulk"]
+    await reader.close()
+    await writer.close()
+
+
+async def test_batch_types_still_check_and_process_each_in_order(server: ServerProcess) -> None:
+    writer = await client(server, "bulkcheck:w:t")
+    ids = await writer.sync(1, *[{"type": "bulk/checked", "n": n} for n in range(6)])
+    wanted = {writer.full_id(i): n for n, i in enumerate(ids)}
+    answers: dict[int, dict[str, Any]] = {}
+    while len(answers) < 6:
+        msg = await writer.recv()
+        if msg[0] == "sync":
+            for action in msg[2::2]:
+                if action.get("id") in wanted:
+                    answers[wanted[action["id"]]] = action
+    assert answers[3]["type"] == "logux/undo" and answers[3]["reason"] == "denied"
+    assert all(answers[n]["type"] == "logux/processed" for n in (0, 1, 2, 4, 5))
+    await writer.close()
