@@ -223,7 +223,8 @@ class Connection:
             return
         self.cursor = entry.added
         self.node.metrics.deliveries += 1
-        self.session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
+        wire = entry.wire_action(self.codec.binary)
+        self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
         if self._held:
             self._release_held(lambda barrier: barrier <= self.cursor)
         self.flush()
@@ -328,8 +329,9 @@ class Connection:
             if batch:
                 metrics.deliveries += len(batch)
                 metrics.catch_up_chunks += 1
+                binary = self.codec.binary
                 self.session.send_sync(
-                    batch[-1].added, [(e.action, e.meta()) for e in batch], now_ms()
+                    batch[-1].added, [(e.wire_action(binary), e.meta()) for e in batch], now_ms()
                 )
             self._release_held(lambda barrier: barrier <= self.cursor)
             self.flush()

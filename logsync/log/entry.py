@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from logsync.protocol.ids import parse_node_id
 
 WAITING, PROCESSED, ERROR = "waiting", "processed", "error"
@@ -35,6 +37,8 @@ class Entry:
     exclude_clients: list[str]
     subprotocol: int | None
     status: str
+    # The action as JSON, encoded once however many sessions it goes to (see wire_action).
+    encoded: Any = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -53,6 +57,15 @@ class Entry:
     def origin_client(self) -> str:
         """The client id that created the action (from its id)."""
         return parse_node_id(self.id).client_id
+
+    def wire_action(self, binary: bool) -> Any:
+        """The action to put in a ``sync`` message: the dict for binary (msgpack) sessions, and
+        for JSON sessions its encoding, made once per entry and spliced into every frame."""
+        if binary:
+            return self.action
+        if self.encoded is None:
+            self.encoded = orjson.Fragment(orjson.dumps(self.action))
+        return self.encoded
 
     def meta(self) -> dict[str, Any]:
         """The meta a client may see: ``id``, ``time`` and ``subprotocol``."""

@@ -222,7 +222,7 @@ class Session:
         return self._fail(error)
 
     def send_sync(
-        self, added: int | None, entries: list[tuple[dict[str, Any], dict[str, Any]]], now: int
+        self, added: int | None, entries: list[tuple[Any, dict[str, Any]]], now: int
     ) -> None:
         """Send actions. ``meta`` needs ``id`` and ``time`` (``subprotocol`` is passed on if present).
 
