@@ -69,6 +69,9 @@ class _Job:
     meta: dict[str, Any]
     batch: _Batch
     accepted: bool = False
+    appended: bool = False
+    # appended, then the store failed before the answer: leave it unacknowledged, the client resends
+    stranded: bool = False
 
 
 @dataclass
@@ -421,7 +424,8 @@ class ServerNode:
             finally:
                 for job in group:
                     self._in_flight.discard(job.meta["id"])
-                    self._accept_job(job)
+                    if not job.stranded:
+                        self._accept_job(job)
         if self._queues.get(key) is queue:
             del self._queues[key]
 
@@ -452,14 +456,13 @@ class ServerNode:
         with self.metrics.timed("append"):
             appended = await self.store.append([item[5] for item in checked])
         for (job, *_), result in zip(checked, appended, strict=True):
-            self._accept_job(job)
+            job.appended = True
             if result.created:
                 self.metrics.actions_appended += 1
                 await self.broker.publish(result.entry)
         for (job, ctx, rule, payload, route, _), result in zip(checked, appended, strict=True):
             if not result.created:
-                if result.entry.status == PROCESSED:
-                    await self._send_processed(ctx.client_id, job.meta["id"], 0)
+                await self._answer_duplicate(ctx, job.meta["id"], result.entry.status)
             elif rule.process is not None:
                 await self._run_process(job, ctx, rule, payload, route, result.entry)
             else:
@@ -470,8 +473,11 @@ class ServerNode:
     def _refuse_unavailable(self, job: _Job, error: Exception) -> None:
         """No durable log: refuse with an undo sent directly (it can't be logged either). The
         action was not acknowledged as stored; the client may send it again later."""
-        if job.accepted:
-            return  # appended before the failure: its answer comes when the store is back
+        if job.appended:
+            # In the log already, not answered: no `synced`, so the client sends it again
+            # (after its timeout or a reconnect), and that copy is answered or taken over.
+            job.stranded = True
+            return
         conn = self.by_client.get(job.conn.client_id)
         if conn is not None:
             undo = {
@@ -507,9 +513,7 @@ class ServerNode:
         ctx = conn.context()
         status = await self.store.seen(meta["id"])
         if status is not None:
-            # A resend of an action the log has had: answer again, never process twice.
-            if status == PROCESSED:
-                await self._send_processed(ctx.client_id, meta["id"], 0)
+            await self._answer_duplicate(ctx, meta["id"], status)
             return
         if not await self._check_meta(job, ctx):
             return
@@ -522,6 +526,26 @@ class ServerNode:
             await self.undo(ctx, action, meta, "denied")
         else:
             await self._process(job, ctx)
+
+    async def _answer_duplicate(self, ctx: Context, action_id: str, status: str) -> None:
+        """A resend of an action the log has had: answer again, never process it twice.
+
+        ``processed``: answer again. ``error``: its undo is in the log, on its way. ``waiting``:
+        another node (or this one before a restart) appended it and has not finished; wait for
+        it, and take it over if it does not finish in ``takeover_ms`` (its node died)."""
+        deadline = time.monotonic() + self.settings.takeover_ms / 1000
+        delay = 0.01
+        while status == WAITING and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            status = await self.store.seen(action_id) or WAITING
+        if status == PROCESSED:
+            await self._send_processed(ctx.client_id, action_id, 0)
+        elif status == WAITING:
+            entry = await self.store.get(action_id)
+            if entry is not None and entry.status == WAITING:
+                logger.warning("taking over %s, left waiting by another node", action_id)
+                await self._reprocess(entry)
 
     async def _check_meta(self, job: _Job, ctx: Context) -> bool:
         """Identity and meta checks every client action passes first; False: undone."""
@@ -623,12 +647,12 @@ class ServerNode:
         )
 
     async def _append_client_action(self, job: _Job, route: Route) -> Entry | None:
-        """Append a client's action as ``waiting``; from here on its ``synced`` may go out."""
+        """Append a client's action as ``waiting`` (None if the log had its id already)."""
         new = self._new_entry(job, route)
         with self.metrics.timed("append"):
             [appended] = await self.store.append([new])
         self.metrics.actions_appended += appended.created
-        self._accept_job(job)
+        job.appended = True
         if not appended.created:
             return None
         await self.broker.publish(appended.entry)

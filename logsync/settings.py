@@ -37,6 +37,9 @@ class Settings:
     handshake_rate: float = 500.0
     handshake_burst: int = 100
     handshake_queue: int = 5000
+    # A resent action that another node appended and has not processed after this long is
+    # processed here (that node is taken for dead; `process` is at-least-once in that case).
+    takeover_ms: int = 10_000
     # Retention: channel (and other index) history older than this is trimmed (0: keep forever),
     # and each channel keeps at most `history_keep_last` actions (0: no limit). Resubscriptions
     # from before the trimmed part get the channel's `load` instead of history.

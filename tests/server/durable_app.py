@@ -27,6 +27,7 @@ app.type("note", access=allow, resend=lambda ctx, action, meta: {"user": "keeper
 
 async def job(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
     if os.environ.get("LOGSYNC_TEST_BLOCK"):
+        await ctx.send_back({"type": "job/started"})  # the action is in the log by now
         await asyncio.Event().wait()
     done.append(meta["id"])
     await ctx.node.add(

@@ -152,7 +152,7 @@ async def test_msgpack_binary_frames(shared_server: ServerProcess) -> None:
     answer = await client.answer(client.full_id(wire_id))
     assert answer["type"] == "logux/processed"
     await client.send_raw(b"\xc1")  # never valid msgpack
-    error = await client.recv()
+    error, _ = await client.recv_until("error")
     assert error[:2] == ["error", "wrong-format"]
     await client.close()
     assert msgpack  # the codec really is msgpack (decoded by RawClient)
