@@ -1,0 +1,1 @@
+"""Load generators and benchmark runners for logsync (see ``loadtest/README.md``)."""
