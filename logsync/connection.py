@@ -70,8 +70,12 @@ class Subscription:
     from_added: int
     filters: dict[str, Filter | None] = field(default_factory=dict)
 
-    def accepts(self, action: dict[str, Any], meta: dict[str, Any]) -> bool:
-        return any(f is None or f(action, meta) for f in self.filters.values())
+    def accepts(self, entry: Entry) -> bool:
+        filters = self.filters.values()
+        if None in filters:
+            return True
+        meta = entry.meta()
+        return any(f is not None and f(entry.action, meta) for f in filters)
 
 
 class Connection:
@@ -104,6 +108,7 @@ class Connection:
         self._catching_up: asyncio.Task[None] | None = None
         self._acked = asyncio.Event()
         self._held: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        self._own: tuple[str, ...] | None = None
         # The client's `synced` value at connect: it has everything addressed to it up to here.
         self.connect_synced = 0
         # Channel history to send that lies below the cursor: (channel, after, up to).
@@ -223,6 +228,9 @@ class Connection:
             return
         self.cursor = entry.added
         self.node.metrics.deliveries += 1
+        # One `sync` per live entry. (Coalescing a loop turn's entries into one message was
+        # tried: @logux/client adds a message's actions concurrently, and its createFilter then
+        # loses fields of a map whose first `changed` is still being added.)
         wire = entry.wire_action(self.codec.binary)
         self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
         if self._held:
@@ -247,20 +255,17 @@ class Connection:
         clients; then its user, and channels it subscribed to before the entry, through filters.
         """
         indexes = entry.indexes
-        if f"client:{self.client_id}" in indexes or f"node:{self.node_id}" in indexes:
+        own = self._own_indexes
+        if own[0] in indexes or own[1] in indexes:
             return True
         if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
             return False
-        if self.user_id is not None and f"user:{self.user_id}" in indexes:
+        if len(own) == 3 and own[2] in indexes:
             return True
         for index in indexes:
             if index.startswith("channel:"):
                 sub = self.subscriptions.get(index[8:])
-                if (
-                    sub is not None
-                    and entry.added > sub.from_added
-                    and sub.accepts(entry.action, entry.meta())
-                ):
+                if sub is not None and entry.added > sub.from_added and sub.accepts(entry):
                     return True
         return False
 
@@ -273,16 +278,21 @@ class Connection:
         for channel, after, upto in self._rewinds:
             if after < entry.added <= upto and f"channel:{channel}" in entry.indexes:
                 sub = self.subscriptions.get(channel)
-                if sub is not None and sub.accepts(entry.action, entry.meta()):
+                if sub is not None and sub.accepts(entry):
                     return True
         return False
 
     def topics(self) -> list[str]:
         """The broker topics this connection needs besides its channels."""
-        topics = [f"client:{self.client_id}", f"node:{self.node_id}"]
-        if self.user_id is not None:
-            topics.append(f"user:{self.user_id}")
-        return topics
+        return list(self._own_indexes)
+
+    @property
+    def _own_indexes(self) -> tuple[str, ...]:
+        """``client:…``, ``node:…`` and, with a user, ``user:…`` of this client (made once)."""
+        if self._own is None:
+            own = (f"client:{self.client_id}", f"node:{self.node_id}")
+            self._own = own if self.user_id is None else (*own, f"user:{self.user_id}")
+        return self._own
 
     def catch_up(self) -> None:
         """Serve this client from the log from its cursor (after the broker may have missed some)."""

@@ -177,7 +177,7 @@ class ServerNode:
             subprotocol=entry.subprotocol,
             headers={},
         )
-        meta = entry.meta()
+        meta = dict(entry.meta())
         rule = (
             None
             if entry.action["type"].startswith("logux/")
@@ -607,7 +607,9 @@ class ServerNode:
         if checked is None:
             return
         rule, payload, route = checked
-        entry = await self._append_client_action(job, route)
+        # Without `process` there is nothing to wait for: stored as processed, one write.
+        status = WAITING if rule.process is not None else PROCESSED
+        entry = await self._append_client_action(job, route, status)
         if entry is None:
             return
         await self._run_process(job, ctx, rule, payload, route, entry)
@@ -627,7 +629,8 @@ class ServerNode:
             await self.store.set_status(entry.id, ERROR)
             await self._fail(conn, ctx, action, meta, error, route=route)
         else:
-            await self.store.set_status(entry.id, PROCESSED)
+            if rule.process is not None:
+                await self.store.set_status(entry.id, PROCESSED)
             await self._send_processed(ctx.client_id, entry.id, ctx.last_added)
         finally:
             if rule.finally_ is not None:
@@ -646,9 +649,11 @@ class ServerNode:
             status=status,
         )
 
-    async def _append_client_action(self, job: _Job, route: Route) -> Entry | None:
-        """Append a client's action as ``waiting`` (None if the log had its id already)."""
-        new = self._new_entry(job, route)
+    async def _append_client_action(
+        self, job: _Job, route: Route, status: str = WAITING
+    ) -> Entry | None:
+        """Append a client's action (None if the log had its id already)."""
+        new = self._new_entry(job, route, status)
         with self.metrics.timed("append"):
             [appended] = await self.store.append([new])
         self.metrics.actions_appended += appended.created

@@ -37,8 +37,10 @@ class Entry:
     exclude_clients: list[str]
     subprotocol: int | None
     status: str
-    # The action as JSON, encoded once however many sessions it goes to (see wire_action).
+    # The action as JSON, encoded once however many sessions it goes to (see wire_action),
+    # and the client-visible meta, made once.
     encoded: Any = None
+    visible_meta: dict[str, Any] | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -68,8 +70,10 @@ class Entry:
         return self.encoded
 
     def meta(self) -> dict[str, Any]:
-        """The meta a client may see: ``id``, ``time`` and ``subprotocol``."""
-        meta: dict[str, Any] = {"id": self.id, "time": self.time}
-        if self.subprotocol is not None:
-            meta["subprotocol"] = self.subprotocol
-        return meta
+        """The meta a client may see: ``id``, ``time`` and ``subprotocol`` (shared: don't change)."""
+        if self.visible_meta is None:
+            meta: dict[str, Any] = {"id": self.id, "time": self.time}
+            if self.subprotocol is not None:
+                meta["subprotocol"] = self.subprotocol
+            self.visible_meta = meta
+        return self.visible_meta

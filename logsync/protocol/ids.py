@@ -8,6 +8,7 @@ which matches ``isFirstOlder`` of ``@logux/core``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +79,15 @@ def compress_id(action_id: str, base_time: int, local_node_id: str) -> WireId:
 
     ``ms`` is relative to ``base_time``; it may be negative.
     """
-    parsed = ActionId.parse(action_id)
+    parsed = _parse_cached(action_id)
     ms = parsed.ms - base_time
     if parsed.node_id == local_node_id:
         return ms if parsed.seq == 0 else [ms, parsed.seq]
     return [ms, parsed.node_id, parsed.seq]
+
+
+# One fan-out compresses the same id for every recipient: parse it once.
+_parse_cached = functools.lru_cache(maxsize=4096)(ActionId.parse)
 
 
 def decompress_id(wire: WireId, base_time: int, remote_node_id: str) -> str:

@@ -96,6 +96,14 @@ class Session:
             return []
         self._last_received = now
         self._ping_sent_at = None
+        if (
+            type(msg) is list
+            and len(msg) == 2
+            and msg[0] == "synced"
+            and self.state is State.CONNECTED
+            and is_number(msg[1])
+        ):
+            return self._on_synced(msg, raw, now)  # the most common message: skip the dispatch
         error = validate(msg, raw)
         if error is not None:
             return self._fail(error)
