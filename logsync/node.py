@@ -54,7 +54,8 @@ BRUTEFORCE_WINDOW_S = 3.0
 
 @dataclass
 class _Batch:
-    """One client `sync` message: answered with `synced` once every action in it is accepted."""
+    """One client `sync` message: answered with `synced` once every action in it is answered
+    (processed or undone)."""
 
     added: float
     remaining: int
@@ -371,7 +372,7 @@ class ServerNode:
     # -- inbound actions -----------------------------------------------------------------------
 
     def receive_actions(self, conn: Connection, event: ActionsReceived) -> None:
-        """Queue a client's actions; ``synced`` goes out when all of them are accepted."""
+        """Queue a client's actions; ``synced`` goes out once all of them are answered."""
         self.metrics.actions_received += len(event.entries)
         batch = _Batch(event.added, len(event.entries))
         self._batches[conn].append(batch)
@@ -491,7 +492,7 @@ class ServerNode:
             conn.send_after(0, undo, {"id": undo_id, "time": time_ms})
 
     def _accept_job(self, job: _Job) -> None:
-        """The action is durable (or refused): its batch may now be acknowledged."""
+        """The action is answered (processed or refused): its batch may now be acknowledged."""
         if not job.accepted:
             job.accepted = True
             self._accepted(job.conn, job.batch)
