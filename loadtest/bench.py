@@ -1,0 +1,381 @@
+"""One command, fixed scenarios, one table: logsync and/or the reference @logux/server.
+
+    python -m loadtest.bench                       # logsync, --repeat 3, full sizes
+    python -m loadtest.bench --quick               # 1 repeat, small sizes
+    python -m loadtest.bench --target both --json  # logsync and @logux/server 0.14 side by side
+
+Every scenario starts a fresh server (``logsync serve tests.interop.app:app`` on a fresh SQLite
+file, or ``node tests/interop/js/reference-server.mjs`` with ``LOGUX_QUIET=1``, which keeps its log
+in memory) and stops it by PID. Both run the same app (``tests/interop/app.py`` /
+``reference-server.mjs``), so the columns compare like with like:
+
+- **fan-out (fanout.py)**, logsync only: ``loadtest.fanout`` (its own ``bench_app``), saturating.
+- **fan-out, interop app**: S subscribers on 3 ``chat/<id>`` channels, 6 publishers sending
+  ``chat/message`` (saturating with 2 undelivered actions per publisher): deliveries/s, server CPU µs
+  per delivery; then a fixed rate (200 actions/s; ``--quick`` 100) for the latency p50/p99.
+- **handshakes**: N idle clients connect, 100 handshakes in flight: handshakes/s, server CPU per
+  connection, RSS growth per idle connection.
+- **storm**: ``loadtest.storm`` (``notify``, which both servers keep for replay): catch-up p50/p99,
+  all caught up, live p99, peak / pre-storm RSS.
+
+Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import shlex
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from loadtest import fanout, storm
+from loadtest.client import BenchClient
+from loadtest.fanout import machine, percentile, source
+from loadtest.storm import Servers, connect
+
+
+@dataclass
+class Sizes:
+    subscribers: int
+    publishers: int
+    duration: float
+    rate: float
+    idle: int
+    storm_clients: int
+    storm_missed: int
+
+
+FULL = Sizes(300, 6, 10.0, 200.0, 2000, 2000, 50)
+QUICK = Sizes(100, 6, 3.0, 100.0, 500, 300, 10)
+CHANNELS = 3
+WINDOW = 2
+IN_FLIGHT = 100
+
+
+def start(target: str) -> Servers:
+    servers = Servers(storm.Config(server=target, store="sqlite"))
+    servers.start()
+    return servers
+
+
+# -- fan-out on the interop app --------------------------------------------------------------
+
+
+async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]:
+    url = servers.urls[0]
+    latencies: list[float] = []
+    deliveries = 0
+    duplicates = 0
+    last_seq: dict[tuple[int, int], int] = {}
+    local: dict[int, int] = defaultdict(int)
+    pending: dict[tuple[int, int], int] = {}
+    windows: dict[int, asyncio.Semaphore] = {}
+    accepted: dict[int, int] = defaultdict(int)
+    in_flight: dict[tuple[int, int], int] = {}
+    last_delivery = 0.0
+    done = asyncio.Event()
+    expected: list[int | None] = [None]
+    tasks: list[asyncio.Task[None]] = []
+    clients: list[BenchClient] = []
+
+    async def reader(client: BenchClient, sub: int | None, pub: int | None) -> None:
+        nonlocal deliveries, duplicates, last_delivery
+        while True:
+            msg = await client.receive()
+            if msg is None:
+                return
+            if msg[0] == "sync":
+                now = time.time()
+                for i in range(2, len(msg), 2):
+                    action = msg[i]
+                    if action.get("type") == "chat/message" and sub is not None:
+                        p, s, t = (int(x) for x in action["text"].split(":"))
+                        latencies.append(now - t / 1e6)
+                        deliveries += 1
+                        last_delivery = now
+                        if s <= last_seq.get((sub, p), -1):
+                            duplicates += 1
+                        last_seq[(sub, p)] = s
+                        left = pending.get((p, s))
+                        if left is not None:
+                            if left <= 1:
+                                del pending[(p, s)]
+                                windows[p].release()
+                            else:
+                                pending[(p, s)] = left - 1
+                        if expected[0] is not None and deliveries >= expected[0]:
+                            done.set()
+                await client.send(["synced", msg[1]])
+            elif msg[0] == "synced" and pub is not None:
+                channel = in_flight.pop((pub, int(msg[1])), None)
+                if channel is not None:
+                    accepted[channel] += 1
+            elif msg[0] == "ping":
+                await client.send(["pong", 0])
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        limit = asyncio.Semaphore(IN_FLIGHT)
+
+        async def subscriber(j: int) -> None:
+            async with limit:
+                client = await connect(http, url, f"f{j}:1")
+            clients.append(client)
+            channel = j % CHANNELS
+            local[channel] += 1
+            _, meta = client.new_meta()
+            subscribe = {"type": "logux/subscribe", "channel": f"chat/b{channel}"}
+            await client.send(["sync", 1, subscribe, meta])
+            tasks.append(asyncio.create_task(reader(client, j, None)))
+
+        await asyncio.gather(*(subscriber(j) for j in range(sizes.subscribers)))
+        publishers = []
+        for i in range(sizes.publishers):
+            client = await connect(http, url, f"p{i}:1")
+            clients.append(client)
+            publishers.append(client)
+            windows[i] = asyncio.Semaphore(WINDOW)
+            tasks.append(asyncio.create_task(reader(client, None, i)))
+        await asyncio.sleep(1.0)  # subscriptions processed
+        cpu_before = servers.cpu()
+        began = time.time()
+        stop = began + sizes.duration
+
+        async def publish(i: int, client: BenchClient) -> None:
+            interval = sizes.publishers / rate if rate else 0.0
+            if interval:
+                await asyncio.sleep(interval * i / sizes.publishers)
+            first = time.time()
+            seq = 0
+            while True:
+                if interval:
+                    sent_at = first + seq * interval
+                    if sent_at >= stop:
+                        return
+                    await asyncio.sleep(max(0.0, sent_at - time.time()))
+                else:
+                    await windows[i].acquire()
+                    sent_at = time.time()
+                    if sent_at >= stop:
+                        return
+                channel = (i + seq) % CHANNELS
+                pending[(i, seq)] = local[channel]
+                in_flight[(i, seq + 1)] = channel
+                text = f"{i}:{seq}:{int(sent_at * 1e6)}"
+                _, meta = client.new_meta()
+                action = {"type": "chat/message", "chat": f"b{channel}", "text": text}
+                await client.send(["sync", seq + 1, action, meta])
+                seq += 1
+
+        await asyncio.gather(*(publish(i, c) for i, c in enumerate(publishers)))
+        settle = time.time() + 30
+        while in_flight and time.time() < settle:
+            await asyncio.sleep(0.05)
+        expected[0] = sum(accepted[c] * local[c] for c in range(CHANNELS))
+        if deliveries < expected[0]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 30)
+        cpu = servers.cpu() - cpu_before
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    ordered = sorted(latencies)
+    window = max(last_delivery - began, 1e-9)
+    return {
+        "deliveries": deliveries,
+        "expected": expected[0],
+        "lost": (expected[0] or 0) - deliveries,
+        "duplicates": duplicates,
+        "deliveries_per_s": deliveries / window,
+        "cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else math.nan,
+        "p50_ms": percentile(ordered, 0.5) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+    }
+
+
+def fanout_interop(target: str, sizes: Sizes, rate: float) -> dict[str, Any]:
+    servers = start(target)
+    try:
+        return asyncio.run(_fanout(servers, sizes, rate))
+    finally:
+        servers.stop()
+
+
+# -- handshakes and idle memory --------------------------------------------------------------
+
+
+async def _handshakes(servers: Servers, n: int) -> dict[str, Any]:
+    url = servers.urls[0]
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    clients: list[BenchClient] = []
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.sleep(1.0)
+        rss_before = servers.rss_kib()
+        cpu_before = servers.cpu()
+        limit = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(i: int) -> None:
+            async with limit:
+                clients.append(await connect(http, url, f"h{i}:1"))
+
+        began = time.time()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.time() - began
+        cpu = servers.cpu() - cpu_before
+        await asyncio.sleep(1.0)
+        rss_after = servers.rss_kib()
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return {
+        "handshakes_per_s": n / elapsed,
+        "cpu_us_per_connection": cpu / n * 1e6,
+        "kib_per_idle_connection": (rss_after - rss_before) / n,
+    }
+
+
+def handshakes(target: str, n: int) -> dict[str, Any]:
+    storm.raise_fd_limit(n * 2 + 1000)
+    servers = start(target)
+    try:
+        return asyncio.run(_handshakes(servers, n))
+    finally:
+        servers.stop()
+
+
+def storm_scenario(target: str, sizes: Sizes) -> dict[str, Any]:
+    config = storm.Config(
+        clients=sizes.storm_clients, missed=sizes.storm_missed, own=sizes.storm_missed // 5
+    )
+    config.server = target
+    return storm.run_once(config)
+
+
+def fanout_py(sizes: Sizes) -> dict[str, Any]:
+    config = fanout.Config(
+        connections=sizes.subscribers, publishers=sizes.publishers, duration=sizes.duration
+    )
+    return fanout.run_once(config)
+
+
+# -- the table -------------------------------------------------------------------------------
+
+ROWS: list[tuple[str, str, str]] = [
+    ("fan-out.py (bench_app) deliveries/s", "fpy_deliveries_per_s", "{:,.0f}"),
+    ("fan-out.py server CPU µs / delivery", "fpy_cpu_us", "{:.1f}"),
+    ("fan-out (interop app) deliveries/s", "fan_deliveries_per_s", "{:,.0f}"),
+    ("fan-out server CPU µs / delivery", "fan_cpu_us", "{:.1f}"),
+    ("fan-out p50 at fixed rate (ms)", "rate_p50_ms", "{:.1f}"),
+    ("fan-out p99 at fixed rate (ms)", "rate_p99_ms", "{:.1f}"),
+    ("handshakes/s (100 in flight)", "handshakes_per_s", "{:,.0f}"),
+    ("server CPU µs / connection", "cpu_us_per_connection", "{:,.0f}"),
+    ("RSS KiB / idle connection", "kib_per_idle_connection", "{:.1f}"),
+    ("storm catch-up p50 (ms)", "storm_p50_ms", "{:,.0f}"),
+    ("storm catch-up p99 (ms)", "storm_p99_ms", "{:,.0f}"),
+    ("storm all caught up (s)", "storm_all_s", "{:.2f}"),
+    ("storm live p99 (ms)", "storm_live_p99_ms", "{:.1f}"),
+    ("storm peak / pre-storm RSS", "storm_rss_ratio", "{:.2f}"),
+    ("lost / duplicated (all scenarios)", "errors", "{:,}"),
+]
+
+
+def one_round(target: str, sizes: Sizes) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    errors = 0
+    if target == "logsync":
+        f = fanout_py(sizes)
+        row["fpy_deliveries_per_s"] = f["deliveries_per_s"]
+        row["fpy_cpu_us"] = f["server_cpu_us_per_delivery"]
+        errors += f["lost"] + f["duplicates"]
+    f = fanout_interop(target, sizes, 0.0)
+    row["fan_deliveries_per_s"] = f["deliveries_per_s"]
+    row["fan_cpu_us"] = f["cpu_us_per_delivery"]
+    errors += f["lost"] + f["duplicates"]
+    f = fanout_interop(target, sizes, sizes.rate)
+    row["rate_p50_ms"] = f["p50_ms"]
+    row["rate_p99_ms"] = f["p99_ms"]
+    errors += f["lost"] + f["duplicates"]
+    row.update(handshakes(target, sizes.idle))
+    s = storm_scenario(target, sizes)
+    row["storm_p50_ms"] = s["catch_up_p50_ms"]
+    row["storm_p99_ms"] = s["catch_up_p99_ms"]
+    row["storm_all_s"] = s["all_caught_up_s"]
+    row["storm_live_p99_ms"] = s["live_p99_ms"]
+    row["storm_rss_ratio"] = s["rss_peak_ratio"]
+    errors += s["lost"] + s["duplicates"] + (0 if s["ok"] else 1)
+    row["errors"] = errors
+    return row
+
+
+def median(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if not (isinstance(r[key], float) and math.isnan(r[key]))]
+        out[key] = statistics.median(values) if values else math.nan
+    out["errors"] = sum(r["errors"] for r in rows)
+    return out
+
+
+def table(columns: dict[str, dict[str, Any]]) -> str:
+    names = list(columns)
+    lines = ["| scenario | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, key, fmt in ROWS:
+        cells = []
+        for name in names:
+            value = columns[name].get(key)
+            cells.append("n/a" if value is None else fmt.format(value))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, small sizes")
+    parser.add_argument("--target", choices=("logsync", "logux", "both"), default="logsync")
+    parser.add_argument("--repeat", type=int, default=0, help="runs per scenario (3; quick 1)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    repeat = args.repeat or (1 if args.quick else 3)
+    targets = ["logsync", "logux"] if args.target == "both" else [args.target]
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+    for i in range(repeat):
+        for target in targets:  # interleaved, so noise spreads over both
+            print(f"round {i + 1}/{repeat}: {target} …", file=sys.stderr, flush=True)
+            runs[target].append(one_round(target, sizes))
+    columns = {t: median(runs[t]) for t in targets}
+    output = {
+        "command": ("python -m loadtest.bench " + shlex.join(argv)).strip(),
+        "sizes": sizes.__dict__,
+        "repeat": repeat,
+        "machine": machine(),
+        "source": source(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "median": columns,
+        "runs": runs,
+    }
+    if args.json:
+        print(json.dumps(output, indent=2, default=str))
+    else:
+        print(f"$ {output['command']}")
+        print(
+            f"sizes: {sizes.subscribers} subscribers / {sizes.publishers} publishers, "
+            f"{sizes.duration:g} s, fixed rate {sizes.rate:g}/s; {sizes.idle} idle connections; "
+            f"storm {sizes.storm_clients} x {sizes.storm_missed}; median of {repeat}"
+        )
+        print(table(columns))
+    return 0 if all(c["errors"] == 0 for c in columns.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,948 @@
+"""Reconnect storm: N offline clients come back at once and catch up from the log.
+
+    python -m loadtest.storm --clients 2000 --missed 50
+    python -m loadtest.storm --clients 2000 --missed 50 --jitter-ms 1000 --png storm.png
+    python -m loadtest.storm --clients 100 --missed 10 --handshake-rate 50 --handshake-queue 20 --json
+    python -m loadtest.storm --server logux ...        # the reference @logux/server, same app
+
+It starts what it measures (``logsync serve tests.interop.app:app`` on a fresh SQLite file, Redis or
+memory; or ``node tests/interop/js/reference-server.mjs``), or targets ``--url`` (then give
+``--pid`` to sample its memory). The app is the interop app: token ``secret``, ``notify {user,
+text}`` is resent to that user and kept, ``chat/message`` goes to ``chat/<id>``.
+
+1. N clients (``s<i>:1``, user ``s<i>``) connect; each receives one ``notify`` addressed to it and
+   records the ``added`` of that ``sync`` as its watermark; all disconnect.
+2. While they are offline a producer adds ``--missed`` ``notify`` actions per user (texts
+   ``"0"`` … in order), and each client queues ``--missed``/5 own actions (``notify`` to user
+   ``sink``) to send when it is back.
+3. All N reconnect at once (or each after a random delay in ``--jitter-ms``) with ``synced`` =
+   their watermark, send their queued actions and acknowledge every ``sync``. A refused handshake
+   (close 1013 or HTTP 503) is retried after the server's hint plus jitter; retries are counted.
+4. A live pair (``live:a``, ``live:b`` on ``chat/live``) exchanges a message every 50 ms
+   throughout and measures its latency.
+5. Afterwards a verifier (``sink:verify``) connects with ``synced`` 0 and must receive every own
+   action exactly once.
+
+Reported: per-client catch-up (reconnect start → every missed action received and acknowledged)
+p50/p99/max, all caught up (storm start → last client caught up), live latency p50/p99 during the
+storm, server RSS before / peak (``/proc/<pid>/status`` every 100 ms), handshakes refused and
+retried, and correctness: missed actions exactly once and in order, own actions acknowledged and in
+the log once. Exit status 1 when correctness fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import random
+import re
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from loadtest.client import BenchClient
+from loadtest.fanout import cpu_seconds, machine, percentile, source
+from logsync.protocol import PROTOCOL_VERSION
+from logsync.protocol.codec import JSON
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = "tests.interop.app:app"
+REFERENCE = ROOT / "tests" / "interop" / "js" / "reference-server.mjs"
+TOKEN = "secret"
+SUBPROTOCOL = 3
+SETUP_CONCURRENCY = 100
+PRODUCER_BATCH = 100  # actions per `sync` of the producer
+PRODUCER_WINDOW = 4  # producer `sync` messages awaiting `synced`
+LIVE_INTERVAL = 0.05
+SAMPLE_INTERVAL = 0.1
+HINT = re.compile(r"try again in (\d+(?:\.\d+)?) s")
+
+
+@dataclass
+class Config:
+    clients: int = 2000
+    missed: int = 50
+    own: int = -1  # own actions per client; -1: missed // 5
+    jitter_ms: float = 0.0
+    store: str = "sqlite"
+    nodes: int = 1
+    server: str = "logsync"
+    url: str = ""
+    pid: int = 0
+    handshake_rate: float = 0.0  # 0: the server's default
+    handshake_burst: int = 0
+    handshake_queue: int = 0
+    timeout: float = 120.0
+    png: str = ""
+    json: bool = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.storm",
+        description="Reconnect storm: N clients reconnect at once and catch up from the log.",
+    )
+    add = parser.add_argument
+    add("--clients", type=int, default=2000, help="clients that reconnect (default 2000)")
+    add("--missed", type=int, default=50, help="actions per client added while offline")
+    add("--own", type=int, default=-1, help="own actions per client sent on reconnect (missed/5)")
+    add("--jitter-ms", type=float, default=0.0, help="spread the reconnects over this many ms")
+    add("--store", choices=("sqlite", "redis", "memory"), default="sqlite")
+    add("--nodes", type=int, default=1, help="logsync nodes (more than 1: on one Redis)")
+    add("--server", choices=("logsync", "logux"), default="logsync", help="what to start")
+    add("--url", default="", help="target a running server instead of starting one")
+    add("--pid", type=int, default=0, help="with --url: the server's PID, for its memory")
+    add("--handshake-rate", type=float, default=0.0, help="logsync --handshake-rate")
+    add("--handshake-burst", type=int, default=0, help="logsync --handshake-burst")
+    add("--handshake-queue", type=int, default=0, help="logsync --handshake-queue")
+    add("--timeout", type=float, default=120.0, help="max s for the storm to settle")
+    add("--png", default="", help="draw clients, memory and live latency over time")
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser
+
+
+def parse_config(argv: Sequence[str]) -> Config:
+    config = Config(**vars(build_parser().parse_args(argv)))
+    if config.own < 0:
+        config.own = config.missed // 5
+    if config.nodes > 1 and config.store != "redis":
+        config.store = "redis"
+    if config.server == "logux" and config.nodes != 1:
+        raise SystemExit("--server logux runs one node")
+    if config.clients < 1 or config.missed < 1:
+        raise SystemExit("--clients and --missed must be at least 1")
+    return config
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < needed:
+        print(f"warning: fd limit {want} < {needed} needed", file=sys.stderr)
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+class Servers:
+    """What the storm measures: logsync node(s) (+ redis-server), or the reference server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tmp = tempfile.TemporaryDirectory(prefix="logsync-storm-")
+        self.redis: Any = None
+        self.nodes: list[Any] = []
+        self.reference: subprocess.Popen[str] | None = None
+        self.urls: list[str] = []
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        c = self.config
+        if c.url:
+            self.urls = [c.url]
+            self.pids = [c.pid] if c.pid else []
+            return
+        try:
+            if c.server == "logux":
+                self._start_reference()
+            else:
+                self._start_logsync()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_reference(self) -> None:
+        from tests.support.redis import free_port
+
+        port = free_port()
+        self.reference = subprocess.Popen(
+            ["node", str(REFERENCE), str(port)],
+            cwd=REFERENCE.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "LOGUX_QUIET": "1"},
+        )
+        assert self.reference.stdout is not None
+        line = self.reference.stdout.readline()
+        if not line.startswith("listening"):
+            raise RuntimeError(f"reference server did not start: {line!r}")
+        self.urls = [f"ws://127.0.0.1:{port}/"]
+        self.pids = [self.reference.pid]
+
+    def _start_logsync(self) -> None:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from tests.support.server import ServerProcess
+
+        c = self.config
+        if c.store == "redis":
+            from tests.support.redis import RedisServer
+
+            self.redis = RedisServer(Path(self.tmp.name) / "redis", "--appendonly", "yes")
+            self.redis.start()
+            store = f"{self.redis.url}?prefix=storm"
+        elif c.store == "sqlite":
+            store = f"sqlite:///{self.tmp.name}/log.db"
+        else:
+            store = "memory://"
+        args = ["--log-level", "warning"]
+        for flag, value in (
+            ("--handshake-rate", c.handshake_rate),
+            ("--handshake-burst", c.handshake_burst),
+            ("--handshake-queue", c.handshake_queue),
+        ):
+            if value:
+                args += [flag, f"{value:g}"]
+        for n in range(c.nodes):
+            node = ServerProcess(APP, *args, "--node-id", f"node{n + 1}", store=store)
+            self.nodes.append(node)
+        self.urls = [node.url for node in self.nodes]
+        self.pids = [node.process.pid for node in self.nodes]
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(pid) for pid in self.pids)
+
+    def cpu(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        return total
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self.reference is not None and self.reference.poll() is None:
+            self.reference.send_signal(signal.SIGTERM)
+            try:
+                self.reference.wait(10)
+            except subprocess.TimeoutExpired:
+                self.reference.kill()
+                self.reference.wait()
+        if self.redis is not None:
+            self.redis.stop()
+        self.tmp.cleanup()
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+class Refusal(Exception):
+    """A handshake refused with a retry hint (or without one: ``hint`` None)."""
+
+    def __init__(self, hint: float | None, how: str) -> None:
+        super().__init__(how)
+        self.hint = hint
+
+
+async def connect(
+    http: aiohttp.ClientSession,
+    url: str,
+    node_id: str,
+    synced: float = 0,
+    timeout: float = 60.0,
+) -> BenchClient:
+    """Open a socket and handshake with ``synced``; :class:`Refusal` on 503 / close 1013."""
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await http.ws_connect(url, max_msg_size=0, compress=0, autoping=True)
+    except aiohttp.WSServerHandshakeError as error:
+        if error.status == 503:
+            header = (error.headers or {}).get("Retry-After")
+            raise Refusal(float(header) if header else None, "503") from error
+        raise
+    client = BenchClient(ws, node_id, JSON)
+    await client.send(
+        ["connect", PROTOCOL_VERSION, node_id, synced, {"token": TOKEN, "subprotocol": SUBPROTOCOL}]
+    )
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.receive()
+            if msg is None:
+                if ws.close_code == 1013:
+                    found = HINT.search(client.closed_reason or "")
+                    raise Refusal(float(found.group(1)) if found else None, "1013")
+                raise ConnectionError(f"{node_id}: closed in handshake: {client.closed_reason}")
+            if msg[0] == "error":
+                raise ConnectionError(f"{node_id}: {msg!r}")
+            if msg[0] == "connected":
+                client.server_id = msg[2]
+                client.base_time = int(msg[3][1])
+                return client
+
+
+@dataclass
+class StormClient:
+    index: int
+    url: str
+    watermark: float = 0
+    pre_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    received: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # anything unexpected after reconnect
+    own_ids: set[str] = field(default_factory=set)
+    own_processed: int = 0
+    own_synced: bool = False
+    own_undone: int = 0
+    start: float = 0.0  # reconnect start
+    connected_at: float = 0.0
+    caught_up_at: float = 0.0
+    own_done_at: float = 0.0
+    retries: int = 0
+    refused_no_hint: int = 0
+    timeouts: int = 0
+    error: str = ""
+    client: BenchClient | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def node_id(self) -> str:
+        return f"s{self.index}:1"
+
+    @property
+    def user(self) -> str:
+        return f"s{self.index}"
+
+
+# -- live pair (its own process, so the storm generator's event loop does not delay it) --------
+
+
+async def live_pair(
+    http: aiohttp.ClientSession,
+    url: str,
+    should_stop: Callable[[], bool],
+    ready: Callable[[], None],
+    out: list[tuple[float, float]],
+) -> None:
+    """``live:a`` and ``live:b`` on ``chat/live`` each send a ``chat/message`` every 50 ms
+    carrying its send time; every delivery's ``(time, latency ms)`` goes to ``out``."""
+    pair = [await connect(http, url, f"live:{name}") for name in ("a", "b")]
+    for client in pair:
+        _, meta = client.new_meta()
+        await client.send(["sync", 1, {"type": "logux/subscribe", "channel": "chat/live"}, meta])
+
+    async def read(client: BenchClient) -> None:
+        while True:
+            msg = await client.receive()
+            if msg is None:
+                return
+            if msg[0] == "sync":
+                now = time.time()
+                for i in range(2, len(msg), 2):
+                    action = msg[i]
+                    if action.get("type") == "chat/message":
+                        sent = int(action["text"]) / 1e6
+                        out.append((now, (now - sent) * 1000))
+                await client.send(["synced", msg[1]])
+            elif msg[0] == "ping":
+                await client.send(["pong", 0])
+
+    readers = [asyncio.create_task(read(c)) for c in pair]
+    await asyncio.sleep(0.3)  # subscriptions processed
+    ready()
+    try:
+        n = 0
+        next_at = time.time()
+        while not should_stop():
+            sender = pair[n % 2]
+            text = str(int(time.time() * 1e6))
+            _, meta = sender.new_meta()
+            added = 2 + n // 2
+            await sender.send(
+                ["sync", added, {"type": "chat/message", "chat": "live", "text": text}, meta]
+            )
+            n += 1
+            next_at += LIVE_INTERVAL / 2  # each of the two sends every 50 ms
+            await asyncio.sleep(max(0.0, next_at - time.time()))
+    finally:
+        for task in readers:
+            task.cancel()
+        for client in pair:
+            await client.close()
+
+
+async def _live_child(url: str, pipe: Any) -> None:
+    out: list[tuple[float, float]] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        await live_pair(http, url, pipe.poll, lambda: pipe.send("ready"), out)
+    pipe.send(out)
+
+
+def live_process(url: str, pipe: Any) -> None:
+    """Entry point of the live pair's process."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_live_child(url, pipe))
+
+
+# -- the storm -------------------------------------------------------------------------------
+
+
+class Storm:
+    def __init__(self, config: Config, servers: Servers) -> None:
+        self.config = config
+        self.servers = servers
+        self.urls = servers.urls
+        self.clients = [
+            StormClient(i, self.urls[i % len(self.urls)]) for i in range(config.clients)
+        ]
+        self.live: list[tuple[float, float]] = []  # (time, latency ms)
+        self.samples: list[tuple[float, int, int, int]] = []  # (time, connected, caught up, RSS)
+        self.connected = 0
+        self.caught_up = 0
+        self.t0 = 0.0
+        self.sampling = True
+        self.problems: list[str] = []
+
+    # -- phase 1: connect, get one action each, record the watermark, disconnect --------------
+
+    async def reader(self, sc: StormClient, client: BenchClient, storm: bool) -> None:
+        """Acknowledge every ``sync``; sort what arrives into the client's record."""
+        missed = self.config.missed
+        while True:
+            msg = await client.receive()
+            if msg is None:
+                return
+            kind = msg[0]
+            if kind == "sync":
+                added = msg[1]
+                for i in range(2, len(msg), 2):
+                    action = msg[i]
+                    kind_of = action.get("type")
+                    if kind_of == "notify" and action.get("user") == sc.user:
+                        if not storm:
+                            if action.get("text") == "pre":
+                                sc.watermark = max(sc.watermark, added)
+                                sc.pre_seen.set()
+                        else:
+                            sc.received.append(action.get("text"))
+                    elif kind_of == "logux/processed" and action.get("id") in sc.own_ids:
+                        sc.own_processed += 1
+                    elif kind_of == "logux/undo":
+                        sc.own_undone += 1
+                        sc.extra.append(f"undo {action.get('reason')}")
+                    elif storm:
+                        sc.extra.append(str(kind_of))
+                await client.send(["synced", added])
+                if storm:
+                    if not sc.caught_up_at and len(sc.received) >= missed:
+                        sc.caught_up_at = time.time()
+                        self.caught_up += 1
+                    self._check_done(sc)
+            elif kind == "synced":
+                if storm:
+                    sc.own_synced = True
+                    self._check_done(sc)
+            elif kind == "ping":
+                await client.send(["pong", msg[1] if len(msg) > 1 else 0])
+
+    def _check_done(self, sc: StormClient) -> None:
+        own_ok = self.config.own == 0 or (
+            sc.own_synced and sc.own_processed + sc.own_undone >= self.config.own
+        )
+        if own_ok and not sc.own_done_at:
+            sc.own_done_at = time.time()
+        if sc.caught_up_at and own_ok:
+            sc.done.set()
+
+    async def first_visit(self, http: aiohttp.ClientSession, sc: StormClient) -> None:
+        client = await self.connect_retrying(http, sc, 0, count=False)
+        task = asyncio.create_task(self.reader(sc, client, storm=False))
+        sc.client = client
+        sc._task = task  # type: ignore[attr-defined]
+
+    async def connect_retrying(
+        self, http: aiohttp.ClientSession, sc: StormClient, synced: float, count: bool = True
+    ) -> BenchClient:
+        deadline = time.time() + self.config.timeout
+        while True:
+            try:
+                return await connect(http, sc.url, sc.node_id, synced)
+            except Refusal as refusal:
+                if count:
+                    sc.retries += 1
+                    if refusal.hint is None:
+                        sc.refused_no_hint += 1
+                hint = refusal.hint if refusal.hint is not None else 1.0
+                if time.time() + hint > deadline:
+                    raise
+                await asyncio.sleep(hint * random.uniform(1.0, 1.5))
+            except (TimeoutError, aiohttp.ClientError, ConnectionError):
+                # no answer in time (queued too long, or the TCP backlog overflowed): try again
+                # after 1-3 s, as a real client's reconnect backoff would
+                if count:
+                    sc.timeouts += 1
+                if time.time() + 3 > deadline:
+                    raise
+                await asyncio.sleep(random.uniform(1.0, 3.0))
+
+    # -- the producer ------------------------------------------------------------------------
+
+    async def produce(self, http: aiohttp.ClientSession, texts: list[str]) -> None:
+        """Add ``notify`` to every client's user for each text, in batches; wait until each was
+        acknowledged (``synced``) and processed."""
+        client = await connect(http, self.urls[0], f"producer:{random.randrange(1 << 30)}")
+        outstanding: dict[int, asyncio.Future[None]] = {}
+        window = asyncio.Semaphore(PRODUCER_WINDOW)
+        ids: set[str] = set()
+        processed = 0
+        all_processed = asyncio.Event()
+        total = len(texts) * len(self.clients)
+
+        async def read() -> None:
+            nonlocal processed
+            while True:
+                msg = await client.receive()
+                if msg is None:
+                    return
+                if msg[0] == "synced":
+                    future = outstanding.pop(int(msg[1]), None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
+                        window.release()
+                elif msg[0] == "sync":
+                    for i in range(2, len(msg), 2):
+                        action = msg[i]
+                        if action.get("type") == "logux/processed":
+                            processed += 1
+                        elif action.get("type") == "logux/undo":
+                            self.problems.append(f"producer: undo {action.get('reason')}")
+                            processed += 1
+                    if processed >= total:
+                        all_processed.set()
+                    await client.send(["synced", msg[1]])
+                elif msg[0] == "ping":
+                    await client.send(["pong", 0])
+
+        reading = asyncio.create_task(read())
+        try:
+            added = 0
+            batch: list[Any] = []
+            futures = []
+            for text in texts:
+                for sc in self.clients:
+                    full, meta = client.new_meta()
+                    ids.add(full)
+                    batch += [{"type": "notify", "user": sc.user, "text": text}, meta]
+                    if len(batch) >= 2 * PRODUCER_BATCH:
+                        added += 1
+                        await window.acquire()
+                        futures.append(await self._send_batch(client, outstanding, added, batch))
+                        batch = []
+            if batch:
+                added += 1
+                await window.acquire()
+                futures.append(await self._send_batch(client, outstanding, added, batch))
+            await asyncio.wait_for(asyncio.gather(*futures), self.config.timeout)
+            await asyncio.wait_for(all_processed.wait(), self.config.timeout)
+        finally:
+            reading.cancel()
+            await client.close()
+
+    async def _send_batch(
+        self,
+        client: BenchClient,
+        outstanding: dict[int, asyncio.Future[None]],
+        added: int,
+        batch: list[Any],
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outstanding[added] = future
+        await client.send(["sync", added, *batch])
+        return future
+
+    # -- live pair ---------------------------------------------------------------------------
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    async def sample(self) -> None:
+        while self.sampling:
+            self.samples.append(
+                (time.time(), self.connected, self.caught_up, self.servers.rss_kib())
+            )
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+    # -- the storm ---------------------------------------------------------------------------
+
+    async def come_back(self, http: aiohttp.ClientSession, sc: StormClient) -> None:
+        c = self.config
+        if c.jitter_ms > 0:
+            await asyncio.sleep(random.uniform(0, c.jitter_ms / 1000))
+        sc.start = time.time()
+        try:
+            client = await self.connect_retrying(http, sc, sc.watermark)
+        except Exception as error:
+            sc.error = f"{type(error).__name__}: {error}"
+            sc.done.set()
+            return
+        sc.connected_at = time.time()
+        self.connected += 1
+        sc.client = client
+        task = asyncio.create_task(self.reader(sc, client, storm=True))
+        sc._task = task  # type: ignore[attr-defined]
+        if c.own:
+            batch: list[Any] = []
+            for j in range(c.own):
+                full, meta = client.new_meta()
+                sc.own_ids.add(full)
+                batch += [{"type": "notify", "user": "sink", "text": f"{sc.index}:{j}"}, meta]
+            await client.send(["sync", 1, *batch])
+        self._check_done(sc)
+        await asyncio.wait(
+            [task, asyncio.ensure_future(sc.done.wait())],
+            timeout=c.timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+
+    async def verify_sink(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """Every own action must be in the log once: read user ``sink``'s log from 0."""
+        expected = self.config.clients * self.config.own
+        seen: dict[str, int] = {}
+        client = await connect(http, self.urls[0], "sink:verify", 0)
+        last = time.time()
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                while len(seen) < expected or time.time() - last < 0.5:
+                    try:
+                        msg = await asyncio.wait_for(client.receive(), 2.0)
+                    except TimeoutError:
+                        break
+                    if msg is None:
+                        break
+                    if msg[0] == "sync":
+                        for i in range(2, len(msg), 2):
+                            if msg[i].get("type") == "notify":
+                                text = msg[i]["text"]
+                                seen[text] = seen.get(text, 0) + 1
+                                last = time.time()
+                        await client.send(["synced", msg[1]])
+        except TimeoutError:
+            pass
+        finally:
+            await client.close()
+        wanted = {f"{i}:{j}" for i in range(self.config.clients) for j in range(self.config.own)}
+        return {
+            "own_expected": expected,
+            "own_in_log": sum(1 for t in seen if t in wanted),
+            "own_missing_from_log": len(wanted - seen.keys()),
+            "own_duplicated_in_log": sum(n - 1 for n in seen.values() if n > 1),
+        }
+
+    async def run(self) -> dict[str, Any]:
+        c = self.config
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            # phase 1
+            limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+            async def bounded(sc: StormClient) -> None:
+                async with limit:
+                    await self.first_visit(http, sc)
+
+            await asyncio.gather(*(bounded(sc) for sc in self.clients))
+            await self.produce(http, ["pre"])
+            await asyncio.wait_for(
+                asyncio.gather(*(sc.pre_seen.wait() for sc in self.clients)), c.timeout
+            )
+            for sc in self.clients:
+                sc._task.cancel()  # type: ignore[attr-defined]
+            await asyncio.gather(
+                *(sc.client.close() for sc in self.clients if sc.client), return_exceptions=True
+            )
+            # phase 2: while they are offline
+            produce_start = time.time()
+            await self.produce(http, [str(k) for k in range(c.missed)])
+            produce_s = time.time() - produce_start
+            sampler = asyncio.create_task(self.sample())
+            loop = asyncio.get_running_loop()
+            ours, theirs = multiprocessing.get_context("spawn").Pipe()
+            live = multiprocessing.get_context("spawn").Process(
+                target=live_process, args=(self.urls[0], theirs), daemon=True
+            )
+            live.start()
+            if not await loop.run_in_executor(None, ours.poll, 30):
+                raise RuntimeError("the live pair did not start")
+            ours.recv()
+            await asyncio.sleep(1.5)
+            rss_before = self.servers.rss_kib()
+            cpu_before = self.servers.cpu()
+            generator_before = cpu_seconds(os.getpid())
+            # phase 3: the storm
+            self.t0 = time.time()
+            await asyncio.gather(*(self.come_back(http, sc) for sc in self.clients))
+            settled = time.time()
+            cpu_storm = self.servers.cpu() - cpu_before
+            generator_cpu = cpu_seconds(os.getpid()) - generator_before
+            await asyncio.sleep(2.0)  # late arrivals (duplicates, live messages) still count
+            ours.send("stop")
+            if await loop.run_in_executor(None, ours.poll, 30):
+                self.live = ours.recv()
+            live.join(10)
+            if live.is_alive():
+                live.terminate()
+            self.sampling = False
+            await sampler
+            rss_peak = max(
+                (s[3] for s in self.samples if self.t0 <= s[0] <= settled + 0.5),
+                default=rss_before,
+            )
+            for sc in self.clients:
+                task = getattr(sc, "_task", None)
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(
+                *(sc.client.close() for sc in self.clients if sc.client), return_exceptions=True
+            )
+            sink = await self.verify_sink(http) if c.own else {}
+        result = self.summarize(rss_before, rss_peak, cpu_storm, produce_s, settled, sink)
+        result["generator_cpu_storm_s"] = generator_cpu
+        return result
+
+    def summarize(
+        self,
+        rss_before: int,
+        rss_peak: int,
+        cpu_storm: float,
+        produce_s: float,
+        settled: float,
+        sink: dict[str, Any],
+    ) -> dict[str, Any]:
+        c = self.config
+        expected = [str(k) for k in range(c.missed)]
+        catch = sorted(
+            (sc.caught_up_at - sc.start) * 1000 for sc in self.clients if sc.caught_up_at
+        )
+        handshake = sorted(
+            (sc.connected_at - sc.start) * 1000 for sc in self.clients if sc.connected_at
+        )
+        last = max((sc.caught_up_at for sc in self.clients if sc.caught_up_at), default=0.0)
+        lost = dups = out_of_order = 0
+        for sc in self.clients:
+            got = sc.received
+            lost += len(set(expected) - set(got))
+            dups += len(got) - len(set(got))
+            if [t for t in got if t in expected] != expected[: len(got)] or any(
+                t not in expected for t in got
+            ):
+                out_of_order += 1
+        storm_live = sorted(ms for t, ms in self.live if self.t0 <= t - ms / 1000 <= settled)
+        own_acked = (
+            sum(1 for sc in self.clients if sc.own_synced and sc.own_processed == c.own)
+            if c.own
+            else c.clients
+        )
+        errors = [f"{sc.node_id}: {sc.error}" for sc in self.clients if sc.error]
+        extras = [f"{sc.node_id}: {x}" for sc in self.clients for x in sc.extra]
+        result: dict[str, Any] = {
+            "clients": c.clients,
+            "missed": c.missed,
+            "own": c.own,
+            "caught_up": sum(1 for sc in self.clients if sc.caught_up_at),
+            "catch_up_p50_ms": percentile(catch, 0.5),
+            "catch_up_p99_ms": percentile(catch, 0.99),
+            "catch_up_max_ms": catch[-1] if catch else math.nan,
+            "handshake_p50_ms": percentile(handshake, 0.5),
+            "handshake_p99_ms": percentile(handshake, 0.99),
+            "all_caught_up_s": (last - self.t0) if last else math.nan,
+            "storm_s": settled - self.t0,
+            "live_messages": len(storm_live),  # sent during the storm
+            "live_p50_ms": percentile(storm_live, 0.5),
+            "live_p99_ms": percentile(storm_live, 0.99),
+            "live_max_ms": storm_live[-1] if storm_live else math.nan,
+            "rss_before_mib": rss_before / 1024,
+            "rss_peak_mib": rss_peak / 1024,
+            "rss_peak_ratio": rss_peak / rss_before if rss_before else math.nan,
+            "server_cpu_storm_s": cpu_storm,
+            "produce_s": produce_s,
+            "retries": sum(sc.retries for sc in self.clients),
+            "clients_retried": sum(1 for sc in self.clients if sc.retries),
+            "refused_without_hint": sum(sc.refused_no_hint for sc in self.clients),
+            "handshake_timeouts": sum(sc.timeouts for sc in self.clients),
+            "failed_clients": len(errors),
+            "lost": lost,
+            "duplicates": dups,
+            "out_of_order_clients": out_of_order,
+            "unexpected": len(extras),
+            "own_acknowledged_clients": own_acked,
+            **sink,
+            "problems": (errors + extras + self.problems)[:10],
+        }
+        result["ok"] = (
+            result["caught_up"] == c.clients
+            and lost == 0
+            and dups == 0
+            and out_of_order == 0
+            and not errors
+            and not extras
+            and not self.problems
+            and own_acked == c.clients
+            and sink.get("own_missing_from_log", 0) == 0
+            and sink.get("own_duplicated_in_log", 0) == 0
+            and result["refused_without_hint"] == 0
+        )
+        return result
+
+    def draw(self, path: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        t0 = self.t0
+        ts = [s[0] - t0 for s in self.samples]
+        fig, (top, mid, bottom) = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+        top.plot(ts, [s[1] for s in self.samples], label="connected")
+        top.plot(ts, [s[2] for s in self.samples], label="caught up")
+        top.set_ylabel("clients")
+        top.legend(loc="lower right")
+        top.set_title(
+            f"reconnect storm: {self.config.clients} clients x {self.config.missed} missed "
+            f"({self.config.server}, {self.config.store})"
+        )
+        mid.plot(ts, [s[3] / 1024 for s in self.samples], color="tab:red")
+        mid.set_ylabel("server RSS (MiB)")
+        mid.set_ylim(bottom=0)
+        bottom.plot([t - t0 for t, _ in self.live], [ms for _, ms in self.live], ".", ms=3)
+        bottom.set_ylabel("live latency (ms)")
+        bottom.set_xlabel("s since the storm started")
+        for ax in (top, mid, bottom):
+            ax.axvline(0, color="grey", lw=0.5)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+
+
+ROWS: list[tuple[str, str, str]] = [
+    ("clients caught up", "caught_up", "{:,}"),
+    ("catch-up p50 (ms)", "catch_up_p50_ms", "{:,.0f}"),
+    ("catch-up p99 (ms)", "catch_up_p99_ms", "{:,.0f}"),
+    ("catch-up max (ms)", "catch_up_max_ms", "{:,.0f}"),
+    ("handshake p50 / p99 (ms)", "handshake_p50_ms", "{:,.0f}"),
+    ("", "handshake_p99_ms", "{:,.0f}"),
+    ("all caught up (s)", "all_caught_up_s", "{:.2f}"),
+    ("live latency p50 (ms)", "live_p50_ms", "{:.1f}"),
+    ("live latency p99 (ms)", "live_p99_ms", "{:.1f}"),
+    ("live latency max (ms)", "live_max_ms", "{:.1f}"),
+    ("server RSS before (MiB)", "rss_before_mib", "{:.1f}"),
+    ("server RSS peak (MiB)", "rss_peak_mib", "{:.1f}"),
+    ("peak / before", "rss_peak_ratio", "{:.2f}"),
+    ("server CPU during storm (s)", "server_cpu_storm_s", "{:.1f}"),
+    ("generator CPU during storm (s)", "generator_cpu_storm_s", "{:.1f}"),
+    ("handshake retries (clients)", "retries", "{:,}"),
+    ("refused without a hint", "refused_without_hint", "{:,}"),
+    ("handshake attempts timed out (retried)", "handshake_timeouts", "{:,}"),
+    ("lost", "lost", "{:,}"),
+    ("duplicates", "duplicates", "{:,}"),
+    ("clients out of order", "out_of_order_clients", "{:,}"),
+    ("own actions acknowledged (clients)", "own_acknowledged_clients", "{:,}"),
+    ("own actions missing from log", "own_missing_from_log", "{:,}"),
+    ("own actions duplicated in log", "own_duplicated_in_log", "{:,}"),
+    ("producing the backlog (s)", "produce_s", "{:.1f}"),
+]
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    for label, key, fmt in ROWS:
+        if key not in result:
+            continue
+        value = result[key]
+        cell = fmt.format(value) if isinstance(value, int | float) else str(value)
+        if key == "retries":
+            cell += f" ({result['clients_retried']:,})"
+        if label == "":
+            lines[-1] = lines[-1][:-2] + f" / {cell} |"
+            continue
+        lines.append(f"| {label} | {cell} |")
+    lines.append(f"| correct | {'yes' if result['ok'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def run_once(config: Config) -> dict[str, Any]:
+    raise_fd_limit(config.clients + 1000)  # the servers get their own copy of the limit
+    servers = Servers(config)
+    servers.start()
+    try:
+        storm = Storm(config, servers)
+        result = asyncio.run(storm.run())
+        if config.png:
+            storm.draw(config.png)
+        return result
+    finally:
+        servers.stop()
+
+
+def describe(c: Config) -> str:
+    target = c.url or (
+        "reference @logux/server 0.14 (memory)"
+        if c.server == "logux"
+        else f"logsync, {c.nodes} node{'s' if c.nodes > 1 else ''}, {c.store}"
+    )
+    return (
+        f"{c.clients} clients x {c.missed} missed (+{c.own} own each), jitter {c.jitter_ms:g} ms; "
+        f"{target}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = parse_config(argv)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    command = "python -m loadtest.storm " + shlex.join(argv)
+    result = run_once(config)
+    output = {
+        "command": command.strip(),
+        "parameters": asdict(config),
+        "description": describe(config),
+        "machine": machine(),
+        "source": source(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "result": result,
+    }
+    if config.json:
+        print(json.dumps(output, indent=2, default=str))
+    else:
+        print(f"$ {output['command']}")
+        print(describe(config))
+        print(table(result))
+        for problem in result["problems"]:
+            print(f"! {problem}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
