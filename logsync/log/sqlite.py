@@ -1,12 +1,10 @@
 """``sqlite:///path.db``: the embedded default log, one SQLite file in WAL mode, durable per commit.
 
-SQLite work runs on two dedicated threads, each owning a connection, so the event loop never
-blocks on disk: a writer and a reader. Writes are *group-committed*: every write that reaches the
-writer while it is busy with a transaction goes into the next transaction together, and each
-caller is answered once that transaction has committed. The fsync per commit is shared by the whole
-batch, which is what makes durable appends fast. Reads run on the reader's connection (WAL: they
-see every committed write and never wait for the writer), so a storm's catch-up reads do not
-queue in front of live appends; a read sees every write that completed before it was called.
+All SQLite work runs on one dedicated thread that owns the connection, so the event loop never
+blocks on disk. Writes are *group-committed*: every call that reaches the thread while it is busy
+with a transaction goes into the next transaction together, and each caller is answered once that
+transaction has committed. The fsync per commit is shared by the whole batch, which is what makes
+durable appends fast.
 
 Tables (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``):
 
@@ -228,20 +226,6 @@ class SqliteStore(LogStore):
         )
         self._thread.start()
         ready.result()  # raises what opening raised
-        # Reads get their own connection and thread (WAL readers see every committed write and
-        # never wait for the writer), so catch-up reads don't queue in front of appends.
-        self._reads: queue.SimpleQueue[_Job] | None = None
-        if self.path != ":memory:":
-            self._reads = queue.SimpleQueue()
-            reader_ready: ThreadFuture[None] = ThreadFuture()
-            self._reader = threading.Thread(
-                target=self._run_reader,
-                args=(reader_ready,),
-                name=f"logsync-sqlite-read:{self.path}",
-                daemon=True,
-            )
-            self._reader.start()
-            reader_ready.result()
 
     # -- the SQLite thread ---------------------------------------------------------------------
 
@@ -316,27 +300,6 @@ class SqliteStore(LogStore):
             pending.extendleft(reversed(batch))
             self._fail_all(pending, RuntimeError(f"the SQLite thread failed: {exc!r}"))
 
-    def _run_reader(self, ready: ThreadFuture[None]) -> None:
-        assert self._reads is not None
-        try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=True, cached_statements=256
-            )
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA query_only = ON")
-        except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        while True:
-            job = self._reads.get()
-            if job.fn is None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-                self._answer([(job, None, None)])
-                return
-            self._answer([self._call_one(conn, job)])
-
     def _execute(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Run a batch: writes (and the reads between them) in one transaction, each call in a
         savepoint so one failing call does not undo the others; answer every call after the
@@ -407,17 +370,12 @@ class SqliteStore(LogStore):
 
     # -- calls from the event loop -------------------------------------------------------------
 
-    async def _call(
-        self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False, writer: bool = False
-    ) -> T:
-        """Run ``fn`` on the SQLite thread: writes (and ``writer=True`` reads) on the writer's
-        connection, other reads on the reader's."""
+    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         if self._closed:
             raise RuntimeError("the log store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        target = self._queue if write or writer or self._reads is None else self._reads
-        target.put(_Job(fn, write, loop, future))
+        self._queue.put(_Job(fn, write, loop, future))
         return await future
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
@@ -464,7 +422,7 @@ class SqliteStore(LogStore):
             finally:
                 conn.execute("PRAGMA query_only = OFF")
 
-        return await self._call(run, writer=True)  # its pragmas are the ones that matter
+        return await self._call(run)
 
     async def get(self, action_id: str) -> Entry | None:
         sql = f"SELECT {_COLUMNS} FROM entries WHERE id = ?"
@@ -546,11 +504,6 @@ class SqliteStore(LogStore):
         self._queue.put(_Job(None, True, loop, future))
         await future
         self._thread.join()
-        if self._reads is not None:
-            reader_closed: asyncio.Future[None] = loop.create_future()
-            self._reads.put(_Job(None, False, loop, reader_closed))
-            await reader_closed
-            self._reader.join()
 
 
 # -- transactions (on the SQLite thread) ------------------------------------------------------

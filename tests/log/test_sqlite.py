@@ -145,19 +145,18 @@ async def test_group_commit_batches_concurrent_appends(store: SqliteStore) -> No
 
 async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> None:
     await store.append([new(1, "channel:a")])
-    # writes keep their call order in one batch; reads (on their own connection) see every
-    # write that completed before they were called
+    # tasks start in the order they are created: that is the call order
     start = asyncio.ensure_future
-    writes = [
+    calls = [
         start(store.append([new(2, "channel:a")])),
         start(store.set_status(new(1).id, PROCESSED)),
+        reading := start(store.read(["channel:a"], 0, 10)),
         start(store.append([new(3, "channel:a")])),
+        seeing := start(store.seen(new(1).id)),
+        heading := start(store.head()),
     ]
-    await asyncio.gather(*writes)
-    reading = start(store.read(["channel:a"], 0, 2))
-    seeing = start(store.seen(new(1).id))
-    heading = start(store.head())
-    read, seen, head = await reading, await seeing, await heading
+    await asyncio.gather(*calls)
+    read, seen, head = reading.result(), seeing.result(), heading.result()
     assert [e.added for e in read.entries] == [1, 2]
     assert read.entries[0].status == PROCESSED
     assert seen == PROCESSED
@@ -326,7 +325,7 @@ async def test_a_broken_thread_fails_calls_instead_of_hanging(
         raise AssertionError("a bug")
 
     monkeypatch.setattr(store, "_execute", broken)
-    calls = [asyncio.ensure_future(store.set_status(new(1).id, PROCESSED)) for _ in range(3)]
+    calls = [asyncio.ensure_future(store.head()) for _ in range(3)]
     closing = asyncio.ensure_future(store.close())
     for call in calls:
         with pytest.raises(RuntimeError, match="thread failed"):
