@@ -91,6 +91,7 @@ app.type(
     model=Notify,
     access=lambda ctx, action, meta: True,
     resend=lambda ctx, action, meta: {"user": action.user},
+    batch=True,  # its access depends on nothing: a backlog of them is appended in one call
 )
 
 
