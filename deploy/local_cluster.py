@@ -92,6 +92,22 @@ def _logsync_command(python: str | None) -> list[str]:
     raise ClusterError("logsync is not installed: run scripts/serve once, or pass --python")
 
 
+def redis_ping(port: int) -> bool:
+    """Whether the Redis on 127.0.0.1:``port`` answers PING with PONG now (not while loading)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(256)
+                if not chunk:
+                    return False
+                reply += chunk
+            return reply == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
 def _executable(name: str) -> str:
     found = shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
@@ -442,18 +458,7 @@ class Cluster:
 
     def redis_ping(self) -> bool:
         """Whether Redis answers PING with PONG now (not while it is still loading the AOF)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                reply = b""
-                while not reply.endswith(b"\r\n"):
-                    chunk = sock.recv(256)
-                    if not chunk:
-                        return False
-                    reply += chunk
-                return reply == b"+PONG\r\n"
-        except OSError:
-            return False
+        return redis_ping(self.redis_port)
 
     # -- haproxy -------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class Entry:
     # and the client-visible meta, made once.
     encoded: Any = None
     visible_meta: dict[str, Any] | None = None
+    origin: str | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -57,8 +58,11 @@ class Entry:
 
     @property
     def origin_client(self) -> str:
-        """The client id that created the action (from its id)."""
-        return parse_node_id(self.id).client_id
+        """The client id that created the action (from its id; parsed once per entry, as every
+        recipient of a fan-out asks)."""
+        if self.origin is None:
+            self.origin = parse_node_id(self.id).client_id
+        return self.origin
 
     def wire_action(self, binary: bool) -> Any:
         """The action to put in a ``sync`` message: the dict for binary (msgpack) sessions, and

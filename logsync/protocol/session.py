@@ -3,7 +3,7 @@
 Feed it decoded messages with :meth:`Session.receive`; it answers protocol-level messages itself
 (``pong``, ``duilian``, errors) and returns :mod:`events <logsync.protocol.events>` for what needs the
 application: a handshake to authenticate, actions to process, acknowledgements. Call
-:meth:`Session.accept` or :meth:`Session.reject` after authentication, :meth:`Session.send_sync` to
+:meth:`Session.accept` or :meth:`Session.send_error` after authentication, :meth:`Session.send_sync` to
 deliver actions and :meth:`Session.send_synced` to acknowledge. Everything the session wants sent
 is collected; take it with :meth:`Session.take_outgoing` and write it to the transport. Time is
 passed in (milliseconds); :meth:`Session.next_deadline` and :meth:`Session.on_timer` drive ping and
@@ -45,7 +45,7 @@ class State(enum.Enum):
 
 # Rules:
 # - A connection starts in AWAIT_CONNECT; `connect` moves it to AUTHENTICATING, and the application's
-#   accept()/reject() to CONNECTED or CLOSED. Any protocol error closes it.
+#   accept()/send_error() to CONNECTED or CLOSED. Any protocol error closes it.
 # - Before CONNECTED, only the messages in HANDLED_BEFORE_AUTH are handled; other valid messages are
 #   held (at most MAX_HELD) and handled, in order, right after accept() — as @logux/core does.
 # - `sync` is answered with `synced` by the application, after the actions are durable.
@@ -224,10 +224,6 @@ class Session:
         for msg, raw in held:
             events.extend(self.receive(msg, raw, now))
         return events
-
-    def reject(self, error: ProtocolError) -> list[Event]:
-        """Refuse the handshake (or end the connection) with a protocol error, then close."""
-        return self._fail(error)
 
     def send_sync(
         self, added: int | None, entries: list[tuple[Any, dict[str, Any]]], now: int

@@ -179,7 +179,7 @@ def test_second_connect_is_wrong_format() -> None:
 
 def test_reject_sends_the_error_then_closes() -> None:
     session, _ = authenticating_session()
-    events = session.reject(ProtocolError("wrong-credentials"))
+    events = session.send_error(ProtocolError("wrong-credentials"))
     assert events == [CloseRequested("wrong-credentials")]
     assert session.take_outgoing() == [["error", "wrong-credentials"]]
     assert session.state is State.CLOSED
@@ -189,7 +189,7 @@ def test_reject_sends_the_error_then_closes() -> None:
 
 def test_reject_with_options() -> None:
     session, _ = authenticating_session(options={"subprotocol": 1})
-    events = session.reject(ProtocolError("wrong-subprotocol", {"supported": 2, "used": 1}))
+    events = session.send_error(ProtocolError("wrong-subprotocol", {"supported": 2, "used": 1}))
     assert events == [CloseRequested("wrong-subprotocol")]
     assert session.take_outgoing() == [["error", "wrong-subprotocol", {"supported": 2, "used": 1}]]
 

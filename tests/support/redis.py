@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local_cluster import redis_ping
+
 START_TIMEOUT = 20.0
 POLL_INTERVAL = 0.01
 
@@ -100,18 +102,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         """Whether the server answers PING with PONG right now (not while it is still loading)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                reply = b""
-                while not reply.endswith(b"\r\n"):
-                    chunk = sock.recv(256)
-                    if not chunk:
-                        return False
-                    reply += chunk
-                return reply == b"+PONG\r\n"
-        except OSError:
-            return False
+        return redis_ping(self.port)
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
