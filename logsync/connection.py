@@ -46,8 +46,8 @@ def now_ms() -> int:
 class Transport(Protocol):
     """What the network layer gives a connection: write encoded frames, close."""
 
-    def write(self, frames: list[str | bytes]) -> None:
-        """Queue frames for sending, in order."""
+    def write(self, payloads: list[bytes], binary: bool) -> None:
+        """Queue frames for sending, in order: binary ones (msgpack) or text ones (UTF-8 JSON)."""
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close the socket."""
@@ -185,7 +185,8 @@ class Connection:
         """Encode and hand to the transport everything the session has queued."""
         messages: list[Message] = self.session.take_outgoing()
         if messages:
-            self.transport.write([self.codec.encode(m) for m in messages])
+            codec = self.codec
+            self.transport.write([codec.encode_payload(m) for m in messages], codec.binary)
 
     def error(self, error: ProtocolError) -> None:
         """Send a protocol error and close."""

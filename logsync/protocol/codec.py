@@ -23,7 +23,13 @@ class Codec(Protocol):
 
     def decode(self, frame: str | bytes) -> Any: ...
 
-    def encode(self, message: Message) -> str | bytes: ...
+    def encode(self, message: Message) -> str | bytes:
+        """A frame to send: ``str`` for a text frame, ``bytes`` for a binary one."""
+        ...
+
+    def encode_payload(self, message: Message) -> bytes:
+        """The frame's payload as bytes (UTF-8 for text frames), for writing it to a socket."""
+        ...
 
     def describe(self, frame: str | bytes) -> str:
         """A printable form of a frame for ``wrong-format`` errors."""
@@ -44,6 +50,9 @@ class JsonCodec:
     def encode(self, message: Message) -> str:
         return orjson.dumps(message).decode()
 
+    def encode_payload(self, message: Message) -> bytes:
+        return orjson.dumps(message)
+
     def describe(self, frame: str | bytes) -> str:
         return frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
 
@@ -63,6 +72,8 @@ class MsgpackCodec:
 
     def encode(self, message: Message) -> bytes:
         return bytes(msgpack.packb(message, use_bin_type=True))
+
+    encode_payload = encode
 
     def describe(self, frame: str | bytes) -> str:
         data = frame.encode() if isinstance(frame, str) else frame

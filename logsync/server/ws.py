@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
-from collections import deque
+import struct
+import weakref
 from http.cookies import SimpleCookie
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -19,60 +21,119 @@ from logsync.settings import Settings
 logger = logging.getLogger("logsync.ws")
 
 
+class _Flusher:
+    """Writes, once per event-loop turn, what each transport collected during the turn: a
+    connection that is sent several frames in one turn gets them in one socket write."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[WebSocketTransport] = []
+
+    def mark(self, transport: WebSocketTransport) -> None:
+        if not self._dirty:
+            self._loop.call_soon(self._flush)
+        self._dirty.append(transport)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for transport in dirty:
+            transport.flush()
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _frame_header(payload_length: int, binary: bool) -> bytes:
+    """A server-to-client WebSocket frame header (RFC 6455 §5.2): FIN, text or binary, no mask."""
+    first = 0x82 if binary else 0x81
+    if payload_length < 126:
+        return bytes((first, payload_length))
+    if payload_length < 1 << 16:
+        return _HEADER_16.pack(first, 126, payload_length)
+    return _HEADER_64.pack(first, 127, payload_length)
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+
+
 class WebSocketTransport:
-    """Frames queued by the connection, written in order by one writer task."""
+    """Frames from the connection, framed here and written straight to the socket at the end of
+    the loop turn (no writer task, no per-frame await). aiohttp still owns the handshake, reading,
+    ping/pong and the closing handshake."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, *, high_water_bytes: int
+    ) -> None:
         self.ws = ws
-        self._frames: deque[str | bytes] = deque()
-        self.buffered_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._close: tuple[int, str] | None = None
-        self.writer = asyncio.get_running_loop().create_task(self._write())
+        socket = request.transport
+        assert socket is not None
+        self._socket = socket
+        self._protocol = request.protocol
+        # The socket pauses the protocol once its buffer passes a quarter of the connection's
+        # high-water mark, so wait_below (called with half of it) has a pause to wait on.
+        socket.set_write_buffer_limits(high=max(1, high_water_bytes // 4))
+        loop = asyncio.get_running_loop()
+        flusher = _flushers.get(loop)
+        if flusher is None:
+            flusher = _flushers[loop] = _Flusher(loop)
+        self._flusher = flusher
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._closing: asyncio.Task[None] | None = None
 
-    def write(self, frames: list[str | bytes]) -> None:
-        self._frames.extend(frames)
-        self.buffered_bytes += sum(len(f) for f in frames)
-        self._wakeup.set()
+    def write(self, payloads: list[bytes], binary: bool) -> None:
+        if self._closing is not None:
+            return
+        if not self._pending:
+            self._flusher.mark(self)
+        for payload in payloads:
+            self._pending.append(_frame_header(len(payload), binary))
+            self._pending.append(payload)
+            self._pending_bytes += len(payload)
+
+    def flush(self) -> None:
+        """Write what was collected (the flusher calls this at the end of the turn)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._pending_bytes = 0
+            if not self._socket.is_closing():
+                self._socket.write(b"".join(pending))
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._pending_bytes + self._socket.get_write_buffer_size()
 
     async def wait_below(self, limit: int) -> None:
-        while self.buffered_bytes >= limit and not self.writer.done():
-            self._drained.clear()
-            await self._drained.wait()
+        self.flush()
+        while (
+            self.buffered_bytes >= limit
+            and self._protocol.writing_paused
+            and not self._socket.is_closing()
+        ):
+            # Returns once the socket's buffer is below its low-water mark.
+            await self._protocol._drain_helper()
 
     def close(self, code: int, reason: str) -> None:
-        if self._close is None:
-            self._close = (code, reason)
-            self._wakeup.set()
+        if self._closing is None:
+            self.flush()
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(code, reason.encode()[:120])
+            )
+
+    async def _close(self, code: int, reason: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the peer went away
+            await self.ws.close(code=code, message=reason)
 
     async def wait_closed(self) -> None:
+        if self._closing is None:
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(self.writer), timeout=5)
+            await asyncio.wait_for(asyncio.shield(self._closing), timeout=5)
         except (TimeoutError, asyncio.CancelledError):
-            self.writer.cancel()
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._frames:
-                    frame = self._frames.popleft()
-                    if isinstance(frame, str):
-                        await self.ws.send_str(frame)
-                    else:
-                        await self.ws.send_bytes(frame)
-                    self.buffered_bytes -= len(frame)
-                self._drained.set()
-                if self._close is not None:
-                    code, reason = self._close
-                    await self.ws.close(code=code, message=reason.encode()[:120])
-                    return
-        except (ConnectionError, RuntimeError):
-            return  # the peer went away; the reader notices too
-        finally:
-            self._drained.set()
+            self._closing.cancel()
 
 
 async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSocketResponse:
@@ -85,11 +146,11 @@ async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSoc
         max_msg_size=settings.max_frame_bytes * 4, autoping=True, compress=False
     )
     await ws.prepare(request)
-    transport = WebSocketTransport(ws)
+    transport = WebSocketTransport(ws, request, high_water_bytes=settings.outbound_high_water_bytes)
     cookie = {k: v.value for k, v in SimpleCookie(request.headers.get("Cookie", "")).items()}
     conn = Connection(node, transport, remote=client_address(request, settings), cookie=cookie)
     node.attach(conn)
-    timer = asyncio.get_running_loop().create_task(_tick(conn))
+    timer = _Timer(conn)
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -141,11 +202,29 @@ def client_address(request: web.Request, settings: Settings) -> str | None:
     return remote
 
 
-async def _tick(conn: Connection) -> None:
-    """Wake the session at its deadlines (ping, timeouts)."""
-    while not conn.closed:
+class _Timer:
+    """Wakes the session at its deadlines (ping, timeouts): one timer handle per connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        conn = self._conn
         deadline = conn.session.next_deadline()
-        if deadline is None:
+        if deadline is None or conn.closed:
             return
-        await asyncio.sleep(max(0.0, (deadline - now_ms()) / 1000))
-        conn.on_timer()
+        delay = max(0.0, (deadline - now_ms()) / 1000)
+        if not conn.authenticated:
+            delay = min(delay, 1.0)  # the deadlines move earlier once connected
+        self._handle = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._conn.on_timer()
+        self._arm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
