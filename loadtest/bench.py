@@ -40,9 +40,10 @@ from typing import Any
 import aiohttp
 
 from loadtest import fanout, storm
-from loadtest.client import BenchClient
-from loadtest.fanout import machine, percentile, source
-from loadtest.storm import Servers, connect
+from loadtest.client import BenchClient, OnAction, OnSynced
+from loadtest.fanout import percentile
+from loadtest.servers import Servers, machine, raise_fd_limit, source
+from loadtest.storm import connect
 
 
 @dataclass
@@ -64,7 +65,7 @@ IN_FLIGHT = 100
 
 
 def start(target: str) -> Servers:
-    servers = Servers(storm.Config(server=target, store="sqlite"))
+    servers = storm.make_servers(storm.Config(server=target, store="sqlite"))
     servers.start()
     return servers
 
@@ -89,40 +90,38 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
     tasks: list[asyncio.Task[None]] = []
     clients: list[BenchClient] = []
 
-    async def reader(client: BenchClient, sub: int | None, pub: int | None) -> None:
-        nonlocal deliveries, duplicates, last_delivery
-        while True:
-            msg = await client.receive()
-            if msg is None:
+    def deliveries_to(sub: int) -> OnAction:
+        def on_action(_: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
+            nonlocal deliveries, duplicates, last_delivery
+            if action.get("type") != "chat/message":
                 return
-            if msg[0] == "sync":
-                now = time.time()
-                for i in range(2, len(msg), 2):
-                    action = msg[i]
-                    if action.get("type") == "chat/message" and sub is not None:
-                        p, s, t = (int(x) for x in action["text"].split(":"))
-                        latencies.append(now - t / 1e6)
-                        deliveries += 1
-                        last_delivery = now
-                        if s <= last_seq.get((sub, p), -1):
-                            duplicates += 1
-                        last_seq[(sub, p)] = s
-                        left = pending.get((p, s))
-                        if left is not None:
-                            if left <= 1:
-                                del pending[(p, s)]
-                                windows[p].release()
-                            else:
-                                pending[(p, s)] = left - 1
-                        if expected[0] is not None and deliveries >= expected[0]:
-                            done.set()
-                await client.send(["synced", msg[1]])
-            elif msg[0] == "synced" and pub is not None:
-                channel = in_flight.pop((pub, int(msg[1])), None)
-                if channel is not None:
-                    accepted[channel] += 1
-            elif msg[0] == "ping":
-                await client.send(["pong", 0])
+            now = time.time()
+            p, s, t = (int(x) for x in action["text"].split(":"))
+            latencies.append(now - t / 1e6)
+            deliveries += 1
+            last_delivery = now
+            if s <= last_seq.get((sub, p), -1):
+                duplicates += 1
+            last_seq[(sub, p)] = s
+            left = pending.get((p, s))
+            if left is not None:
+                if left <= 1:
+                    del pending[(p, s)]
+                    windows[p].release()
+                else:
+                    pending[(p, s)] = left - 1
+            if expected[0] is not None and deliveries >= expected[0]:
+                done.set()
+
+        return on_action
+
+    def accepted_from(pub: int) -> OnSynced:
+        def on_synced(_: BenchClient, value: float) -> None:
+            channel = in_flight.pop((pub, int(value)), None)
+            if channel is not None:
+                accepted[channel] += 1
+
+        return on_synced
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -137,7 +136,8 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
             _, meta = client.new_meta()
             subscribe = {"type": "logux/subscribe", "channel": f"chat/b{channel}"}
             await client.send(["sync", 1, subscribe, meta])
-            tasks.append(asyncio.create_task(reader(client, j, None)))
+            client.on_action = deliveries_to(j)
+            tasks.append(asyncio.create_task(client.run()))
 
         await asyncio.gather(*(subscriber(j) for j in range(sizes.subscribers)))
         publishers = []
@@ -146,7 +146,8 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
             clients.append(client)
             publishers.append(client)
             windows[i] = asyncio.Semaphore(WINDOW)
-            tasks.append(asyncio.create_task(reader(client, None, i)))
+            client.on_synced = accepted_from(i)
+            tasks.append(asyncio.create_task(client.run()))
         await asyncio.sleep(1.0)  # subscriptions processed
         cpu_before = servers.cpu()
         began = time.time()
@@ -244,7 +245,7 @@ async def _handshakes(servers: Servers, n: int) -> dict[str, Any]:
 
 
 def handshakes(target: str, n: int) -> dict[str, Any]:
-    storm.raise_fd_limit(n * 2 + 1000)
+    raise_fd_limit(n * 2 + 1000)
     servers = start(target)
     try:
         return asyncio.run(_handshakes(servers, n))

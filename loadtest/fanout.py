@@ -34,28 +34,22 @@ import contextlib
 import json
 import math
 import multiprocessing
-import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection as Pipe
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from loadtest.client import BenchClient, codec_named
+from loadtest.client import BenchClient, codec_named, connect
+from loadtest.servers import Servers, cpu_seconds, machine, machine_busy_seconds, source
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = "loadtest.bench_app:app"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONNECT_CONCURRENCY = 50
 START_DELAY = (
     0.3  # s between the start signal and the first action, so every process starts together
@@ -273,8 +267,7 @@ class Generator:
     # -- setup -------------------------------------------------------------------------------
 
     async def open_client(self, http: aiohttp.ClientSession, url: str, node_id: str) -> BenchClient:
-        client = await BenchClient.open(http, url, node_id, self.codec)
-        await client.handshake()
+        client = await connect(http, url, node_id, codec=self.codec)
         self.clients.append(client)
         return client
 
@@ -464,75 +457,15 @@ def worker_main(pipe: Pipe, spec: dict[str, Any]) -> None:
 # -- servers ---------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from ``/proc/<pid>/stat``."""
-    with open(f"/proc/{pid}/stat") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes of the machine have used (the ``cpu`` line of ``/proc/stat``)."""
-    with open("/proc/stat") as file:
-        values = [int(v) for v in file.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / CLK_TCK  # user … steal; guest time is inside user
-
-
-class Servers:
-    """The logsync node(s) and, for ``redis``, one redis-server; every process stopped by PID."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.tmp = tempfile.TemporaryDirectory(prefix="logsync-bench-")
-        self.redis: Any = None
-        self.nodes: list[Any] = []
-
-    def start(self) -> None:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))  # tests.support: the suite's server and redis launchers
-        from tests.support.server import ServerProcess
-
-        c = self.config
-        store: str
-        if c.store == "redis":
-            from tests.support.redis import RedisServer
-
-            fsync = ["--appendonly", "yes", "--appendfsync", c.redis_fsync]
-            if c.redis_fsync == "no":
-                fsync = ["--appendonly", "no"]
-            self.redis = RedisServer(Path(self.tmp.name) / "redis", *fsync)
-            self.redis.start()
-            store = f"{self.redis.url}?prefix=bench"
-        elif c.store == "sqlite":
-            store = f"sqlite:///{self.tmp.name}/log.db"
-        else:
-            store = "memory://"
-        self.store_url = store
-        try:
-            for n in range(c.nodes):
-                args = ("--log-level", "warning", "--node-id", f"node{n + 1}")
-                self.nodes.append(ServerProcess(APP, *args, store=store))
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def urls(self) -> list[str]:
-        return [node.url for node in self.nodes]
-
-    def node_cpu(self) -> float:
-        return sum(cpu_seconds(node.process.pid) for node in self.nodes)
-
-    def redis_cpu(self) -> float:
-        return cpu_seconds(self.redis.process.pid) if self.redis is not None else 0.0
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-        if self.redis is not None:
-            self.redis.stop()
-        self.tmp.cleanup()
+def make_servers(config: Config) -> Servers:
+    """The logsync node(s) running the bench app; 3 nodes (or ``--store redis``) on one
+    redis-server with ``--redis-fsync``."""
+    redis_args = ["--appendonly", "yes", "--appendfsync", config.redis_fsync]
+    if config.redis_fsync == "no":
+        redis_args = ["--appendonly", "no"]
+    return Servers(
+        APP, nodes=config.nodes, store=config.store, redis_args=redis_args, redis_prefix="bench"
+    )
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -559,7 +492,7 @@ def _receive(pipes: list[Pipe], key: str, timeout: float) -> list[Any]:
 
 def run_once(config: Config) -> dict[str, Any]:
     """Start the servers, run the generator processes, stop everything; the figures."""
-    servers = Servers(config)
+    servers = make_servers(config)
     servers.start()
     context = multiprocessing.get_context("spawn")
     processes: list[Any] = []
@@ -578,7 +511,7 @@ def run_once(config: Config) -> dict[str, Any]:
 
         gen_pids = [p.pid for p in processes]
         wall_before = time.time()
-        node_before, redis_before = servers.node_cpu(), servers.redis_cpu()
+        node_before, redis_before = servers.cpu(), servers.redis_cpu()
         gen_before = sum(cpu_seconds(pid) for pid in gen_pids)
         machine_before = machine_busy_seconds()
         start = time.time() + START_DELAY
@@ -593,7 +526,7 @@ def run_once(config: Config) -> dict[str, Any]:
             local = subscribers_per_channel_of(plan, proc)
             pipe.send({"expected": sum(accepted[c] * n for c, n in local.items())})
         results = _receive(pipes, "result", config.drain_timeout + 60)
-        node_after, redis_after = servers.node_cpu(), servers.redis_cpu()
+        node_after, redis_after = servers.cpu(), servers.redis_cpu()
         gen_after = sum(cpu_seconds(pid) for pid in gen_pids)
         machine_after = machine_busy_seconds()
         wall = time.time() - wall_before
@@ -697,43 +630,6 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     result["lost"] = max(r["lost"] for r in runs)
     result["duplicates"] = max(r["duplicates"] for r in runs)
     return result
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as file:
-            model = next(
-                (line.split(":", 1)[1].strip() for line in file if "model name" in line), ""
-            )
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
-
-
-def source() -> dict[str, Any]:
-    """Which server code ran: the tree the servers were started from, its commit, and whether
-    ``logsync/`` had uncommitted changes (other work may change it while a benchmark runs)."""
-    info: dict[str, Any] = {"root": str(ROOT)}
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "logsync"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return info
-    info.update(commit=head, logsync_modified=bool(changes))
-    return info
 
 
 def describe(config: Config) -> str:

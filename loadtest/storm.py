@@ -40,29 +40,21 @@ import math
 import multiprocessing
 import os
 import random
-import re
-import resource
 import shlex
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from loadtest.client import BenchClient
-from loadtest.fanout import cpu_seconds, machine, percentile, source
-from logsync.protocol import PROTOCOL_VERSION
-from logsync.protocol.codec import JSON
+from loadtest import client as protocol_client
+from loadtest.client import BenchClient, Refusal
+from loadtest.fanout import percentile
+from loadtest.servers import Servers, cpu_seconds, machine, raise_fd_limit, source
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.interop.app:app"
-REFERENCE = ROOT / "tests" / "interop" / "js" / "reference-server.mjs"
 TOKEN = "secret"
 SUBPROTOCOL = 3
 SETUP_CONCURRENCY = 100
@@ -70,7 +62,6 @@ PRODUCER_BATCH = 100  # actions per `sync` of the producer
 PRODUCER_WINDOW = 4  # producer `sync` messages awaiting `synced`
 LIVE_INTERVAL = 0.05
 SAMPLE_INTERVAL = 0.1
-HINT = re.compile(r"try again in (\d+(?:\.\d+)?) s")
 
 
 @dataclass
@@ -129,139 +120,35 @@ def parse_config(argv: Sequence[str]) -> Config:
     return config
 
 
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if want < needed:
-        print(f"warning: fd limit {want} < {needed} needed", file=sys.stderr)
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            for line in file:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 # -- servers ---------------------------------------------------------------------------------
 
 
-class Servers:
-    """What the storm measures: logsync node(s) (+ redis-server), or the reference server."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.tmp = tempfile.TemporaryDirectory(prefix="logsync-storm-")
-        self.redis: Any = None
-        self.nodes: list[Any] = []
-        self.reference: subprocess.Popen[str] | None = None
-        self.urls: list[str] = []
-        self.pids: list[int] = []
-
-    def start(self) -> None:
-        c = self.config
-        if c.url:
-            self.urls = [c.url]
-            self.pids = [c.pid] if c.pid else []
-            return
-        try:
-            if c.server == "logux":
-                self._start_reference()
-            else:
-                self._start_logsync()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start_reference(self) -> None:
-        from tests.support.redis import free_port
-
-        port = free_port()
-        self.reference = subprocess.Popen(
-            ["node", str(REFERENCE), str(port)],
-            cwd=REFERENCE.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "LOGUX_QUIET": "1"},
-        )
-        assert self.reference.stdout is not None
-        line = self.reference.stdout.readline()
-        if not line.startswith("listening"):
-            raise RuntimeError(f"reference server did not start: {line!r}")
-        self.urls = [f"ws://127.0.0.1:{port}/"]
-        self.pids = [self.reference.pid]
-
-    def _start_logsync(self) -> None:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        from tests.support.server import ServerProcess
-
-        c = self.config
-        if c.store == "redis":
-            from tests.support.redis import RedisServer
-
-            self.redis = RedisServer(Path(self.tmp.name) / "redis", "--appendonly", "yes")
-            self.redis.start()
-            store = f"{self.redis.url}?prefix=storm"
-        elif c.store == "sqlite":
-            store = f"sqlite:///{self.tmp.name}/log.db"
-        else:
-            store = "memory://"
-        args = ["--log-level", "warning"]
-        for flag, value in (
-            ("--handshake-rate", c.handshake_rate),
-            ("--handshake-burst", c.handshake_burst),
-            ("--handshake-queue", c.handshake_queue),
-        ):
-            if value:
-                args += [flag, f"{value:g}"]
-        for n in range(c.nodes):
-            node = ServerProcess(APP, *args, "--node-id", f"node{n + 1}", store=store)
-            self.nodes.append(node)
-        self.urls = [node.url for node in self.nodes]
-        self.pids = [node.process.pid for node in self.nodes]
-
-    def rss_kib(self) -> int:
-        return sum(rss_kib(pid) for pid in self.pids)
-
-    def cpu(self) -> float:
-        total = 0.0
-        for pid in self.pids:
-            with contextlib.suppress(OSError):
-                total += cpu_seconds(pid)
-        return total
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-        if self.reference is not None and self.reference.poll() is None:
-            self.reference.send_signal(signal.SIGTERM)
-            try:
-                self.reference.wait(10)
-            except subprocess.TimeoutExpired:
-                self.reference.kill()
-                self.reference.wait()
-        if self.redis is not None:
-            self.redis.stop()
-        self.tmp.cleanup()
+def make_servers(config: Config) -> Servers:
+    """What the storm measures: logsync node(s) running the interop app (on one redis-server for
+    ``--store redis``), the reference server, or ``--url``."""
+    args: list[str] = []
+    for flag, value in (
+        ("--handshake-rate", config.handshake_rate),
+        ("--handshake-burst", config.handshake_burst),
+        ("--handshake-queue", config.handshake_queue),
+    ):
+        if value:
+            args += [flag, f"{value:g}"]
+    return Servers(
+        APP,
+        nodes=config.nodes,
+        store=config.store,
+        redis_args=("--appendonly", "yes"),
+        redis_prefix="storm",
+        serve_args=args,
+        server=config.server,
+        url=config.url,
+        pid=config.pid,
+        tmp_prefix="logsync-storm-",
+    )
 
 
 # -- clients ---------------------------------------------------------------------------------
-
-
-class Refusal(Exception):
-    """A handshake refused with a retry hint (or without one: ``hint`` None)."""
-
-    def __init__(self, hint: float | None, how: str) -> None:
-        super().__init__(how)
-        self.hint = hint
 
 
 async def connect(
@@ -271,33 +158,11 @@ async def connect(
     synced: float = 0,
     timeout: float = 60.0,
 ) -> BenchClient:
-    """Open a socket and handshake with ``synced``; :class:`Refusal` on 503 / close 1013."""
-    try:
-        async with asyncio.timeout(timeout):
-            ws = await http.ws_connect(url, max_msg_size=0, compress=0, autoping=True)
-    except aiohttp.WSServerHandshakeError as error:
-        if error.status == 503:
-            header = (error.headers or {}).get("Retry-After")
-            raise Refusal(float(header) if header else None, "503") from error
-        raise
-    client = BenchClient(ws, node_id, JSON)
-    await client.send(
-        ["connect", PROTOCOL_VERSION, node_id, synced, {"token": TOKEN, "subprotocol": SUBPROTOCOL}]
+    """A client of the interop app after its handshake with ``synced``; :class:`Refusal` on
+    503 / close 1013."""
+    return await protocol_client.connect(
+        http, url, node_id, synced=synced, token=TOKEN, subprotocol=SUBPROTOCOL, timeout=timeout
     )
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await client.receive()
-            if msg is None:
-                if ws.close_code == 1013:
-                    found = HINT.search(client.closed_reason or "")
-                    raise Refusal(float(found.group(1)) if found else None, "1013")
-                raise ConnectionError(f"{node_id}: closed in handshake: {client.closed_reason}")
-            if msg[0] == "error":
-                raise ConnectionError(f"{node_id}: {msg!r}")
-            if msg[0] == "connected":
-                client.server_id = msg[2]
-                client.base_time = int(msg[3][1])
-                return client
 
 
 @dataclass
@@ -349,23 +214,15 @@ async def live_pair(
         _, meta = client.new_meta()
         await client.send(["sync", 1, {"type": "logux/subscribe", "channel": "chat/live"}, meta])
 
-    async def read(client: BenchClient) -> None:
-        while True:
-            msg = await client.receive()
-            if msg is None:
-                return
-            if msg[0] == "sync":
-                now = time.time()
-                for i in range(2, len(msg), 2):
-                    action = msg[i]
-                    if action.get("type") == "chat/message":
-                        sent = int(action["text"]) / 1e6
-                        out.append((now, (now - sent) * 1000))
-                await client.send(["synced", msg[1]])
-            elif msg[0] == "ping":
-                await client.send(["pong", 0])
+    def on_action(client: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
+        if action.get("type") == "chat/message":
+            now = time.time()
+            sent = int(action["text"]) / 1e6
+            out.append((now, (now - sent) * 1000))
 
-    readers = [asyncio.create_task(read(c)) for c in pair]
+    for client in pair:
+        client.on_action = on_action
+    readers = [asyncio.create_task(c.run()) for c in pair]
     await asyncio.sleep(0.3)  # subscriptions processed
     ready()
     try:
@@ -426,45 +283,43 @@ class Storm:
 
     # -- phase 1: connect, get one action each, record the watermark, disconnect --------------
 
-    async def reader(self, sc: StormClient, client: BenchClient, storm: bool) -> None:
-        """Acknowledge every ``sync``; sort what arrives into the client's record."""
-        missed = self.config.missed
-        while True:
-            msg = await client.receive()
-            if msg is None:
-                return
-            kind = msg[0]
-            if kind == "sync":
-                added = msg[1]
-                for i in range(2, len(msg), 2):
-                    action = msg[i]
-                    kind_of = action.get("type")
-                    if kind_of == "notify" and action.get("user") == sc.user:
-                        if not storm:
-                            if action.get("text") == "pre":
-                                sc.watermark = max(sc.watermark, added)
-                                sc.pre_seen.set()
-                        else:
-                            sc.received.append(action.get("text"))
-                    elif kind_of == "logux/processed" and action.get("id") in sc.own_ids:
-                        sc.own_processed += 1
-                    elif kind_of == "logux/undo":
-                        sc.own_undone += 1
-                        sc.extra.append(f"undo {action.get('reason')}")
-                    elif storm:
-                        sc.extra.append(str(kind_of))
-                await client.send(["synced", added])
-                if storm:
-                    if not sc.caught_up_at and len(sc.received) >= missed:
-                        sc.caught_up_at = time.time()
-                        self.caught_up += 1
-                    self._check_done(sc)
-            elif kind == "synced":
-                if storm:
-                    sc.own_synced = True
-                    self._check_done(sc)
-            elif kind == "ping":
-                await client.send(["pong", msg[1] if len(msg) > 1 else 0])
+    def listen(self, sc: StormClient, client: BenchClient, storm: bool) -> asyncio.Task[None]:
+        """Read ``client`` until it closes, acknowledging every ``sync``; sort what arrives into
+        the client's record."""
+        user, missed = sc.user, self.config.missed
+
+        def on_action(_: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
+            kind_of = action.get("type")
+            if kind_of == "notify" and action.get("user") == user:
+                if not storm:
+                    if action.get("text") == "pre":
+                        sc.watermark = max(sc.watermark, client.watermark)
+                        sc.pre_seen.set()
+                else:
+                    sc.received.append(action.get("text"))
+            elif kind_of == "logux/processed" and action.get("id") in sc.own_ids:
+                sc.own_processed += 1
+            elif kind_of == "logux/undo":
+                sc.own_undone += 1
+                sc.extra.append(f"undo {action.get('reason')}")
+            elif storm:
+                sc.extra.append(str(kind_of))
+
+        def after_sync(_: BenchClient, added: float) -> None:
+            if not sc.caught_up_at and len(sc.received) >= missed:
+                sc.caught_up_at = time.time()
+                self.caught_up += 1
+            self._check_done(sc)
+
+        def on_synced(_: BenchClient, value: float) -> None:
+            sc.own_synced = True
+            self._check_done(sc)
+
+        client.on_action = on_action
+        if storm:
+            client.after_sync = after_sync
+            client.on_synced = on_synced
+        return asyncio.create_task(client.run())
 
     def _check_done(self, sc: StormClient) -> None:
         own_ok = self.config.own == 0 or (
@@ -477,7 +332,7 @@ class Storm:
 
     async def first_visit(self, http: aiohttp.ClientSession, sc: StormClient) -> None:
         client = await self.connect_retrying(http, sc, 0, count=False)
-        task = asyncio.create_task(self.reader(sc, client, storm=False))
+        task = self.listen(sc, client, storm=False)
         sc.client = client
         sc._task = task  # type: ignore[attr-defined]
 
@@ -519,32 +374,24 @@ class Storm:
         all_processed = asyncio.Event()
         total = len(texts) * len(self.clients)
 
-        async def read() -> None:
-            nonlocal processed
-            while True:
-                msg = await client.receive()
-                if msg is None:
-                    return
-                if msg[0] == "synced":
-                    future = outstanding.pop(int(msg[1]), None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
-                        window.release()
-                elif msg[0] == "sync":
-                    for i in range(2, len(msg), 2):
-                        action = msg[i]
-                        if action.get("type") == "logux/processed":
-                            processed += 1
-                        elif action.get("type") == "logux/undo":
-                            self.problems.append(f"producer: undo {action.get('reason')}")
-                            processed += 1
-                    if processed >= total:
-                        all_processed.set()
-                    await client.send(["synced", msg[1]])
-                elif msg[0] == "ping":
-                    await client.send(["pong", 0])
+        def on_synced(_: BenchClient, value: float) -> None:
+            future = outstanding.pop(int(value), None)
+            if future is not None and not future.done():
+                future.set_result(None)
+                window.release()
 
-        reading = asyncio.create_task(read())
+        def on_action(_: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
+            nonlocal processed
+            if action.get("type") == "logux/processed":
+                processed += 1
+            elif action.get("type") == "logux/undo":
+                self.problems.append(f"producer: undo {action.get('reason')}")
+                processed += 1
+            if processed >= total:
+                all_processed.set()
+
+        client.on_action, client.on_synced = on_action, on_synced
+        reading = asyncio.create_task(client.run())
         try:
             added = 0
             batch: list[Any] = []
@@ -608,7 +455,7 @@ class Storm:
         sc.connected_at = time.time()
         self.connected += 1
         sc.client = client
-        task = asyncio.create_task(self.reader(sc, client, storm=True))
+        task = self.listen(sc, client, storm=True)
         sc._task = task  # type: ignore[attr-defined]
         if c.own:
             batch: list[Any] = []
@@ -628,8 +475,17 @@ class Storm:
         """Every own action must be in the log once: read user ``sink``'s log from 0."""
         expected = self.config.clients * self.config.own
         seen: dict[str, int] = {}
-        client = await connect(http, self.urls[0], "sink:verify", 0)
         last = time.time()
+
+        def on_action(_: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
+            nonlocal last
+            if action.get("type") == "notify":
+                text = action["text"]
+                seen[text] = seen.get(text, 0) + 1
+                last = time.time()
+
+        client = await connect(http, self.urls[0], "sink:verify", 0)
+        client.on_action = on_action
         try:
             async with asyncio.timeout(self.config.timeout):
                 while len(seen) < expected or time.time() - last < 0.5:
@@ -639,13 +495,7 @@ class Storm:
                         break
                     if msg is None:
                         break
-                    if msg[0] == "sync":
-                        for i in range(2, len(msg), 2):
-                            if msg[i].get("type") == "notify":
-                                text = msg[i]["text"]
-                                seen[text] = seen.get(text, 0) + 1
-                                last = time.time()
-                        await client.send(["synced", msg[1]])
+                    await client.handle(msg)
         except TimeoutError:
             pass
         finally:
@@ -891,7 +741,7 @@ def table(result: dict[str, Any]) -> str:
 
 def run_once(config: Config) -> dict[str, Any]:
     raise_fd_limit(config.clients + 1000)  # the servers get their own copy of the limit
-    servers = Servers(config)
+    servers = make_servers(config)
     servers.start()
     try:
         storm = Storm(config, servers)
