@@ -1,4 +1,7 @@
-"""The aiohttp application: ``/`` (WebSocket upgrade or a hello page), ``/health``; and :func:`serve`."""
+"""The listening socket and the plain HTTP endpoints: :func:`serve` runs a node; WebSocket
+upgrades are served by :class:`~logsync.server.ws.WebSocketProtocol`, every other request by
+the aiohttp application of :func:`build_web_app` (``/health``, ``/health/live``, ``/metrics``,
+a hello page)."""
 
 from __future__ import annotations
 
@@ -14,30 +17,28 @@ from logsync.broker import open_broker
 from logsync.log import open_store
 from logsync.metrics import render
 from logsync.node import ServerNode
-from logsync.server.ws import handle_websocket
+from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.server")
 
 NODE_KEY = web.AppKey("node", ServerNode)
+# Pending TCP connections the kernel keeps (capped by net.core.somaxconn). At 128, a reconnect
+# storm's connects overflow it and wait for SYN retransmits (1 s, then 3 s).
+LISTEN_BACKLOG = 4096
 
 
 def build_web_app(node: ServerNode) -> web.Application:
-    """The aiohttp application serving ``node`` (WebSocket on every path, like Logux)."""
+    """The aiohttp application for ``node``'s plain HTTP requests. (WebSocket upgrades, on every
+    path like Logux, never reach it: the socket's first request is read by WebSocketProtocol.)"""
     web_app = web.Application()
     web_app[NODE_KEY] = node
 
     async def root(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            if node.admission.full():
-                # Cheaper than opening the socket only to close it with 1013.
-                refused = node.admission.refuse()
-                return web.Response(
-                    status=503,
-                    text="too many handshakes waiting: try again later\n",
-                    headers={"Retry-After": str(round(refused.retry_after))},
-                )
-            return await handle_websocket(request, node)
+            # A later request on a kept-alive HTTP connection; browsers and proxies open a
+            # new connection for each WebSocket.
+            return web.Response(status=400, text="open a new connection for a WebSocket upgrade\n")
         return web.Response(text="logsync: a Logux protocol v5 server\n")
 
     async def health(request: web.Request) -> web.Response:
@@ -75,21 +76,29 @@ async def serve(app: App, settings: Settings) -> None:
             raise SystemExit("TLS needs both --tls-cert and --tls-key")
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1] if runner.addresses else settings.port
+    loop = asyncio.get_running_loop()
+    http = runner.server
+    assert http is not None
+    listener = await loop.create_server(
+        lambda: WebSocketProtocol(node, http),
+        settings.host,
+        settings.port,
+        ssl=ssl_context,
+        backlog=LISTEN_BACKLOG,
+    )
+    port = listener.sockets[0].getsockname()[1] if listener.sockets else settings.port
     scheme = "wss" if ssl_context else "ws"
     # Tests and launchers wait for this exact line.
     print(
         f"logsync listening on {scheme}://{settings.host}:{port}/ node {node.node_id}", flush=True
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
         logger.info("shutting down")
+        listener.close()
         await node.stop()
         await runner.cleanup()

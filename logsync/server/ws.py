@@ -1,43 +1,68 @@
-"""The WebSocket endpoint: an aiohttp handler that feeds frames to a
-:class:`~logsync.connection.Connection` and writes what it returns. No protocol decisions here."""
+"""The socket side: an asyncio protocol per TCP connection that reads the HTTP request head,
+upgrades WebSocket requests itself (with :mod:`logsync.server.websocket`, which does the parsing)
+and feeds each message to a :class:`~logsync.connection.Connection`, writing what it returns.
+Any other request is handed to the aiohttp application (health, metrics, hello page) by giving
+it the socket. No Logux decisions here.
+
+Data is handled in ``data_received`` as it arrives: no task and no queue per connection. Frames
+the connection is sent during one event-loop turn go out in one socket write at its end.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
-import struct
 import weakref
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-
-from aiohttp import WSCloseCode, WSMsgType, web
+from typing import cast
 
 from logsync.connection import Connection, now_ms
 from logsync.node import ServerNode
 from logsync.protocol import ProtocolError
+from logsync.server.websocket import (
+    CloseCode,
+    FrameError,
+    FrameReader,
+    HandshakeError,
+    Opcode,
+    RequestHead,
+    accept,
+    close_code,
+    close_payload,
+    frame,
+    frame_header,
+    http_response,
+    parse_request_head,
+)
 from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.ws")
 
+# A request head must arrive this fast (slow-loris clients hold sockets otherwise); a closing
+# handshake the peer does not answer is cut after this.
+HEAD_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
+
 
 class _Flusher:
-    """Writes, once per event-loop turn, what each transport collected during the turn: a
+    """Writes, once per event-loop turn, what each connection collected during the turn: a
     connection that is sent several frames in one turn gets them in one socket write."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._dirty: list[WebSocketTransport] = []
+        self._dirty: list[WebSocketProtocol] = []
 
-    def mark(self, transport: WebSocketTransport) -> None:
+    def mark(self, protocol: WebSocketProtocol) -> None:
         if not self._dirty:
             self._loop.call_soon(self._flush)
-        self._dirty.append(transport)
+        self._dirty.append(protocol)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
-        for transport in dirty:
-            transport.flush()
+        for protocol in dirty:
+            protocol.flush()
 
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
@@ -45,138 +70,240 @@ _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
 )
 
 
-def _frame_header(payload_length: int, binary: bool) -> bytes:
-    """A server-to-client WebSocket frame header (RFC 6455 §5.2): FIN, text or binary, no mask."""
-    first = 0x82 if binary else 0x81
-    if payload_length < 126:
-        return bytes((first, payload_length))
-    if payload_length < 1 << 16:
-        return _HEADER_16.pack(first, 126, payload_length)
-    return _HEADER_64.pack(first, 127, payload_length)
+class WebSocketProtocol(asyncio.Protocol):
+    """One TCP connection. Before the upgrade it reads the request head; after it, it is the
+    :class:`~logsync.connection.Transport` of its connection: :meth:`write`, :meth:`close`."""
 
-
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
-
-
-class WebSocketTransport:
-    """Frames from the connection, framed here and written straight to the socket at the end of
-    the loop turn (no writer task, no per-frame await). aiohttp still owns the handshake, reading,
-    ping/pong and the closing handshake."""
-
-    def __init__(
-        self, ws: web.WebSocketResponse, request: web.Request, *, high_water_bytes: int
-    ) -> None:
-        self.ws = ws
-        socket = request.transport
-        assert socket is not None
-        self._socket = socket
-        self._protocol = request.protocol
-        # The socket pauses the protocol once its buffer passes a quarter of the connection's
-        # high-water mark, so wait_below (called with half of it) has a pause to wait on.
-        socket.set_write_buffer_limits(high=max(1, high_water_bytes // 4))
-        loop = asyncio.get_running_loop()
-        flusher = _flushers.get(loop)
+    def __init__(self, node: ServerNode, http: Callable[[], asyncio.Protocol]) -> None:
+        self._node = node
+        self._http = http
+        self._loop = asyncio.get_running_loop()
+        flusher = _flushers.get(self._loop)
         if flusher is None:
-            flusher = _flushers[loop] = _Flusher(loop)
+            flusher = _flushers[self._loop] = _Flusher(self._loop)
         self._flusher = flusher
+        self._socket: asyncio.Transport | None = None
+        self._head: bytearray | None = bytearray()
+        self._reader: FrameReader | None = None
+        self.conn: Connection | None = None
+        self._timer: _Timer | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._closing: asyncio.Task[None] | None = None
+        self._close_sent = False
+        self._closed = self._loop.create_future()
+        self._paused = False
+        self._drained: list[asyncio.Future[None]] = []
+
+    # -- asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._socket = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._deadline = self._loop.call_later(HEAD_TIMEOUT_S, self._socket.abort)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reader is not None:
+            self._frames(data)
+            return
+        assert self._head is not None
+        self._head += data
+        try:
+            head = parse_request_head(self._head)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        if head is None:
+            return
+        if not head.is_upgrade:
+            self._hand_to_http()
+        else:
+            self._upgrade(head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.conn is not None:
+            self._node.detach(self.conn)
+        self._pending.clear()
+        self._resume_waiters()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._resume_waiters()
+
+    # -- before the upgrade --------------------------------------------------------------------
+
+    def _hand_to_http(self) -> None:
+        """Not a WebSocket request: aiohttp serves this socket from here on."""
+        assert self._socket is not None and self._head is not None
+        if self._deadline is not None:
+            self._deadline.cancel()
+        http = self._http()
+        self._socket.set_protocol(http)
+        http.connection_made(self._socket)
+        http.data_received(bytes(self._head))
+        self._head = None
+
+    def _refuse(self, error: HandshakeError) -> None:
+        assert self._socket is not None
+        self._socket.write(http_response(error.status, error.text + "\n", error.headers))
+        self._socket.close()
+
+    def _upgrade(self, head: RequestHead) -> None:
+        assert self._socket is not None and self._head is not None
+        node, settings = self._node, self._node.settings
+        try:
+            response = accept(head)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        if node.admission.full():
+            # Cheaper than opening the socket only to close it with 1013.
+            refused = node.admission.refuse()
+            retry = {"Retry-After": str(round(refused.retry_after))}
+            self._refuse(HandshakeError(503, "too many handshakes waiting: try again later", retry))
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._socket.write(response)
+        # The socket pauses us once its buffer passes a quarter of the connection's high-water
+        # mark, so wait_below (called with half of it) has a pause to wait for.
+        self._socket.set_write_buffer_limits(high=max(1, settings.outbound_high_water_bytes // 4))
+        # Frames over max_frame_bytes get a Logux error; over 4 times that, the connection is
+        # closed with 1009 before the payload is read.
+        self._reader = FrameReader(settings.max_frame_bytes * 4)
+        peer = self._socket.get_extra_info("peername")
+        remote = client_address(
+            peer[0] if peer else None, head.headers.get("x-forwarded-for", ""), settings
+        )
+        cookie = SimpleCookie(head.headers.get("cookie", ""))
+        self.conn = Connection(
+            node, self, remote=remote, cookie={k: v.value for k, v in cookie.items()}
+        )
+        node.attach(self.conn)
+        self._timer = _Timer(self.conn)
+        rest = bytes(self._head[head.size :])
+        self._head = None
+        if rest:
+            self._frames(rest)
+
+    # -- after it ------------------------------------------------------------------------------
+
+    def _frames(self, data: bytes) -> None:
+        assert self._reader is not None and self.conn is not None
+        try:
+            messages = self._reader.feed(data)
+        except FrameError as error:
+            self._fail(error.code, error.reason)
+            return
+        conn, limit = self.conn, self._node.settings.max_frame_bytes
+        for opcode, payload in messages:
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if self._close_sent:
+                    continue  # closing: what the client still sends is not read
+                if len(payload) > limit:
+                    conn.error(ProtocolError("wrong-format", f"frame is larger than {limit} bytes"))
+                    continue
+                if opcode is Opcode.BINARY:
+                    conn.receive(payload)
+                    continue
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError:
+                    self._fail(CloseCode.INVALID_DATA, "text frame is not UTF-8")
+                    return
+                conn.receive(text)
+            elif opcode is Opcode.PING:
+                self._write_now(frame(Opcode.PONG, payload))
+            elif opcode is Opcode.CLOSE:
+                self._on_close_frame(payload)
+                return
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        assert self._socket is not None
+        if not self._close_sent:
+            code = close_code(payload) or CloseCode.NORMAL
+            self.flush()
+            self._write_now(frame(Opcode.CLOSE, close_payload(code, "")))
+            self._close_sent = True
+        self._socket.close()
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        logger.info("closing %s: %s", self.conn.remote if self.conn else None, reason)
+        self.close(code, reason)
+
+    def _write_now(self, data: bytes) -> None:
+        assert self._socket is not None
+        if not self._socket.is_closing():
+            self._socket.write(data)
+
+    # -- the Connection's transport ------------------------------------------------------------
 
     def write(self, payloads: list[bytes], binary: bool) -> None:
-        if self._closing is not None:
+        if self._close_sent:
             return
         if not self._pending:
             self._flusher.mark(self)
+        opcode = Opcode.BINARY if binary else Opcode.TEXT
         for payload in payloads:
-            self._pending.append(_frame_header(len(payload), binary))
+            self._pending.append(frame_header(len(payload), opcode))
             self._pending.append(payload)
             self._pending_bytes += len(payload)
 
     def flush(self) -> None:
-        """Write what was collected (the flusher calls this at the end of the turn)."""
+        """Write what was collected (the flusher calls this at the end of the loop turn)."""
         if self._pending:
             pending, self._pending = self._pending, []
             self._pending_bytes = 0
-            if not self._socket.is_closing():
-                self._socket.write(b"".join(pending))
+            self._write_now(b"".join(pending))
 
     @property
     def buffered_bytes(self) -> int:
-        return self._pending_bytes + self._socket.get_write_buffer_size()
+        socket = self._socket
+        return self._pending_bytes + (socket.get_write_buffer_size() if socket else 0)
 
     async def wait_below(self, limit: int) -> None:
         self.flush()
-        while (
-            self.buffered_bytes >= limit
-            and self._protocol.writing_paused
-            and not self._socket.is_closing()
-        ):
-            # Returns once the socket's buffer is below its low-water mark.
-            await self._protocol._drain_helper()
+        while self.buffered_bytes >= limit and self._paused and not self._closed.done():
+            waiter = self._loop.create_future()
+            self._drained.append(waiter)
+            await waiter
+
+    def _resume_waiters(self) -> None:
+        waiters, self._drained = self._drained, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self.flush()
-            self._closing = asyncio.get_running_loop().create_task(
-                self._close(code, reason.encode()[:120])
-            )
-
-    async def _close(self, code: int, reason: bytes) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):  # the peer went away
-            await self.ws.close(code=code, message=reason)
+        """Send what is queued and a close frame; the socket closes when the client answers (or
+        after ``CLOSE_TIMEOUT_S``)."""
+        if self._close_sent or self._socket is None:
+            return
+        self.flush()
+        self._write_now(frame(Opcode.CLOSE, close_payload(code, reason)))
+        self._close_sent = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self._loop.call_later(CLOSE_TIMEOUT_S, self._socket.abort)
 
     async def wait_closed(self) -> None:
-        if self._closing is None:
-            return
         try:
-            await asyncio.wait_for(asyncio.shield(self._closing), timeout=5)
-        except (TimeoutError, asyncio.CancelledError):
-            self._closing.cancel()
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout=CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            if self._socket is not None:
+                self._socket.abort()
 
 
-async def handle_websocket(request: web.Request, node: ServerNode) -> web.WebSocketResponse:
-    """Serve one client for the life of its socket."""
-    settings = node.settings
-    # aiohttp closes with 1009 (before reading the payload) when a frame is over max_msg_size, with
-    # no chance to say why in Logux terms. Let it guard at 4 times our limit, and answer frames between
-    # the two with a Logux error before closing.
-    ws = web.WebSocketResponse(
-        max_msg_size=settings.max_frame_bytes * 4, autoping=True, compress=False
-    )
-    await ws.prepare(request)
-    transport = WebSocketTransport(ws, request, high_water_bytes=settings.outbound_high_water_bytes)
-    cookie = {k: v.value for k, v in SimpleCookie(request.headers.get("Cookie", "")).items()}
-    conn = Connection(node, transport, remote=client_address(request, settings), cookie=cookie)
-    node.attach(conn)
-    timer = _Timer(conn)
-    try:
-        async for message in ws:
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                data = message.data
-                if len(data) > settings.max_frame_bytes:
-                    conn.error(
-                        ProtocolError(
-                            "wrong-format", f"frame is larger than {settings.max_frame_bytes} bytes"
-                        )
-                    )
-                    break
-                conn.receive(data)
-            elif message.type == WSMsgType.ERROR:
-                conn.error(ProtocolError("wrong-format", str(ws.exception())))
-                break
-            if conn.closed:
-                break
-    finally:
-        timer.cancel()
-        node.detach(conn)
-        transport.close(WSCloseCode.OK, "")
-        await transport.wait_closed()
-    return ws
-
-
-def client_address(request: web.Request, settings: Settings) -> str | None:
+def client_address(peer: str | None, forwarded_for: str, settings: Settings) -> str | None:
     """The client's address: the peer's, or the nearest untrusted hop of X-Forwarded-For when the
     peer is a trusted load balancer (``trusted_proxies``: addresses or networks, comma-separated)."""
     trusted = [
@@ -192,14 +319,13 @@ def client_address(request: web.Request, settings: Settings) -> str | None:
             return False
         return any(ip in network for network in trusted)
 
-    remote = request.remote
-    if not trusted or not is_trusted(remote):
-        return remote
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    if not trusted or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         if not is_trusted(hop):
             return hop
-    return remote
+    return peer
 
 
 class _Timer:

@@ -28,6 +28,36 @@ async def test_health_and_hello_page(shared_server: ServerProcess) -> None:
             assert "Logux" in await response.text()
 
 
+async def test_plain_http_and_bad_upgrades_on_the_websocket_port(
+    shared_server: ServerProcess,
+) -> None:
+    host, port = shared_server.http_url.split("//")[1].rstrip("/").split(":")
+    upgrade = (
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {}\r\n\r\n"
+    )
+
+    async def exchange(request: str, until: bytes = b"\r\n\r\n") -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request.encode())
+        answer = b""
+        while until not in answer:
+            chunk = await asyncio.wait_for(reader.read(4096), timeout=10)
+            assert chunk, answer
+            answer += chunk
+        writer.close()
+        return answer
+
+    # an unsupported version is refused in HTTP, with the version to use
+    refused = await exchange(upgrade.format(8))
+    assert refused.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13" in refused
+    # kept-alive plain HTTP is served by the web app; an upgrade later on it is refused
+    kept = await exchange("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + upgrade.format(13))
+    assert kept.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 Bad Request" in kept
+    # and a fresh connection upgrades
+    assert (await exchange(upgrade.format(13))).startswith(b"HTTP/1.1 101 ")
+
+
 async def test_handshake_answers_connected_with_times_and_subprotocol(
     shared_server: ServerProcess,
 ) -> None:

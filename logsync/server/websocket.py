@@ -1,0 +1,257 @@
+"""RFC 6455 without I/O, server side: the opening handshake and the frame format.
+
+Feed the bytes a connection starts with to :func:`parse_request_head` until it returns a
+:class:`RequestHead`; answer an upgrade with :func:`accept` (the ``101`` response) or an
+:func:`http_response` error. From then on feed bytes to :meth:`FrameReader.feed`, which returns
+whole messages and control frames, and build what to send with :func:`frame` (or
+:func:`frame_header` in front of a payload). Errors are :class:`HandshakeError` (an HTTP status)
+and :class:`FrameError` (a close code); nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import struct
+from dataclasses import dataclass
+
+MAX_HEAD_BYTES = 16 * 1024
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+
+
+class Opcode(enum.IntEnum):
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    TRY_AGAIN_LATER = 1013
+
+
+class HandshakeError(Exception):
+    """The request can't be upgraded: answer with this HTTP status (and headers) and close."""
+
+    def __init__(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.headers = headers or {}
+
+
+class FrameError(Exception):
+    """The client broke the frame format: close the connection with ``code``."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """An HTTP/1.1 request line and headers (names lower-cased, repeats joined with ``", "``);
+    ``size`` is how many bytes of the input they took."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    size: int
+
+    @property
+    def is_upgrade(self) -> bool:
+        return "websocket" in self.headers.get("upgrade", "").lower()
+
+
+def parse_request_head(data: bytes | bytearray) -> RequestHead | None:
+    """The request head, once ``data`` holds all of it; ``None`` while it is incomplete."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise HandshakeError(431, "request head too large")
+        return None
+    lines = bytes(data[:end]).decode("latin-1").split("\r\n")
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
+        raise HandshakeError(400, "malformed request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise HandshakeError(400, "malformed header")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return RequestHead(request_line[0], request_line[1], headers, end + 4)
+
+
+def accept(head: RequestHead) -> bytes:
+    """The ``101 Switching Protocols`` answer to a valid upgrade (no subprotocol, no extensions)."""
+    if head.method != "GET":
+        raise HandshakeError(405, "WebSocket upgrades use GET", {"Allow": "GET"})
+    connection = {t.strip().lower() for t in head.headers.get("connection", "").split(",")}
+    if "upgrade" not in connection:
+        raise HandshakeError(400, "Connection: Upgrade is missing")
+    if head.headers.get("sec-websocket-version") != "13":
+        raise HandshakeError(426, "only WebSocket version 13", {"Sec-WebSocket-Version": "13"})
+    key = head.headers.get("sec-websocket-key", "")
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        valid_key = False
+    if not valid_key:
+        raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
+    digest = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {digest}\r\n\r\n"
+    ).encode()
+
+
+def http_response(status: int, text: str, headers: dict[str, str] | None = None) -> bytes:
+    """A short plain-text HTTP/1.1 answer after which the connection closes."""
+    body = text.encode()
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
+    fields = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Content-Length": str(len(body)),
+        "Connection": "close",
+        **(headers or {}),
+    }
+    lines.extend(f"{name}: {value}" for name, value in fields.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+_REASONS = {
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+def frame_header(payload_length: int, opcode: Opcode) -> bytes:
+    """The header of a server frame (FIN set, never masked) carrying ``payload_length`` bytes."""
+    first = 0x80 | opcode
+    if payload_length < 126:
+        return bytes((first, payload_length))
+    if payload_length < 1 << 16:
+        return _HEADER_16.pack(first, 126, payload_length)
+    return _HEADER_64.pack(first, 127, payload_length)
+
+
+def frame(opcode: Opcode, payload: bytes) -> bytes:
+    """One whole server frame."""
+    return frame_header(len(payload), opcode) + payload
+
+
+def close_payload(code: int, reason: str) -> bytes:
+    """A close frame's payload: the code, then at most 123 bytes of UTF-8 reason."""
+    return code.to_bytes(2, "big") + reason.encode()[:123]
+
+
+def close_code(payload: bytes) -> int | None:
+    """The code in a received close frame's payload (None when it has none)."""
+    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+
+class FrameReader:
+    """Reassembles a client's frames: :meth:`feed` returns ``(opcode, payload)`` for each whole
+    message (``TEXT``/``BINARY``, fragments joined) and each control frame, unmasked.
+
+    A message longer than ``max_message_bytes`` raises ``MESSAGE_TOO_BIG`` as soon as its header
+    says so, before its payload is read."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._buffer = bytearray()
+        self._message_opcode: Opcode | None = None
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+
+    def feed(self, data: bytes) -> list[tuple[Opcode, bytes]]:
+        buffer = self._buffer
+        buffer += data
+        out: list[tuple[Opcode, bytes]] = []
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            if first & 0x70:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension)")
+            if not second & 0x80:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
+            length, header = second & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
+            try:
+                opcode = Opcode(first & 0x0F)
+            except ValueError:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "unknown opcode") from None
+            fin = first & 0x80
+            if opcode >= Opcode.CLOSE:
+                if length > 125 or not fin:
+                    raise FrameError(CloseCode.PROTOCOL_ERROR, "malformed control frame")
+            elif length + self._fragments_size > self.max_message_bytes:
+                raise FrameError(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            start = pos + header + 4
+            end = start + length
+            if size < end:
+                break
+            payload = _unmask(bytes(buffer[start:end]), bytes(buffer[start - 4 : start]))
+            pos = end
+            message = self._assemble(opcode, bool(fin), payload)
+            if message is not None:
+                out.append(message)
+        del buffer[:pos]
+        return out
+
+    def _assemble(self, opcode: Opcode, fin: bool, payload: bytes) -> tuple[Opcode, bytes] | None:
+        if opcode >= Opcode.CLOSE:
+            return opcode, payload  # control frames may come between fragments
+        if opcode is Opcode.CONTINUATION:
+            if self._message_opcode is None:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "continuation of nothing")
+        elif self._message_opcode is not None:
+            raise FrameError(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+        elif fin:
+            return opcode, payload
+        else:
+            self._message_opcode = opcode
+        self._fragments.append(payload)
+        self._fragments_size += len(payload)
+        if not fin:
+            return None
+        message = self._message_opcode, b"".join(self._fragments)
+        self._message_opcode, self._fragments, self._fragments_size = None, [], 0
+        return message
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte mask, repeated: done on whole integers, not byte by byte."""
+    size = len(payload)
+    if not size:
+        return payload
+    key = int.from_bytes((mask * ((size >> 2) + 1))[:size], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(size, "little")
