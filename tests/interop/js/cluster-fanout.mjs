@@ -6,18 +6,18 @@
 // Env: CLUSTER_PER_NODE (clients per node, default 2), CLUSTER_MESSAGES (K,
 // default 20).
 import {
-  clusterScenario,
-  expectedFrom,
-  hasAll,
   report,
   sendChat,
-  startTracked
+  startTracked,
+  waitAllReceived
 } from './cluster-lib.mjs'
 import {
   delay,
-  trySync,
+  destroyAll,
+  scenario,
+  subscribe,
+  synchronized,
   uniq,
-  waitUntil,
   withTimeout
 } from './lib.mjs'
 
@@ -25,7 +25,7 @@ const PER_NODE = Number(process.env.CLUSTER_PER_NODE || 2)
 const K = Number(process.env.CLUSTER_MESSAGES || 20)
 const SETTLE_MS = 1000
 
-clusterScenario('cluster-fanout', async arg => {
+scenario('cluster-fanout', async arg => {
   let urls = arg.split(',')
   let chat = uniq('fan')
   let channel = `chat/${chat}`
@@ -35,15 +35,11 @@ clusterScenario('cluster-fanout', async arg => {
       clients.push(startTracked(url, `n${n}c${j}`))
     }
   })
-  await Promise.all(
-    clients.map(c =>
-      withTimeout(c.waitFor('synchronized'), `${c.label} synchronized`)
-    )
-  )
+  await Promise.all(clients.map(c => synchronized(c, c.label)))
   let subscribed = {}
   for (let c of clients) {
     subscribed[c.label] = (
-      await trySync(c, { channel, type: 'logux/subscribe' }, `${c.label} subscribe`)
+      await subscribe(c, channel, `${c.label} subscribe`)
     ).ok
   }
   // every client sends its K messages at once, all clients concurrently
@@ -58,16 +54,7 @@ clusterScenario('cluster-fanout', async arg => {
   } catch (e) {
     timedOut.push(String(e.message))
   }
-  for (let c of clients) {
-    try {
-      await waitUntil(
-        () => hasAll(c, expectedFrom(c, clients)),
-        `${c.label} received every other client's messages`
-      )
-    } catch (e) {
-      timedOut.push(String(e.message))
-    }
-  }
+  await waitAllReceived(clients, timedOut)
   // anything sent twice would arrive right behind the first copy
   await delay(SETTLE_MS)
   let result = {
@@ -77,6 +64,6 @@ clusterScenario('cluster-fanout', async arg => {
     subscribed,
     timedOut
   }
-  for (let c of clients) c.destroy()
+  destroyAll(clients)
   return result
 })

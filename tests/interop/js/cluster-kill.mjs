@@ -17,21 +17,22 @@
 // CLUSTER_INTERVAL_MS (default 20), CLUSTER_BURST (default 40),
 // CLUSTER_FINAL_WAIT_MS (default 20000).
 import {
-  clusterScenario,
-  expectedFrom,
-  hasAll,
   report,
-  say,
   sendChat,
   startTracked,
+  waitAllReceived,
+  waitEach,
   wireStats
 } from './cluster-lib.mjs'
 import {
   delay,
-  trySync,
+  destroyAll,
+  say,
+  scenario,
+  subscribe,
+  synchronized,
   uniq,
-  waitUntil,
-  withTimeout
+  waitUntil
 } from './lib.mjs'
 
 const CLIENTS = Number(process.env.CLUSTER_CLIENTS || 12)
@@ -50,7 +51,7 @@ function settled(client) {
   return client.sent.every(m => m.resolved || m.undo || m.error)
 }
 
-clusterScenario('cluster-kill', async url => {
+scenario('cluster-kill', async url => {
   let chat = uniq('kill')
   let channel = `chat/${chat}`
   let clients = []
@@ -58,16 +59,12 @@ clusterScenario('cluster-kill', async url => {
     // the Client's default Reconnect backoff: 1 s doubling to 5 s
     clients.push(startTracked(url, `c${i}`, { maxDelay: 5000, minDelay: 1000 }))
   }
-  await Promise.all(
-    clients.map(c =>
-      withTimeout(c.waitFor('synchronized'), `${c.label} synchronized`)
-    )
-  )
+  await Promise.all(clients.map(c => synchronized(c, c.label)))
   let subscribed = {}
   await Promise.all(
     clients.map(async c => {
       subscribed[c.label] = (
-        await trySync(c, { channel, type: 'logux/subscribe' }, `${c.label} subscribe`)
+        await subscribe(c, channel, `${c.label} subscribe`)
       ).ok
     })
   )
@@ -117,28 +114,8 @@ clusterScenario('cluster-kill', async url => {
 
   let timedOut = []
   let deadline = Date.now() + FINAL_WAIT_MS
-  for (let c of clients) {
-    try {
-      await waitUntil(
-        () => settled(c),
-        `${c.label}: every own sync() settled`,
-        Math.max(0, deadline - Date.now())
-      )
-    } catch (e) {
-      timedOut.push(String(e.message))
-    }
-  }
-  for (let c of clients) {
-    try {
-      await waitUntil(
-        () => hasAll(c, expectedFrom(c, clients)),
-        `${c.label}: every other client's messages received`,
-        Math.max(0, deadline - Date.now())
-      )
-    } catch (e) {
-      timedOut.push(String(e.message))
-    }
-  }
+  await waitEach(clients, settled, 'every own sync() settled', timedOut, deadline)
+  await waitAllReceived(clients, timedOut, deadline)
   // anything sent twice would arrive right behind the first copy
   await delay(SETTLE_MS)
   let result = {
@@ -153,6 +130,6 @@ clusterScenario('cluster-kill', async url => {
     timedOut,
     totalMs: Date.now() - started
   }
-  for (let c of clients) c.destroy()
+  destroyAll(clients)
   return result
 })

@@ -2,37 +2,9 @@
 // real @logux/client Clients against several logsync nodes, with every
 // observation taken from the raw WebSocket frames that lib.mjs records
 // (the client's log drops a repeated action id silently, the wire does not).
-import { createClient, fail, uniq } from './lib.mjs'
+import { createClient, uniq, waitUntil, WAIT_MS } from './lib.mjs'
 
 export const CHAT_TYPE = 'chat/message'
-
-// lib.mjs's scenario(), except that the result line (hundreds of KB here) is
-// fully written before the process exits: process.exit() right after a
-// write to a pipe cuts it at 64 KB.
-export function clusterScenario(name, body) {
-  let deadline = Number(process.env.LOGUX_DEADLINE_MS || 25000)
-  let timer = setTimeout(() => {
-    fail(`scenario ${name} exceeded ${deadline} ms`)
-  }, deadline)
-  timer.unref()
-  process.on('beforeExit', () => {
-    fail(`scenario ${name} stalled: nothing left to wait for`)
-  })
-  process.on('unhandledRejection', e => fail(e))
-  process.on('uncaughtException', e => fail(e))
-  Promise.resolve()
-    .then(() => body(process.argv[2]))
-    .then(result => {
-      let line = JSON.stringify({ scenario: name, ...result }) + '\n'
-      process.stdout.write(line, () => process.exit(0))
-    })
-    .catch(fail)
-}
-
-// One line of progress for the test to read while the script goes on.
-export function say(data) {
-  process.stdout.write(JSON.stringify(data) + '\n')
-}
 
 // A started Client (not awaited) that also records:
 // - `sent`: one entry per own chat message {text, id, resolved, undo, error};
@@ -216,6 +188,32 @@ export function expectedFrom(client, all) {
 export function hasAll(client, expected) {
   let counts = wireStats(client).chatCounts
   return expected.every(text => counts.has(text))
+}
+
+// Wait until `check(client)` holds for each client in turn, each for
+// WAIT_MS, or all by `deadline` (a Date.now() value); the message of each wait
+// that timed out goes to `timedOut`.
+export async function waitEach(clients, check, what, timedOut, deadline) {
+  for (let c of clients) {
+    let ms = deadline === undefined ? WAIT_MS : Math.max(0, deadline - Date.now())
+    try {
+      await waitUntil(() => check(c), `${c.label}: ${what}`, ms)
+    } catch (e) {
+      timedOut.push(String(e.message))
+    }
+  }
+}
+
+// Wait until each client has received every other client's resolved
+// messages (see waitEach).
+export function waitAllReceived(clients, timedOut, deadline) {
+  return waitEach(
+    clients,
+    c => hasAll(c, expectedFrom(c, clients)),
+    "every other client's messages received",
+    timedOut,
+    deadline
+  )
 }
 
 // One client's observations as plain JSON.

@@ -3,14 +3,16 @@
 // sent as a barrier (per-client queues are FIFO, so the duplicate has been
 // handled by the time the barrier's logux/processed arrives).
 import {
+  connectNode,
   createNode,
   delay,
+  goOffline,
   inFrames,
   scenario,
   SETTLE_MS,
+  syncActions,
   uniq,
-  waitUntil,
-  withTimeout
+  waitUntil
 } from './lib.mjs'
 
 function processedFor(node, id) {
@@ -20,29 +22,21 @@ function processedFor(node, id) {
 }
 
 function received(node) {
-  let list = []
-  for (let m of inFrames(node.frames)) {
-    if (m[0] !== 'sync') continue
-    for (let i = 2; i < m.length; i += 2) list.push(m[i])
-  }
-  return list
+  return syncActions(node.frames).map(([action]) => action)
 }
 
 scenario('duplicate-id', async url => {
   let node = createNode(url, uniq('alice'))
-  await withTimeout(node.connection.connect(), 'socket open')
-  await waitUntil(() => node.state === 'synchronized', 'synchronized')
+  await connectNode(node)
 
   let action = { type: 'counter/inc' }
   let meta = await node.log.add(action, { reasons: ['test'] })
   let id = meta.id
   await waitUntil(() => processedFor(node, id).length >= 1, 'first processed')
 
-  node.connection.disconnect()
-  await waitUntil(() => node.state === 'disconnected', 'disconnected')
+  await goOffline(node, 'node')
   let reconnectFrom = node.frames.length
-  await withTimeout(node.connection.connect(), 'socket open')
-  await waitUntil(() => node.state === 'synchronized', 'synchronized again')
+  await connectNode(node, 'synchronized again')
 
   // resend the very same action, compressed against the new baseTime
   let syncedBefore = inFrames(node.frames).filter(m => m[0] === 'synced').length

@@ -2,11 +2,13 @@
 // subscribed) gets only its logux/processed, not its own action back.
 import {
   delay,
-  inFrames,
+  destroyAll,
   receivedOf,
   scenario,
   SETTLE_MS,
-  startClient,
+  startClients,
+  subscribe,
+  syncActions,
   trySync,
   uniq,
   waitUntil
@@ -15,16 +17,10 @@ import {
 scenario('fanout', async url => {
   let channel = 'chat/' + uniq('room')
   let chat = channel.slice(5)
-  let [alice, bob, carol] = await Promise.all([
-    startClient(url, uniq('alice')),
-    startClient(url, uniq('bob')),
-    startClient(url, uniq('carol'))
-  ])
+  let [alice, bob, carol] = await startClients(url, ['alice', 'bob', 'carol'])
   let subscribed = {}
   for (let [name, c] of Object.entries({ alice, bob, carol })) {
-    subscribed[name] = (
-      await trySync(c, { channel, type: 'logux/subscribe' }, `${name} subscribe`)
-    ).ok
+    subscribed[name] = (await subscribe(c, channel, `${name} subscribe`)).ok
   }
   let sent = await trySync(carol, { chat, text: 'hi all', type: 'chat/message' })
   await waitUntil(
@@ -39,21 +35,15 @@ scenario('fanout', async url => {
     aliceChat: chatOf(alice),
     // meta keys of chat/message as they were on the wire (outbound filter)
     wireMetaKeys: [alice, bob]
-      .flatMap(c => inFrames(c.frames))
-      .filter(m => m[0] === 'sync')
-      .flatMap(m => {
-        let keys = []
-        for (let i = 2; i < m.length; i += 2) {
-          if (m[i].type === 'chat/message') keys.push(Object.keys(m[i + 1]).sort())
-        }
-        return keys
-      }),
+      .flatMap(c => syncActions(c.frames))
+      .filter(([action]) => action.type === 'chat/message')
+      .map(([, meta]) => Object.keys(meta).sort()),
     bobChat: chatOf(bob),
     carolChat: chatOf(carol),
     carolReceivedTypes: carol.received.map(i => i.action.type),
     sentOk: sent.ok,
     subscribed
   }
-  for (let c of [alice, bob, carol]) c.destroy()
+  destroyAll([alice, bob, carol])
   return report
 })

@@ -1,17 +1,9 @@
 // a. handshake: a raw ClientNode with a token connects and gets synchronized.
-import {
-  createNode,
-  inFrames,
-  scenario,
-  uniq,
-  waitUntil,
-  withTimeout
-} from './lib.mjs'
+import { connectNode, createNode, inFrames, scenario, uniq } from './lib.mjs'
 
 scenario('handshake', async url => {
   let node = createNode(url, uniq('alice'))
-  await withTimeout(node.connection.connect(), 'socket open')
-  await waitUntil(() => node.state === 'synchronized', 'state synchronized')
+  await connectNode(node, 'state synchronized')
   let frames = inFrames(node.frames)
   let connected = frames.find(m => m[0] === 'connected')
   let result = {

@@ -42,9 +42,16 @@ export function fail(err) {
   process.exit(1)
 }
 
+// The result line, fully written before the process exits: process.exit()
+// right after a large write to a pipe cuts it at 64 KB.
 export function finish(result) {
-  process.stdout.write(JSON.stringify(result) + '\n')
-  process.exit(0)
+  let line = JSON.stringify(result) + '\n'
+  process.stdout.write(line, () => process.exit(0))
+}
+
+// One line of progress for the test to read while the script goes on.
+export function say(data) {
+  process.stdout.write(JSON.stringify(data) + '\n')
 }
 
 // Run the scenario body with a hard deadline and uniform error handling.
@@ -168,11 +175,40 @@ export function createClient(url, userId, opts = {}) {
   return client
 }
 
+// Wait until a Client is synchronized with the server.
+export function synchronized(client, label = client.options.userId) {
+  return withTimeout(client.waitFor('synchronized'), `${label} synchronized`)
+}
+
 export async function startClient(url, userId, opts = {}) {
   let client = createClient(url, userId, opts)
   client.start()
-  await withTimeout(client.waitFor('synchronized'), `${userId} synchronized`)
+  await synchronized(client, userId)
   return client
+}
+
+// Started clients, one per name, each with a user id unique to this run
+// (`open` is startClient or a wrapper of it).
+export function startClients(url, names, open = startClient) {
+  return Promise.all(names.map(name => open(url, uniq(name))))
+}
+
+// Drop the connection of a Client (or a raw ClientNode) and wait for it.
+export async function goOffline(client, label) {
+  ;(client.node ?? client).connection.disconnect()
+  await waitUntil(() => client.state === 'disconnected', `${label} disconnected`)
+}
+
+// Reconnect a Client after goOffline() and wait until it is synchronized.
+export async function goOnline(client, label) {
+  client.node.connection.connect()
+  await synchronized(client, `${label} again`)
+}
+
+// Open a raw ClientNode's socket and wait for the handshake.
+export async function connectNode(node, label = 'synchronized') {
+  await withTimeout(node.connection.connect(), 'socket open')
+  await waitUntil(() => node.state === 'synchronized', label)
 }
 
 export function receivedOf(client, type) {
@@ -181,21 +217,39 @@ export function receivedOf(client, type) {
     .filter(action => action.type === type)
 }
 
-// Resolve with {ok:true, meta} on logux/processed or {ok:false, undo} on a
-// LoguxUndoError; other errors reject.
-export async function trySync(client, action, label, meta = {}) {
+export function textsOf(client, type) {
+  return receivedOf(client, type).map(action => action.text)
+}
+
+// Await `promise`: {ok:true, value}, or {ok:false, errorName, undo} when the
+// server undid the action (LoguxUndoError); other errors reject.
+export async function settle(promise, label) {
   try {
-    let processedMeta = await withTimeout(
-      client.sync(action, meta),
-      label || `sync ${action.type}`
-    )
-    return { meta: processedMeta, ok: true }
+    return { ok: true, value: await withTimeout(promise, label) }
   } catch (e) {
     if (e.name === 'LoguxUndoError') {
       return { errorName: e.name, ok: false, undo: e.action }
     }
     throw e
   }
+}
+
+// Resolve with {ok:true, meta} on logux/processed or {ok:false, undo} on a
+// LoguxUndoError; other errors reject.
+export async function trySync(client, action, label, meta = {}) {
+  let result = await settle(
+    client.sync(action, meta),
+    label || `sync ${action.type}`
+  )
+  return result.ok ? { meta: result.value, ok: true } : result
+}
+
+export function subscribe(client, channel, label, meta = {}) {
+  return trySync(client, { channel, type: 'logux/subscribe' }, label, meta)
+}
+
+export function destroyAll(clients) {
+  for (let client of clients) client.destroy()
 }
 
 // A raw ClientNode the way the brief asks for it: explicit `ws`, meta
@@ -236,4 +290,15 @@ export function createNode(url, userId, opts = {}) {
 // Raw frames as plain JSON for reporting.
 export function inFrames(frames) {
   return frames.filter(([dir]) => dir === 'in').map(([, msg]) => msg)
+}
+
+// [action, meta] of every action in the `sync` frames of one direction
+// ('in' or 'out'), as they were on the wire.
+export function syncActions(frames, dir = 'in') {
+  let list = []
+  for (let [d, msg] of frames) {
+    if (d !== dir || !Array.isArray(msg) || msg[0] !== 'sync') continue
+    for (let i = 2; i < msg.length; i += 2) list.push([msg[i], msg[i + 1]])
+  }
+  return list
 }

@@ -8,30 +8,26 @@
 // reused user name.
 import {
   delay,
+  destroyAll,
+  goOffline,
+  goOnline,
   inFrames,
   receivedOf,
   SETTLE_MS,
-  startClient,
+  startClients,
+  textsOf,
   trySync,
-  uniq,
-  waitUntil,
-  withTimeout
+  waitUntil
 } from './lib.mjs'
 
 function texts(client) {
-  return receivedOf(client, 'notify').map(a => a.text)
+  return textsOf(client, 'notify')
 }
 
-async function goOffline(client) {
-  client.node.connection.disconnect()
-  await waitUntil(() => client.state === 'disconnected', 'B disconnected')
-}
-
-async function goOnline(client, expectedCount, label) {
+async function reconnect(client, expectedCount, label) {
   let frameStart = client.frames.length
   let before = client.received.length
-  client.node.connection.connect()
-  await withTimeout(client.waitFor('synchronized'), `${label}: B synchronized`)
+  await goOnline(client, `${label}: B`)
   await waitUntil(
     () => receivedOf(client, 'notify').length >= expectedCount,
     `${label}: B receives ${expectedCount} notify in total`
@@ -47,11 +43,8 @@ async function goOnline(client, expectedCount, label) {
 }
 
 export async function runOffline(url, { again }) {
-  let bobId = uniq('bob')
-  let [alice, bob] = await Promise.all([
-    startClient(url, uniq('alice')),
-    startClient(url, bobId)
-  ])
+  let [alice, bob] = await startClients(url, ['alice', 'bob'])
+  let bobId = bob.options.userId
   let firstSynced = bob.node.lastReceived
 
   // online delivery, moves B's synced position
@@ -60,14 +53,14 @@ export async function runOffline(url, { again }) {
   let live = texts(bob)
   let syncedBeforeOffline = bob.node.lastReceived
 
-  await goOffline(bob)
+  await goOffline(bob, 'B')
   let sent = []
   for (let i = 1; i <= 5; i++) {
     let r = await trySync(alice, { text: `n${i}`, type: 'notify', user: bobId })
     sent.push(r.ok)
   }
 
-  let first = await goOnline(bob, live.length + 5, 'reconnect 1')
+  let first = await reconnect(bob, live.length + 5, 'reconnect 1')
   let result = {
     firstReconnect: {
       connectSynced: first.connectSynced,
@@ -84,8 +77,8 @@ export async function runOffline(url, { again }) {
 
   if (again) {
     let expected = receivedOf(bob, 'notify').length
-    await goOffline(bob)
-    let second = await goOnline(bob, expected, 'reconnect 2')
+    await goOffline(bob, 'B')
+    let second = await reconnect(bob, expected, 'reconnect 2')
     result.secondReconnect = {
       connectSynced: second.connectSynced,
       inFrames: second.inFrames,
@@ -94,7 +87,6 @@ export async function runOffline(url, { again }) {
     }
   }
   result.allNotify = texts(bob)
-  alice.destroy()
-  bob.destroy()
+  destroyAll([alice, bob])
   return result
 }

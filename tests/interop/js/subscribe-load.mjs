@@ -4,6 +4,7 @@ import {
   receivedOf,
   scenario,
   startClient,
+  subscribe,
   trySync,
   uniq,
   waitUntil
@@ -26,9 +27,9 @@ scenario('subscribe-load', async url => {
   let alice = await startClient(url, aliceId)
 
   let subMeta = { id: alice.log.generateId() }
-  let first = await trySync(
+  let first = await subscribe(
     alice,
-    { channel: `user/${aliceId}`, type: 'logux/subscribe' },
+    `user/${aliceId}`,
     'subscribe own user',
     subMeta
   )
@@ -45,9 +46,9 @@ scenario('subscribe-load', async url => {
   // own CHANGE_NAME is resent to the first client (subscribed to user/<me>).
   let alice2 = await startClient(url, aliceId)
   let sub2Meta = { id: alice2.log.generateId() }
-  let second = await trySync(
+  let second = await subscribe(
     alice2,
-    { channel: `user/${aliceId}`, type: 'logux/subscribe' },
+    `user/${aliceId}`,
     'second client subscribe',
     sub2Meta
   )
@@ -61,11 +62,7 @@ scenario('subscribe-load', async url => {
     'first client receives CHANGE_NAME of the second one'
   )
 
-  let foreign = await trySync(
-    alice,
-    { channel: `user/${bobId}`, type: 'logux/subscribe' },
-    'subscribe foreign user'
-  )
+  let foreign = await subscribe(alice, `user/${bobId}`, 'subscribe foreign user')
   let foreignRename = await trySync(
     alice,
     { name: 'Bobby', type: 'CHANGE_NAME', user: bobId },

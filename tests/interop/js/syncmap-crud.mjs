@@ -11,8 +11,10 @@ import {
 
 import {
   delay,
+  destroyAll,
   scenario,
   SETTLE_MS,
+  startClients,
   trySync,
   uniq,
   waitUntil,
@@ -31,10 +33,7 @@ import {
 } from './syncmap-lib.mjs'
 
 scenario('syncmap-crud', async url => {
-  let [alice, bob] = await Promise.all([
-    openClient(url, uniq('alice')),
-    openClient(url, uniq('bob'))
-  ])
+  let [alice, bob] = await startClients(url, ['alice', 'bob'], openClient)
   let id = uniq('note')
   let report = {}
 
@@ -169,6 +168,6 @@ scenario('syncmap-crud', async url => {
   report.daveLoad = await load(dave.Notes(id, dave), 'dave loads deleted note')
 
   report.errors = [alice, bob, carol, dave].flatMap(c => c.errors)
-  for (let c of [alice, bob, carol, dave]) c.destroy()
+  destroyAll([alice, bob, carol, dave])
   return report
 })

@@ -11,13 +11,21 @@ import {
 
 import {
   delay,
+  destroyAll,
+  goOffline,
+  goOnline,
   scenario,
   SETTLE_MS,
+  startClients,
   uniq,
-  waitUntil,
-  withTimeout
+  waitUntil
 } from './lib.mjs'
-import { attempt, openClient, receivedTypes } from './syncmap-lib.mjs'
+import {
+  attempt,
+  loaded,
+  openClient,
+  receivedTypes
+} from './syncmap-lib.mjs'
 
 function listOf(filter) {
   return filter
@@ -30,22 +38,8 @@ function idsOf(filter) {
   return listOf(filter).map(i => i.id)
 }
 
-async function loadFilter(filter, label) {
-  filter.listen(() => {})
-  try {
-    await withTimeout(filter.loading, label)
-    return { ok: true }
-  } catch (e) {
-    if (e.name === 'LoguxUndoError') return { ok: false, reason: e.action.reason }
-    throw e
-  }
-}
-
 scenario('syncmap-filter', async url => {
-  let [alice, bob] = await Promise.all([
-    openClient(url, uniq('alice')),
-    openClient(url, uniq('bob'))
-  ])
+  let [alice, bob] = await startClients(url, ['alice', 'bob'], openClient)
   let project = uniq('proj')
   let other = uniq('other')
   let n = name => `${name}-${project}`
@@ -69,7 +63,7 @@ scenario('syncmap-filter', async url => {
   )
 
   let filter = createFilter(bob, bob.Notes, { project })
-  report.load = await loadFilter(filter, 'filter loads')
+  report.load = await loaded(filter, 'filter loads')
   await waitUntil(() => idsOf(filter).length >= 3, 'initial list of 3')
   await delay(SETTLE_MS)
   report.initial = listOf(filter)
@@ -115,10 +109,8 @@ scenario('syncmap-filter', async url => {
   report.afterDeletes = idsOf(filter)
 
   // after a reconnect the list still follows the server
-  bob.node.connection.disconnect()
-  await waitUntil(() => bob.state === 'disconnected', 'bob disconnected')
-  bob.node.connection.connect()
-  await withTimeout(bob.waitFor('synchronized'), 'bob synchronized again')
+  await goOffline(bob, 'bob')
+  await goOnline(bob, 'bob')
   await delay(SETTLE_MS)
   await attempt(
     changeSyncMapById(alice, alice.Notes, n('n6'), { title: 'six!' }),
@@ -137,13 +129,12 @@ scenario('syncmap-filter', async url => {
   report.afterReconnect = listOf(filter)
 
   // a filter the access callback refuses
-  report.denied = await loadFilter(
+  report.denied = await loaded(
     createFilter(bob, bob.Notes, { project, secret: true }),
     'denied filter'
   )
 
   report.errors = [alice, bob].flatMap(c => c.errors)
-  alice.destroy()
-  bob.destroy()
+  destroyAll([alice, bob])
   return report
 })

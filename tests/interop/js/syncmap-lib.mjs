@@ -7,8 +7,10 @@ import { syncMapTemplate } from '@logux/client'
 import {
   createClient,
   inFrames,
-  waitUntil,
-  withTimeout
+  settle,
+  synchronized,
+  syncActions,
+  waitUntil
 } from './lib.mjs'
 
 // A started Client with its own `notes` template (templates cache their
@@ -24,7 +26,7 @@ export async function openClient(url, userId) {
   let client = createClient(url, userId)
   client.node.connection.connection.opts = { allowSynchronousEvents: false }
   client.start()
-  await withTimeout(client.waitFor('synchronized'), `${userId} synchronized`)
+  await synchronized(client, userId)
   client.Notes = syncMapTemplate('notes')
   client.sent = []
   client.log.on('add', (action, meta) => {
@@ -46,31 +48,23 @@ export function valueOf(store) {
   return fields
 }
 
-// Mount and wait for the first load: {ok, value} or {ok:false, reason}.
-export async function load(store, label) {
-  mount(store)
-  try {
-    await withTimeout(store.loading, label)
-    return { ok: true, value: valueOf(store) }
-  } catch (e) {
-    if (e.name === 'LoguxUndoError') {
-      return { ok: false, reason: e.action.reason }
-    }
-    throw e
-  }
-}
-
 // Await a sync-map operation's promise: {ok:true} or {ok:false, reason}.
 export async function attempt(promise, label) {
-  try {
-    await withTimeout(promise, label)
-    return { ok: true }
-  } catch (e) {
-    if (e.name === 'LoguxUndoError') {
-      return { ok: false, reason: e.action.reason }
-    }
-    throw e
-  }
+  let result = await settle(promise, label)
+  return result.ok ? { ok: true } : { ok: false, reason: result.undo.reason }
+}
+
+// Mount a store (or a filter) and wait for its first load: {ok:true} or
+// {ok:false, reason}.
+export function loaded(store, label) {
+  mount(store)
+  return attempt(store.loading, label)
+}
+
+// Mount and wait for the first load: {ok, value} or {ok:false, reason}.
+export async function load(store, label) {
+  let result = await loaded(store, label)
+  return result.ok ? { ok: true, value: valueOf(store) } : result
 }
 
 // Actions of `type` about map `id` this client received from the server,
@@ -101,15 +95,9 @@ export async function waitField(store, key, value, label) {
 
 // logux/subscribe actions this client sent on the wire (after `from` frames).
 export function sentSubscribes(client, from = 0) {
-  let out = []
-  for (let [dir, msg] of client.frames.slice(from)) {
-    if (dir === 'out' && msg[0] === 'sync') {
-      for (let i = 2; i < msg.length; i += 2) {
-        if (msg[i].type === 'logux/subscribe') out.push(msg[i])
-      }
-    }
-  }
-  return out
+  return syncActions(client.frames.slice(from), 'out')
+    .map(([action]) => action)
+    .filter(action => action.type === 'logux/subscribe')
 }
 
 export { inFrames }

@@ -8,11 +8,13 @@ import { changeSyncMap, createSyncMap } from '@logux/client'
 
 import {
   delay,
+  destroyAll,
+  goOffline,
+  goOnline,
   scenario,
   SETTLE_MS,
-  uniq,
-  waitUntil,
-  withTimeout
+  startClients,
+  uniq
 } from './lib.mjs'
 import {
   attempt,
@@ -25,10 +27,7 @@ import {
 } from './syncmap-lib.mjs'
 
 scenario('syncmap-offline', async url => {
-  let [alice, bob] = await Promise.all([
-    openClient(url, uniq('alice')),
-    openClient(url, uniq('bob'))
-  ])
+  let [alice, bob] = await startClients(url, ['alice', 'bob'], openClient)
   let id = uniq('note')
   let report = {}
   report.create = await attempt(
@@ -46,8 +45,7 @@ scenario('syncmap-offline', async url => {
   report.bobLoad = await load(bobStore, 'bob loads')
 
   // alice goes offline and edits
-  alice.node.connection.disconnect()
-  await waitUntil(() => alice.state === 'disconnected', 'alice disconnected')
+  await goOffline(alice, 'alice')
   let offlineTitle = changeSyncMap(aliceStore, { title: 'Offline title' })
   let offlineText = changeSyncMap(aliceStore, { text: 'alice offline text' })
   report.aliceOptimistic = valueOf(aliceStore)
@@ -77,8 +75,7 @@ scenario('syncmap-offline', async url => {
 
   // alice comes back
   let framesBefore = alice.frames.length
-  alice.node.connection.connect()
-  await withTimeout(alice.waitFor('synchronized'), 'alice synchronized again')
+  await goOnline(alice, 'alice')
   report.offlineTitle = await attempt(offlineTitle, 'offline title processed')
   report.offlineText = await attempt(offlineText, 'offline text processed')
   await waitField(bobStore, 'title', 'Offline title', 'bob sees offline title')
@@ -98,6 +95,6 @@ scenario('syncmap-offline', async url => {
   report.carolLoad = await load(carol.Notes(id, carol), 'carol loads')
 
   report.errors = [alice, bob, carol].flatMap(c => c.errors)
-  for (let c of [alice, bob, carol]) c.destroy()
+  destroyAll([alice, bob, carol])
   return report
 })

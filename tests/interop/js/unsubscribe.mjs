@@ -2,10 +2,12 @@
 // more messages of the channel; another subscriber still does.
 import {
   delay,
-  receivedOf,
+  destroyAll,
   scenario,
   SETTLE_MS,
-  startClient,
+  startClients,
+  subscribe,
+  textsOf,
   trySync,
   uniq,
   waitUntil
@@ -14,14 +16,10 @@ import {
 scenario('unsubscribe', async url => {
   let channel = 'chat/' + uniq('room')
   let chat = channel.slice(5)
-  let [alice, bob, carol] = await Promise.all([
-    startClient(url, uniq('alice')),
-    startClient(url, uniq('bob')),
-    startClient(url, uniq('carol'))
-  ])
-  await trySync(alice, { channel, type: 'logux/subscribe' }, 'alice subscribe')
-  await trySync(bob, { channel, type: 'logux/subscribe' }, 'bob subscribe')
-  let texts = c => receivedOf(c, 'chat/message').map(a => a.text)
+  let [alice, bob, carol] = await startClients(url, ['alice', 'bob', 'carol'])
+  await subscribe(alice, channel, 'alice subscribe')
+  await subscribe(bob, channel, 'bob subscribe')
+  let texts = c => textsOf(c, 'chat/message')
 
   await trySync(carol, { chat, text: 'one', type: 'chat/message' })
   await waitUntil(
@@ -42,6 +40,6 @@ scenario('unsubscribe', async url => {
     unsubscribeOk: unsubscribed.ok,
     unsubscribeUndo: unsubscribed.undo ?? null
   }
-  for (let c of [alice, bob, carol]) c.destroy()
+  destroyAll([alice, bob, carol])
   return report
 })
