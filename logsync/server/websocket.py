@@ -186,12 +186,14 @@ class FrameReader:
         self._fragments_size = 0
 
     def feed(self, data: bytes) -> list[tuple[Opcode, bytes]]:
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
         out: list[tuple[Opcode, bytes]] = []
-        pos, size = 0, len(buffer)
+        pos, size = 0, len(data)
         while size - pos >= 2:
-            first, second = buffer[pos], buffer[pos + 1]
+            first, second = data[pos], data[pos + 1]
             if first & 0x70:
                 raise FrameError(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension)")
             if not second & 0x80:
@@ -200,15 +202,14 @@ class FrameReader:
             if length == 126:
                 if size - pos < 4:
                     break
-                length, header = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if size - pos < 10:
                     break
-                length, header = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
-            try:
-                opcode = Opcode(first & 0x0F)
-            except ValueError:
-                raise FrameError(CloseCode.PROTOCOL_ERROR, "unknown opcode") from None
+                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            opcode = _OPCODES.get(first & 0x0F)
+            if opcode is None:
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "unknown opcode")
             fin = first & 0x80
             if opcode >= Opcode.CLOSE:
                 if length > 125 or not fin:
@@ -219,12 +220,16 @@ class FrameReader:
             end = start + length
             if size < end:
                 break
-            payload = _unmask(bytes(buffer[start:end]), bytes(buffer[start - 4 : start]))
+            payload = _unmask(data[start:end], data[start - 4 : start])
             pos = end
+            if fin and opcode is not Opcode.CONTINUATION and self._message_opcode is None:
+                out.append((opcode, payload))  # the usual case: a whole message in one frame
+                continue
             message = self._assemble(opcode, bool(fin), payload)
             if message is not None:
                 out.append(message)
-        del buffer[:pos]
+        if pos < size:
+            self._buffer += data[pos:]
         return out
 
     def _assemble(self, opcode: Opcode, fin: bool, payload: bytes) -> tuple[Opcode, bytes] | None:
@@ -246,6 +251,9 @@ class FrameReader:
         message = self._message_opcode, b"".join(self._fragments)
         self._message_opcode, self._fragments, self._fragments_size = None, [], 0
         return message
+
+
+_OPCODES = {int(opcode): opcode for opcode in Opcode}
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
