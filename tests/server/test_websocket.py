@@ -317,6 +317,12 @@ async def test_tls_serves_wss(tmp_path: Path) -> None:
         client = await RawClient.open(server.url, ssl=context)
         assert (await client.connect("tls:c1:t1"))[0] == "connected"
         await client.close()
+        # plain HTTPS requests are handed over to the web app on the same TLS socket
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.http_url + "health", ssl=context) as response,
+        ):
+            assert response.status == 200 and await response.text() == "OK\n"
     finally:
         server.stop()
 

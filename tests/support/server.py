@@ -67,7 +67,7 @@ class ServerProcess:
 
     @property
     def http_url(self) -> str:
-        return self.url.replace("ws://", "http://", 1)
+        return "http" + self.url.removeprefix("ws")  # ws:// → http://, wss:// → https://
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         """Signal the process and wait for it; returns its exit code."""
