@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from logsync.log.entry import ERROR, PROCESSED, WAITING, Entry, NewEntry
 from logsync.log.memory import MemoryStore
-from logsync.log.store import Appended, LogStats, LogStore, ReadResult, StoreUnavailable
+from logsync.log.store import (
+    UNKNOWN,
+    Appended,
+    LogStats,
+    LogStore,
+    ReadResult,
+    StoreUnavailable,
+    Unknown,
+)
 
 
 def open_store(url: str) -> LogStore:
@@ -29,6 +37,7 @@ def open_store(url: str) -> LogStore:
 __all__ = [
     "ERROR",
     "PROCESSED",
+    "UNKNOWN",
     "WAITING",
     "Appended",
     "Entry",
@@ -38,5 +47,6 @@ __all__ = [
     "NewEntry",
     "ReadResult",
     "StoreUnavailable",
+    "Unknown",
     "open_store",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 
 from logsync.log.entry import WAITING, Entry, NewEntry
 from logsync.log.store import Appended, LogStats, LogStore, ReadResult
@@ -62,10 +63,22 @@ class MemoryStore(LogStore):
         return self._by_id.get(action_id)
 
     async def seen(self, action_id: str) -> str | None:
+        return self.seen_now(action_id)
+
+    def seen_now(self, action_id: str) -> str | None:
         known = self._ids.get(action_id)
         return None if known is None else known[1]
 
     async def set_status(self, action_id: str, status: str) -> None:
+        self._set_status(action_id, status)
+
+    def start_set_status(self, action_id: str, status: str) -> Awaitable[None]:
+        self._set_status(action_id, status)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def _set_status(self, action_id: str, status: str) -> None:
         entry = self._by_id.get(action_id)
         if entry is not None:
             entry.status = status

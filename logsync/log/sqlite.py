@@ -30,6 +30,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -41,7 +42,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from logsync.log.entry import Entry, NewEntry
-from logsync.log.store import Appended, LogStats, LogStore, ReadResult
+from logsync.log.store import UNKNOWN, Appended, LogStats, LogStore, ReadResult, Unknown
 
 T = TypeVar("T")
 logger = logging.getLogger("logsync.log.sqlite")
@@ -50,6 +51,10 @@ SCHEMA_VERSION: Final = 1
 SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
 # At most this many calls go into one transaction; more wait for the next one.
 MAX_BATCH: Final = 4096
+# A batch of bulk calls (catch-up reads, a client's backlog appended at once, maintenance) stops
+# between two calls once it has run this long and a quick call is waiting: it commits what it
+# has done, the quick calls run next, then the rest.
+YIELD_AFTER_S: Final = 0.002
 # A read over more indexes than this filters with IN instead of merging one range per index.
 MAX_MERGED_INDEXES: Final = 64
 
@@ -97,6 +102,7 @@ UNFILED_SQL: Final = (
     "DELETE FROM entries INDEXED BY entries_unfiled WHERE filed = 0 AND status != 'waiting'"
 )
 _KNOWN_ID = "SELECT id, status FROM ids WHERE id = ?"
+_STATUS = "SELECT status FROM ids WHERE id = ?"
 _KNOWN_IDS = "SELECT id, status FROM ids WHERE id IN (SELECT value FROM json_each(?))"
 _RANGE = "SELECT added FROM filings WHERE idx = ? AND added > ?"
 
@@ -184,16 +190,16 @@ class _Job:
     write: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    op: str = ""
+    # quick: one entry, one status, one key; runs ahead of bulk calls queued before it
+    quick: bool = False
+    # perf_counter() when queued, when its transaction started and when it committed
+    queued: float = 0.0
+    started: float = 0.0
+    finished: float = 0.0
 
 
-def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in done:
-        if future.done():  # the caller was cancelled
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+Answer = tuple[_Job, Any, BaseException | None]
 
 
 class SqliteStore(LogStore):
@@ -211,8 +217,19 @@ class SqliteStore(LogStore):
         may roll back the last transactions, so "acknowledge after durable" only holds against
         process crashes. Faster when the disk's fsync is slow. The file is never corrupted.
 
+    Quick calls (appending one entry, setting a status, reading one key) go ahead of bulk calls
+    (range reads, multi-entry appends, trimming) that wait in the queue with them, and a running
+    batch of bulk calls commits early when a quick call has waited :data:`YIELD_AFTER_S`: so a
+    live client's action is not stuck behind a reconnect storm's catch-up reads and backlogs.
+    Calls run concurrently may run in either order; a caller that awaits a call before making the
+    next (as every caller must, to see its result) sees them in its order.
+
     Opening creates or checks the schema synchronously (it refuses a file from a newer schema).
     ``commits`` counts the write transactions committed, so tests and metrics can see batching.
+
+    :meth:`seen_now` answers on the caller's thread from a second, read-only connection (WAL lets
+    it read the last commit while the thread writes): a dedupe lookup is one primary-key read, so
+    it does not wait behind the queue. In memory (``sqlite://``) there is no second connection.
     """
 
     def __init__(self, url: str) -> None:
@@ -226,6 +243,13 @@ class SqliteStore(LogStore):
         )
         self._thread.start()
         ready.result()  # raises what opening raised
+        self._reader: sqlite3.Connection | None = None
+        if self.path != ":memory:":
+            # timeout 0: never block the event loop; a busy read falls back to the queue
+            self._reader = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            self._reader.execute("PRAGMA query_only = ON")
 
     # -- the SQLite thread ---------------------------------------------------------------------
 
@@ -277,17 +301,12 @@ class SqliteStore(LogStore):
         try:
             while True:
                 if not pending:
-                    pending.append(self._queue.get())
-                while True:  # everything that arrived meanwhile joins this batch
-                    try:
-                        pending.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                batch = []
-                while pending and len(batch) < MAX_BATCH and pending[0].fn is not None:
-                    batch.append(pending.popleft())
+                    self._quick_waiting = 0
+                    self._take(pending, self._queue.get())
+                self._collect(pending)  # everything that arrived meanwhile joins this batch
+                batch = self._pick(pending)
                 if batch:
-                    self._execute(conn, batch)
+                    self._execute(conn, batch, pending)
                 if pending and pending[0].fn is None:
                     self._shut(conn, pending)
                     return
@@ -300,19 +319,73 @@ class SqliteStore(LogStore):
             pending.extendleft(reversed(batch))
             self._fail_all(pending, RuntimeError(f"the SQLite thread failed: {exc!r}"))
 
-    def _execute(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    _quick_waiting = 0  # quick calls in `pending` (the SQLite thread's count)
+
+    def _take(self, pending: deque[_Job], job: _Job) -> None:
+        pending.append(job)
+        self._quick_waiting += job.quick
+
+    def _collect(self, pending: deque[_Job]) -> None:
+        """Move every call queued so far into ``pending``."""
+        while True:
+            try:
+                self._take(pending, self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def _pick(self, pending: deque[_Job]) -> list[_Job]:
+        """The next batch: the quick calls if any wait, else the oldest calls; never a call
+        queued after a close."""
+        if not self._quick_waiting:
+            batch: list[_Job] = []
+            while pending and len(batch) < MAX_BATCH and pending[0].fn is not None:
+                batch.append(pending.popleft())
+            return batch
+        batch, rest = [], deque[_Job]()
+        closing = False
+        for job in pending:
+            closing = closing or job.fn is None
+            if job.quick and not closing and len(batch) < MAX_BATCH:
+                batch.append(job)
+            else:
+                rest.append(job)
+        self._quick_waiting -= len(batch)
+        pending.clear()
+        pending.extend(rest)
+        return batch
+
+    def _must_yield(self, pending: deque[_Job], started: float) -> bool:
+        if time.perf_counter() - started < YIELD_AFTER_S:
+            return False
+        self._collect(pending)
+        return self._quick_waiting > 0
+
+    def _execute(self, conn: sqlite3.Connection, batch: list[_Job], pending: deque[_Job]) -> None:
         """Run a batch: writes (and the reads between them) in one transaction, each call in a
         savepoint so one failing call does not undo the others; answer every call after the
-        commit, so no caller sees data that is not yet durable."""
-        done: list[tuple[_Job, Any, BaseException | None]] = []
+        commit, so no caller sees data that is not yet durable. A batch of bulk calls may stop
+        early for quick ones (:data:`YIELD_AFTER_S`): the calls it did not run go back to the
+        front of ``pending``."""
+        started = time.perf_counter()
+        for job in batch:
+            job.started = started
+        done: list[Answer] = []
+        quick = batch[0].quick
         if not any(job.write for job in batch):
             for job in batch:
+                if not quick and done and self._must_yield(pending, started):
+                    break
                 done.append(self._call_one(conn, job))
+            pending.extendleft(reversed(batch[len(done) :]))
             self._answer(done)
             return
+        ran = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
+                if not quick and done and self._must_yield(pending, started):
+                    break
+                ran += 1
                 if not job.write:
                     done.append(self._call_one(conn, job))
                     continue
@@ -327,25 +400,41 @@ class SqliteStore(LogStore):
         except Exception as exc:  # the transaction failed as a whole: nobody's call happened
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            done = [(job, None, exc) for job in batch]
+            done = [(job, None, exc) for job in batch[: ran or len(batch)]]
+        pending.extendleft(reversed(batch[len(done) :]))
         self._answer(done)
 
     @staticmethod
-    def _call_one(conn: sqlite3.Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+    def _call_one(conn: sqlite3.Connection, job: _Job) -> Answer:
         assert job.fn is not None
         try:
             return job, job.fn(conn), None
         except Exception as exc:
             return job, None, exc
 
-    @staticmethod
-    def _answer(done: list[tuple[_Job, Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for job, result, error in done:
-            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    def _answer(self, done: list[Answer]) -> None:
+        finished = time.perf_counter()
+        by_loop: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
+        for answer in done:
+            answer[0].finished = finished
+            by_loop.setdefault(answer[0].loop, []).append(answer)
         for loop, answers in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_resolve, answers)
+                loop.call_soon_threadsafe(self._resolve, answers)
+
+    def _resolve(self, done: list[Answer]) -> None:
+        """On the event loop: hand each caller its answer."""
+        timing = self.timing
+        for job, result, error in done:
+            if timing is not None and job.op:
+                timing(job.op, job.started - job.queued, job.finished - job.started)
+            future = job.future
+            if future.done():  # the caller was cancelled
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
 
     def _shut(self, conn: sqlite3.Connection, pending: deque[_Job]) -> None:
         closer = pending.popleft()
@@ -370,13 +459,31 @@ class SqliteStore(LogStore):
 
     # -- calls from the event loop -------------------------------------------------------------
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+    async def _call(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        op: str = "",
+        *,
+        write: bool = False,
+        quick: bool = False,
+    ) -> T:
+        return await self._submit(fn, op, write=write, quick=quick)
+
+    def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        op: str = "",
+        *,
+        write: bool = False,
+        quick: bool = False,
+    ) -> asyncio.Future[T]:
+        """Queue a call now; the future resolves once it has run (and committed)."""
         if self._closed:
             raise RuntimeError("the log store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, write, loop, future))
-        return await future
+        self._queue.put(_Job(fn, write, loop, future, op, quick, time.perf_counter()))
+        return future
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         encoded = [
@@ -391,7 +498,9 @@ class SqliteStore(LogStore):
         ]
         if not encoded:
             return []
-        return await self._call(lambda conn: _append(conn, encoded), write=True)
+        return await self._call(
+            lambda conn: _append(conn, encoded), "append", write=True, quick=len(encoded) == 1
+        )
 
     async def read(self, indexes: Collection[str], after: int, limit: int) -> ReadResult:
         names = list(dict.fromkeys(indexes))
@@ -400,7 +509,7 @@ class SqliteStore(LogStore):
         limit = max(limit, 0)
         sql = read_sql(len(names))
         params = read_params(names, after, limit + 1)
-        rows = await self._call(lambda conn: conn.execute(sql, params).fetchall())
+        rows = await self._call(lambda conn: conn.execute(sql, params).fetchall(), "read")
         found = [_decode(row) for row in rows[:limit]]
         return ReadResult(found, found[-1].added if found else after, len(rows) > limit)
 
@@ -409,7 +518,7 @@ class SqliteStore(LogStore):
         names = list(dict.fromkeys(indexes))
         sql = "EXPLAIN QUERY PLAN " + read_sql(len(names))
         params = read_params(names, after, limit + 1)
-        rows = await self._call(lambda conn: conn.execute(sql, params).fetchall())
+        rows = await self._call(lambda conn: conn.execute(sql, params).fetchall(), "explain")
         return [str(row[3]) for row in rows]
 
     async def sql(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -422,30 +531,50 @@ class SqliteStore(LogStore):
             finally:
                 conn.execute("PRAGMA query_only = OFF")
 
-        return await self._call(run)
+        return await self._call(run, "sql")
 
     async def get(self, action_id: str) -> Entry | None:
         sql = f"SELECT {_COLUMNS} FROM entries WHERE id = ?"
-        row = await self._call(lambda conn: conn.execute(sql, (action_id,)).fetchone())
+        row = await self._call(
+            lambda conn: conn.execute(sql, (action_id,)).fetchone(), "get", quick=True
+        )
         return None if row is None else _decode(row)
 
     async def seen(self, action_id: str) -> str | None:
-        sql = "SELECT status FROM ids WHERE id = ?"
-        row = await self._call(lambda conn: conn.execute(sql, (action_id,)).fetchone())
+        row = await self._call(
+            lambda conn: conn.execute(_STATUS, (action_id,)).fetchone(), "seen", quick=True
+        )
         return None if row is None else str(row[0])
 
+    def seen_now(self, action_id: str) -> str | Unknown | None:
+        reader = self._reader
+        if reader is None or self._closed:
+            return UNKNOWN
+        try:
+            # fetchall: the statement runs to its end, so no read transaction stays open and
+            # holds back WAL checkpoints
+            rows = reader.execute(_STATUS, (action_id,)).fetchall()
+        except sqlite3.Error:
+            return UNKNOWN
+        return str(rows[0][0]) if rows else None
+
     async def set_status(self, action_id: str, status: str) -> None:
+        await self.start_set_status(action_id, status)
+
+    def start_set_status(self, action_id: str, status: str) -> asyncio.Future[None]:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE entries SET status = ? WHERE id = ?", (status, action_id))
             conn.execute("UPDATE ids SET status = ? WHERE id = ?", (status, action_id))
 
-        await self._call(run, write=True)
+        return self._submit(run, "set_status", write=True, quick=True)
 
     async def head(self) -> int:
-        return await self._call(_head)
+        return await self._call(_head, "head", quick=True)
 
     async def waiting(self, limit: int) -> list[Entry]:
-        rows = await self._call(lambda conn: conn.execute(WAITING_SQL, (max(limit, 0),)).fetchall())
+        rows = await self._call(
+            lambda conn: conn.execute(WAITING_SQL, (max(limit, 0),)).fetchall(), "waiting"
+        )
         return [_decode(row) for row in rows]
 
     async def cursor_for_time(self, index: str, time_ms: int) -> int:
@@ -457,11 +586,13 @@ class SqliteStore(LogStore):
             ).fetchone()
             return _head(conn) if row is None else int(row[0]) - 1
 
-        return await self._call(run)
+        return await self._call(run, "cursor_for_time")
 
     async def horizon(self, index: str) -> int:
         sql = "SELECT horizon FROM indexes WHERE idx = ?"
-        row = await self._call(lambda conn: conn.execute(sql, (index,)).fetchone())
+        row = await self._call(
+            lambda conn: conn.execute(sql, (index,)).fetchone(), "horizon", quick=True
+        )
         return 0 if row is None else int(row[0])
 
     async def trim(
@@ -472,7 +603,7 @@ class SqliteStore(LogStore):
         keep_last: int | None = None,
     ) -> int:
         return await self._call(
-            lambda conn: _trim(conn, index_prefix, before_time_ms, keep_last), write=True
+            lambda conn: _trim(conn, index_prefix, before_time_ms, keep_last), "trim", write=True
         )
 
     async def forget_ids(self, before_time_ms: int) -> int:
@@ -483,7 +614,7 @@ class SqliteStore(LogStore):
                 (before_time_ms,),
             ).rowcount
 
-        return await self._call(run, write=True)
+        return await self._call(run, "forget_ids", write=True)
 
     async def stats(self) -> LogStats:
         def run(conn: sqlite3.Connection) -> LogStats:
@@ -492,13 +623,15 @@ class SqliteStore(LogStore):
             (indexes,) = conn.execute("SELECT COUNT(*) FROM indexes").fetchone()
             return LogStats(_head(conn), entries, ids, indexes)
 
-        return await self._call(run)
+        return await self._call(run, "stats")
 
     async def close(self) -> None:
         """Finish every call made before, then close the connection. Later calls raise."""
         if self._closed:
             return
         self._closed = True
+        if self._reader is not None:
+            self._reader.close()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Job(None, True, loop, future))

@@ -8,8 +8,10 @@ conformance suite that checks it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+import enum
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from logsync.log.entry import Entry, NewEntry
 
@@ -17,6 +19,15 @@ from logsync.log.entry import Entry, NewEntry
 class StoreUnavailable(Exception):
     """The store cannot be reached (connection refused, or lost and not regained in the retries).
     Nothing was acknowledged for the call that raised it."""
+
+
+class Unknown(enum.Enum):
+    """What :meth:`LogStore.seen_now` answers when only :meth:`LogStore.seen` can tell."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
 
 
 @dataclass(slots=True)
@@ -52,6 +63,11 @@ class LogStats:
 class LogStore(abc.ABC):
     """An append-only action log with a global ``added`` order, dedupe by id, and indexes."""
 
+    #: Set by the node (its :meth:`~logsync.metrics.Metrics.store_timing`): a store that queues
+    #: calls for a worker calls it on the event loop with ``(operation, queued s, running s)``
+    #: for each call it answers. Stores that answer directly never call it.
+    timing: Callable[[str, float, float], None] | None = None
+
     @abc.abstractmethod
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         """Append atomically and durably, in order: dedupe by id, assign ``added``, file into indexes.
@@ -72,9 +88,24 @@ class LogStore(abc.ABC):
         """The status of an action id the log has had, even if its entry was trimmed since
         (dedupe outlives history, for the id retention window); ``None`` for a new id."""
 
+    def seen_now(self, action_id: str) -> str | Unknown | None:
+        """:meth:`seen`, answered at once without waiting for the store's queue or network, or
+        :data:`UNKNOWN` when this store cannot (then await :meth:`seen`).
+
+        The answer reflects every append that has returned; an append still in progress may
+        be missed, so a caller that finds ``None`` must still expect the append to report the id
+        as a duplicate (``created=False``)."""
+        return UNKNOWN
+
     @abc.abstractmethod
     async def set_status(self, action_id: str, status: str) -> None:
         """Record how processing ended: ``processed`` or ``error``."""
+
+    def start_set_status(self, action_id: str, status: str) -> Awaitable[None] | None:
+        """Start :meth:`set_status` now, so that any call made after this returns runs after it;
+        await the result for it to be durable. ``None`` when this store cannot promise that order
+        (then await :meth:`set_status` before making the next call)."""
+        return None
 
     @abc.abstractmethod
     async def head(self) -> int:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry, open_store
+from logsync.log import ERROR, PROCESSED, UNKNOWN, WAITING, Entry, LogStore, NewEntry, open_store
 from logsync.log.store import Appended, LogStats, ReadResult
 from tests.log.conftest import store_url
 
@@ -261,6 +261,34 @@ async def test_get_seen_set_status(store: LogStore) -> None:
     assert await store.seen("9 nobody:x:y 9") is None
     assert await store.get("9 nobody:x:y 9") is None
     assert await store.head() == 1
+
+
+async def test_seen_now_agrees_with_seen(store: LogStore, backend: str) -> None:
+    """``seen_now`` answers as ``seen`` does, after every append and status change that has
+    returned, or says it cannot (the node then awaits ``seen``)."""
+    answers_now = backend in ("memory", "sqlite")
+    action_id = new(1).id
+
+    async def both() -> str | None:
+        later = await store.seen(action_id)
+        now = store.seen_now(action_id)
+        if answers_now:
+            assert now == later
+        else:
+            assert now is UNKNOWN
+        return later
+
+    assert await both() is None
+    await append_one(store, new(1))
+    assert await both() == WAITING
+    await store.set_status(action_id, PROCESSED)
+    assert await both() == PROCESSED
+    # trimmed: the entry is gone, its id still dedupes
+    await store.trim(keep_last=0)
+    assert await store.get(action_id) is None
+    assert await both() == PROCESSED
+    await store.forget_ids(before_time_ms=10**15)
+    assert await both() is None
 
 
 async def test_status_given_at_append(store: LogStore) -> None:

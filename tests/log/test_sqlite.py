@@ -9,14 +9,25 @@ import signal
 import sqlite3
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from logsync.log import PROCESSED, NewEntry, open_store
-from logsync.log.sqlite import SCHEMA_VERSION, UNFILED_SQL, WAITING_SQL, SqliteStore, parse_url
+from logsync.log import PROCESSED, UNKNOWN, WAITING, NewEntry, open_store
+from logsync.log import sqlite as sqlite_store
+from logsync.log.sqlite import (
+    SCHEMA_VERSION,
+    UNFILED_SQL,
+    WAITING_SQL,
+    SqliteStore,
+    _append,
+    _Encoded,
+    parse_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +38,17 @@ def new(n: int, *indexes: str, time: int | None = None) -> NewEntry:
         time=1000 + n if time is None else time,
         action={"type": "t", "n": n},
         indexes=list(indexes),
+    )
+
+
+def encode(entry: NewEntry) -> _Encoded:
+    """An entry as :meth:`SqliteStore.append` hands it to the SQLite thread."""
+    return _Encoded(
+        entry,
+        orjson.dumps(entry.action),
+        orjson.dumps(entry.indexes),
+        orjson.dumps(entry.exclude_clients),
+        list(dict.fromkeys(entry.indexes)),
     )
 
 
@@ -143,8 +165,22 @@ async def test_group_commit_batches_concurrent_appends(store: SqliteStore) -> No
     assert await store.head() == 501
 
 
+def hold(store: SqliteStore) -> tuple[asyncio.Future[None], threading.Event, threading.Event]:
+    """Occupy the SQLite thread with a bulk write until the returned ``release`` is set, so
+    the calls made meanwhile queue up together: ``(call, started, release)``."""
+    started, release = threading.Event(), threading.Event()
+
+    def wait(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert release.wait(10)
+
+    return asyncio.ensure_future(store._call(wait, write=True)), started, release
+
+
 async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> None:
     await store.append([new(1, "channel:a")])
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
     # tasks start in the order they are created: that is the call order
     start = asyncio.ensure_future
     calls = [
@@ -155,12 +191,100 @@ async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> N
         seeing := start(store.seen(new(1).id)),
         heading := start(store.head()),
     ]
-    await asyncio.gather(*calls)
+    await asyncio.sleep(0)  # every call queued
+    release.set()
+    await asyncio.gather(held, *calls)
     read, seen, head = reading.result(), seeing.result(), heading.result()
-    assert [e.added for e in read.entries] == [1, 2]
-    assert read.entries[0].status == PROCESSED
+    # the quick calls (one entry, one status, one key) keep their order among themselves, and
+    # run before the range read queued between them
     assert seen == PROCESSED
     assert head == 3
+    assert [e.added for e in read.entries] == [1, 2, 3]
+    assert read.entries[0].status == PROCESSED
+
+
+async def test_quick_calls_go_ahead_of_bulk_calls(store: SqliteStore) -> None:
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    start = asyncio.ensure_future
+    backlog = start(store.append([new(1, "user:u"), new(2, "user:u")]))  # bulk: two entries
+    reading = start(store.read(["user:u", "channel:a"], 0, 10))  # bulk: a range read
+    live = start(store.append([new(3, "channel:a")]))  # quick, queued last
+    await asyncio.sleep(0)
+    release.set()
+    await held
+    [quick] = await live
+    assert quick.entry.added == 1  # appended first, in its own transaction
+    assert [a.entry.added for a in await backlog] == [2, 3]
+    # the read ran after both: calls made concurrently may run in either order
+    assert [e.added for e in (await reading).entries] == [1, 2, 3]
+
+
+async def test_a_bulk_batch_commits_early_for_a_quick_call(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    order: list[str] = []
+    running, go_on = threading.Event(), threading.Event()
+
+    def first(conn: sqlite3.Connection) -> None:
+        order.append("first")
+        running.set()
+        assert go_on.wait(10)
+
+    def record(name: str) -> Any:
+        return lambda conn: order.append(name)
+
+    start = asyncio.ensure_future
+    bulk = [start(store._call(first, write=True))]
+    bulk += [start(store._call(record(f"bulk{n}"), write=True)) for n in (2, 3)]
+    await asyncio.sleep(0)
+    release.set()  # the three bulk calls now run as one batch
+    await asyncio.to_thread(running.wait, 10)
+    commits = store.commits
+    quick = start(store._call(record("quick"), write=True, quick=True))
+    await asyncio.sleep(0)
+    go_on.set()
+    await asyncio.gather(held, quick, *bulk)
+    assert order == ["first", "quick", "bulk2", "bulk3"]
+    assert store.commits == commits + 3  # "first", then "quick", then the rest
+
+
+async def test_seen_now_reads_committed_ids_without_waiting_for_the_thread(
+    store: SqliteStore,
+) -> None:
+    await store.append([new(1, "channel:a")])
+    started, release = threading.Event(), threading.Event()
+
+    def append_and_wait(conn: sqlite3.Connection) -> list[Any]:
+        appended = _append(conn, [encode(new(2, "channel:a"))])
+        started.set()
+        assert release.wait(10)
+        return appended
+
+    # the thread is inside a transaction that has appended new(2) and not committed it
+    appending = asyncio.ensure_future(store._call(append_and_wait, write=True))
+    await asyncio.to_thread(started.wait, 10)
+    assert store.seen_now(new(1).id) == WAITING  # answered while the thread is busy
+    assert store.seen_now(new(2).id) is None  # not committed: not seen yet
+    release.set()
+    await appending
+    assert store.seen_now(new(2).id) == WAITING
+    await store.set_status(new(2).id, PROCESSED)
+    assert store.seen_now(new(2).id) == PROCESSED
+
+
+async def test_seen_now_in_memory_leaves_it_to_seen() -> None:
+    store = opened("sqlite://")
+    try:
+        await store.append([new(1, "channel:a")])
+        assert store.seen_now(new(1).id) is UNKNOWN
+        assert await store.seen(new(1).id) == WAITING
+    finally:
+        await store.close()
+    assert store.seen_now(new(1).id) is UNKNOWN  # closed
 
 
 async def test_a_failing_call_does_not_undo_its_batch(store: SqliteStore) -> None:
