@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from logsync.node import ServerNode
 
-# Upper bounds (seconds) of the store latency histogram buckets.
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Upper bounds (seconds) of the latency histogram buckets.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Stages a client action passes, in order (``logsync_action_stage_seconds``): waiting in its
+# client's queue, the dedupe read, the append, ``process``, the status write, and the whole way
+# from the frame to its answer.
+STAGES = ("queued", "seen", "append", "process", "status", "answered")
 
 
 @dataclass
@@ -44,6 +48,12 @@ class Metrics:
     catch_up_chunks: int = 0
     fell_behind: int = 0
     store: dict[str, Histogram] = field(default_factory=dict)
+    # store calls, inside the store: (operation, "queued" | "running") → seconds
+    store_inside: dict[tuple[str, str], Histogram] = field(default_factory=dict)
+    # client actions: (action type, stage) → seconds
+    stages: dict[tuple[str, str], Histogram] = field(default_factory=dict)
+    # how late the event loop runs a timer: the delay every callback sees
+    loop_lag: Histogram = field(default_factory=Histogram)
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:
@@ -53,6 +63,25 @@ class Metrics:
             yield
         finally:
             self.store.setdefault(operation, Histogram()).observe(perf_counter() - start)
+
+    def stage(self, kind: str, stage: str, seconds: float) -> None:
+        """Record how long a client action of type ``kind`` spent in ``stage`` (see STAGES)."""
+        key = (kind, stage)
+        histogram = self.stages.get(key)
+        if histogram is None:
+            histogram = self.stages[key] = Histogram()
+        histogram.observe(seconds)
+
+    def store_timing(self, operation: str, queued: float, running: float) -> None:
+        """A store call waited ``queued`` s for the store, then ran ``running`` s (its whole
+        transaction, commit included). Stores that queue calls report it (see
+        :attr:`logsync.log.LogStore.timing`)."""
+        for part, seconds in (("queued", queued), ("running", running)):
+            key = (operation, part)
+            histogram = self.store_inside.get(key)
+            if histogram is None:
+                histogram = self.store_inside[key] = Histogram()
+            histogram.observe(seconds)
 
 
 def render(node: ServerNode) -> str:
@@ -123,15 +152,42 @@ def render(node: ServerNode) -> str:
         m.fell_behind,
     )
     metric("logsync_healthy", "gauge", "1 when the store and broker answer.", int(node.healthy))
-    name = "logsync_store_seconds"
-    lines.append(f"# HELP {name} Store call latency by operation.")
-    lines.append(f"# TYPE {name} histogram")
-    for operation, histogram in sorted(m.store.items()):
-        cumulative = 0
-        for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
-            cumulative += count
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            lines.append(f'{name}_bucket{{operation="{operation}",le="{le}"}} {cumulative}')
-        lines.append(f'{name}_sum{{operation="{operation}"}} {histogram.total}')
-        lines.append(f'{name}_count{{operation="{operation}"}} {cumulative}')
+
+    def histograms(name: str, text: str, series: list[tuple[str, Histogram]]) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} histogram")
+        for labels, histogram in series:
+            sep = "," if labels else ""
+            cumulative = 0
+            for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {cumulative}')
+            braces = f"{{{labels}}}" if labels else ""
+            lines.append(f"{name}_sum{braces} {histogram.total}")
+            lines.append(f"{name}_count{braces} {cumulative}")
+
+    histograms(
+        "logsync_store_seconds",
+        "Store call latency by operation, as the node waits for it.",
+        [(f'operation="{op}"', h) for op, h in sorted(m.store.items())],
+    )
+    histograms(
+        "logsync_store_inside_seconds",
+        "Store calls inside the store: queued before their transaction, then running in it.",
+        [
+            (f'operation="{op}",part="{part}"', h)
+            for (op, part), h in sorted(m.store_inside.items())
+        ],
+    )
+    histograms(
+        "logsync_action_stage_seconds",
+        "Client actions by type and stage: queued, seen, append, process, status, answered.",
+        [(f'type="{kind}",stage="{stage}"', h) for (kind, stage), h in sorted(m.stages.items())],
+    )
+    histograms(
+        "logsync_loop_lag_seconds",
+        "How late the event loop ran a periodic timer.",
+        [("", m.loop_lag)],
+    )
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ import secrets
 import time
 import traceback
 from collections import defaultdict, deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,7 +35,16 @@ from logsync.app import (
 )
 from logsync.broker import Broker
 from logsync.connection import Connection, Subscription, now_ms
-from logsync.log import ERROR, PROCESSED, WAITING, Entry, LogStore, NewEntry, StoreUnavailable
+from logsync.log import (
+    ERROR,
+    PROCESSED,
+    UNKNOWN,
+    WAITING,
+    Entry,
+    LogStore,
+    NewEntry,
+    StoreUnavailable,
+)
 from logsync.metrics import Metrics
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock
@@ -50,6 +59,8 @@ T = TypeVar("T")
 ALLOWED_META = frozenset({"id", "time", "subprotocol"})
 BRUTEFORCE_FAILURES = 3
 BRUTEFORCE_WINDOW_S = 3.0
+# How often the event loop's lag is sampled (logsync_loop_lag_seconds).
+LAG_INTERVAL_S = 0.05
 
 
 @dataclass
@@ -69,10 +80,16 @@ class _Job:
     action: dict[str, Any]
     meta: dict[str, Any]
     batch: _Batch
+    # what `logsync_action_stage_seconds` calls its type (bounded: a rule's name, not any string)
+    kind: str = ""
+    # perf_counter() when the frame was handed to the node (stage timings)
+    received: float = 0.0
     accepted: bool = False
     appended: bool = False
     # appended, then the store failed before the answer: leave it unacknowledged, the client resends
     stranded: bool = False
+    # processed; its status write and answer finish in this task while the queue moves on
+    answering: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -100,6 +117,8 @@ class ServerNode:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._queues: dict[str, _ClientQueue] = {}
         self._in_flight: set[str] = set()
+        # `_finish` tasks: status writes and answers of processed actions (stop waits for them)
+        self._answering: set[asyncio.Task[None]] = set()
         self._batches: dict[Connection, deque[_Batch]] = defaultdict(deque)
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -119,7 +138,9 @@ class ServerNode:
         self.app.node = self
         self.broker.on_resync(self.resync)
         await self.broker.start()
+        self.store.timing = self.metrics.store_timing
         await self.recover()
+        self.spawn(self._watch_loop())
         if self.settings.trim_interval_ms > 0:
             self.spawn(self._trim_periodically())
 
@@ -202,6 +223,14 @@ class ServerNode:
             await self.store.set_status(entry.id, PROCESSED)
             await self._send_processed(ctx.client_id, entry.id, 0)
 
+    async def _watch_loop(self) -> None:
+        """Sample how late the event loop runs a timer (every callback waits that long)."""
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            due = loop.time() + LAG_INTERVAL_S
+            await asyncio.sleep(LAG_INTERVAL_S)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - due))
+
     async def _trim_periodically(self) -> None:
         interval = self.settings.trim_interval_ms / 1000
         while not self.stopping:
@@ -237,6 +266,8 @@ class ServerNode:
         workers = [q.worker for q in self._queues.values() if q.worker is not None]
         if workers:
             await asyncio.wait(workers, timeout=10)
+        if self._answering:
+            await asyncio.wait(list(self._answering), timeout=10)
         for task in list(self._tasks):
             task.cancel()
         await self.broker.close()
@@ -382,23 +413,33 @@ class ServerNode:
                 self._accepted(conn, batch)  # the first copy answers for both
                 continue
             self._in_flight.add(action_id)
-            name = self._queue_name(action)
+            name, kind = self._queue_name(action)
             key = f"{conn.client_id}/{name}"
             queue = self._queues.setdefault(key, _ClientQueue())
-            queue.jobs.append(_Job(conn, action, meta, batch))
+            queue.jobs.append(_Job(conn, action, meta, batch, kind, time.perf_counter()))
             if queue.worker is None or queue.worker.done():
                 queue.worker = self.spawn(self._drain(key, queue))
         self._answer_batches(conn)
 
-    def _queue_name(self, action: dict[str, Any]) -> str:
+    def _queue_name(self, action: dict[str, Any]) -> tuple[str, str]:
+        """The queue an action waits in, and the type its stage timings are recorded under."""
         rule: TypeRule | ChannelRule | None
-        if action["type"] in ("logux/subscribe", "logux/unsubscribe"):
+        kind = action["type"]
+        if kind in ("logux/subscribe", "logux/unsubscribe"):
             channel = action.get("channel")
             found = self.app.find_channel(channel) if isinstance(channel, str) else None
             rule = found[0] if found else None
+        elif kind.startswith("logux/"):
+            return "main", "logux/other"
         else:
-            rule = self.app.find_type(action["type"])
-        return rule.queue if rule is not None else "main"
+            rule = self.app.find_type(kind)
+            if rule is None:
+                kind = "unknown"
+            elif rule.name is None:
+                kind = "*"
+            elif not isinstance(rule.name, str):
+                kind = rule.name.pattern
+        return rule.queue if rule is not None else "main", kind
 
     async def _drain(self, key: str, queue: _ClientQueue) -> None:
         while queue.jobs:
@@ -424,6 +465,8 @@ class ServerNode:
                 logger.exception("action %s failed", group[0].meta.get("id"))
             finally:
                 for job in group:
+                    if job.answering is not None:
+                        continue  # answered and acknowledged by `_finish`
                     self._in_flight.discard(job.meta["id"])
                     if not job.stranded:
                         self._accept_job(job)
@@ -442,7 +485,9 @@ class ServerNode:
         appended in one store call, then processed in order. A resent id shows up as a duplicate
         of the append (answered again, not processed)."""
         checked: list[tuple[_Job, Context, TypeRule, Any, Route, NewEntry]] = []
+        metrics, start = self.metrics, time.perf_counter()
         for job in group:
+            metrics.stage(job.kind, "queued", start - job.received)
             ctx = job.conn.context()
             if not await self._check_meta(job, ctx):
                 continue
@@ -454,8 +499,10 @@ class ServerNode:
             checked.append((job, ctx, rule, payload, route, self._new_entry(job, route, status)))
         if not checked:
             return
-        with self.metrics.timed("append"):
+        start = time.perf_counter()
+        with metrics.timed("append"):
             appended = await self.store.append([item[5] for item in checked])
+        metrics.stage(checked[0][0].kind, "append", time.perf_counter() - start)
         for (job, *_), result in zip(checked, appended, strict=True):
             job.appended = True
             if result.created:
@@ -495,6 +542,8 @@ class ServerNode:
         """The action is answered (processed or refused): its batch may now be acknowledged."""
         if not job.accepted:
             job.accepted = True
+            elapsed = time.perf_counter() - job.received
+            self.metrics.stage(job.kind, "answered", elapsed)
             self._accepted(job.conn, job.batch)
 
     def _accepted(self, conn: Connection, batch: _Batch) -> None:
@@ -512,7 +561,12 @@ class ServerNode:
     async def _handle(self, job: _Job) -> None:
         conn, action, meta = job.conn, job.action, job.meta
         ctx = conn.context()
-        status = await self.store.seen(meta["id"])
+        metrics, start = self.metrics, time.perf_counter()
+        metrics.stage(job.kind, "queued", start - job.received)
+        status = self.store.seen_now(meta["id"])
+        if status is UNKNOWN:
+            status = await self.store.seen(meta["id"])
+        metrics.stage(job.kind, "seen", time.perf_counter() - start)
         if status is not None:
             await self._answer_duplicate(ctx, meta["id"], status)
             return
@@ -618,11 +672,18 @@ class ServerNode:
     async def _run_process(
         self, job: _Job, ctx: Context, rule: TypeRule, payload: Any, route: Route, entry: Entry
     ) -> None:
-        """``process``, the status, the answer, ``finally_`` — for an appended action."""
+        """``process``, the status, the answer, ``finally_`` — for an appended action.
+
+        When ``process`` succeeds and there is no ``finally_``, the status write is started and
+        its answer left to :meth:`_finish` (``job.answering``): the client's next action does not
+        wait for that write, and the store commits it with the next append (stores that cannot
+        keep that order are awaited here instead, see :meth:`LogStore.start_set_status`)."""
         conn, action, meta = job.conn, job.action, job.meta
         try:
             if rule.process is not None:
+                start = time.perf_counter()
                 await resolve(rule.process(ctx, payload, meta))
+                self.metrics.stage(job.kind, "process", time.perf_counter() - start)
         except Undo as undo:
             await self.store.set_status(entry.id, ERROR)
             await self.undo(ctx, action, meta, undo.reason, route=route, **undo.extra)
@@ -631,11 +692,47 @@ class ServerNode:
             await self._fail(conn, ctx, action, meta, error, route=route)
         else:
             if rule.process is not None:
+                if rule.finally_ is None:
+                    writing = self.store.start_set_status(entry.id, PROCESSED)
+                    if writing is not None:
+                        job.answering = self._finish_later(job, ctx, writing, ctx.last_added)
+                        return
+                start = time.perf_counter()
                 await self.store.set_status(entry.id, PROCESSED)
+                self.metrics.stage(job.kind, "status", time.perf_counter() - start)
             await self._send_processed(ctx.client_id, entry.id, ctx.last_added)
         finally:
             if rule.finally_ is not None:
                 await self._call_quietly(rule.finally_, ctx, payload, meta)
+
+    def _finish_later(
+        self, job: _Job, ctx: Context, writing: Awaitable[None], barrier: int
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._finish(job, ctx, writing, barrier))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        return task
+
+    async def _finish(
+        self, job: _Job, ctx: Context, writing: Awaitable[None], barrier: int
+    ) -> None:
+        """Wait for the ``processed`` status of an action to be durable, then answer it and let
+        its batch be acknowledged (as :meth:`_drain` does for the others)."""
+        action_id, start = job.meta["id"], time.perf_counter()
+        try:
+            await writing
+            self.metrics.stage(job.kind, "status", time.perf_counter() - start)
+            await self._send_processed(ctx.client_id, action_id, barrier)
+        except StoreUnavailable as error:
+            # stays `waiting`, unanswered: the client resends it, and that copy is answered
+            self.store_failed(error)
+            job.stranded = True
+        except Exception:
+            logger.exception("answering %s failed", action_id)
+        finally:
+            self._in_flight.discard(action_id)
+            if not job.stranded:
+                self._accept_job(job)
 
     @staticmethod
     def _new_entry(job: _Job, route: Route, status: str = WAITING) -> NewEntry:
@@ -655,8 +752,10 @@ class ServerNode:
     ) -> Entry | None:
         """Append a client's action (None if the log had its id already)."""
         new = self._new_entry(job, route, status)
+        start = time.perf_counter()
         with self.metrics.timed("append"):
             [appended] = await self.store.append([new])
+        self.metrics.stage(job.kind, "append", time.perf_counter() - start)
         self.metrics.actions_appended += appended.created
         job.appended = True
         if not appended.created:
