@@ -157,7 +157,8 @@ class LoguxSocket:
                 raise ConnectionError(repr(msg))
 
     def send(self, message: list[Any]) -> None:
-        assert self.ws is not None
+        if self.ws is None:
+            raise ConnectionError(f"{self.node_id}: the socket is closed")
         self.ws.send(JSON.encode(message))
 
     def receive(self) -> list[Any] | None:
@@ -266,14 +267,20 @@ class LoguxUser(User):
         raise StopUser()
 
     def disconnect(self) -> None:
+        # the reader first, so that it never writes to a closing socket
+        if self.reader is not None:
+            self.reader.kill(block=True, timeout=5)
+            self.reader = None
         if self.socket is not None:
             self.socket.close()
             self.socket = None
-        if self.reader is not None:
-            self.reader.kill(block=False)
-            self.reader = None
 
     def read(self, socket: LoguxSocket) -> None:
+        """Until the socket closes (a send failing there too)."""
+        with contextlib.suppress(ConnectionError, OSError, websocket.WebSocketException):
+            self.read_messages(socket)
+
+    def read_messages(self, socket: LoguxSocket) -> None:
         while True:
             msg = socket.receive()
             if msg is None:
