@@ -320,6 +320,7 @@ class SqliteStore(LogStore):
             self._fail_all(pending, RuntimeError(f"the SQLite thread failed: {exc!r}"))
 
     _quick_waiting = 0  # quick calls in `pending` (the SQLite thread's count)
+    _bulk_turn = False  # a quick batch just ran: bulk calls that wait go next, so none starves
 
     def _take(self, pending: deque[_Job], job: _Job) -> None:
         pending.append(job)
@@ -333,23 +334,32 @@ class SqliteStore(LogStore):
             except queue.Empty:
                 return
 
+    def _put_back(self, pending: deque[_Job], jobs: list[_Job]) -> None:
+        """Calls taken for a batch and not run: first in line again."""
+        pending.extendleft(reversed(jobs))
+        self._quick_waiting += sum(job.quick for job in jobs)
+
     def _pick(self, pending: deque[_Job]) -> list[_Job]:
-        """The next batch: the quick calls if any wait, else the oldest calls; never a call
-        queued after a close."""
+        """The next batch: the quick calls if any wait, else the oldest calls, taking turns
+        when both wait; never a call queued after a close."""
+        batch: list[_Job] = []
         if not self._quick_waiting:
-            batch: list[_Job] = []
+            self._bulk_turn = False
             while pending and len(batch) < MAX_BATCH and pending[0].fn is not None:
                 batch.append(pending.popleft())
             return batch
-        batch, rest = [], deque[_Job]()
+        quick = not (self._bulk_turn and len(pending) > self._quick_waiting)
+        self._bulk_turn = quick
+        rest = deque[_Job]()
         closing = False
         for job in pending:
             closing = closing or job.fn is None
-            if job.quick and not closing and len(batch) < MAX_BATCH:
+            if job.quick == quick and not closing and len(batch) < MAX_BATCH:
                 batch.append(job)
             else:
                 rest.append(job)
-        self._quick_waiting -= len(batch)
+        if quick:
+            self._quick_waiting -= len(batch)
         pending.clear()
         pending.extend(rest)
         return batch
@@ -376,7 +386,7 @@ class SqliteStore(LogStore):
                 if not quick and done and self._must_yield(pending, started):
                     break
                 done.append(self._call_one(conn, job))
-            pending.extendleft(reversed(batch[len(done) :]))
+            self._put_back(pending, batch[len(done) :])
             self._answer(done)
             return
         ran = 0
@@ -401,7 +411,7 @@ class SqliteStore(LogStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             done = [(job, None, exc) for job in batch[: ran or len(batch)]]
-        pending.extendleft(reversed(batch[len(done) :]))
+        self._put_back(pending, batch[len(done) :])
         self._answer(done)
 
     @staticmethod

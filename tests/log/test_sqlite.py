@@ -252,6 +252,31 @@ async def test_a_bulk_batch_commits_early_for_a_quick_call(
     assert store.commits == commits + 3  # "first", then "quick", then the rest
 
 
+async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(store: SqliteStore) -> None:
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    order: list[str] = []
+    running, go_on = threading.Event(), threading.Event()
+
+    def first(conn: sqlite3.Connection) -> None:
+        order.append("quick1")
+        running.set()
+        assert go_on.wait(10)
+
+    start = asyncio.ensure_future
+    calls = [start(store._call(first, write=True, quick=True))]
+    calls.append(start(store._call(lambda conn: order.append("bulk"), write=True)))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.to_thread(running.wait, 10)
+    # another quick call arrives while the first runs: the bulk call, waiting longer, goes first
+    calls.append(start(store._call(lambda conn: order.append("quick2"), write=True, quick=True)))
+    await asyncio.sleep(0)
+    go_on.set()
+    await asyncio.gather(held, *calls)
+    assert order == ["quick1", "bulk", "quick2"]
+
+
 async def test_seen_now_reads_committed_ids_without_waiting_for_the_thread(
     store: SqliteStore,
 ) -> None:
