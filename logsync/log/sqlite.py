@@ -55,6 +55,9 @@ MAX_BATCH: Final = 4096
 # between two calls once it has run this long and a quick call is waiting: it commits what it
 # has done, the quick calls run next, then the rest.
 YIELD_AFTER_S: Final = 0.002
+# Quick calls go first only until the oldest bulk call has waited this long: then they take turns,
+# so a steady stream of quick calls cannot starve catch-up reads.
+BULK_MAX_WAIT_S: Final = 0.1
 # A read over more indexes than this filters with IN instead of merging one range per index.
 MAX_MERGED_INDEXES: Final = 64
 
@@ -320,7 +323,7 @@ class SqliteStore(LogStore):
             self._fail_all(pending, RuntimeError(f"the SQLite thread failed: {exc!r}"))
 
     _quick_waiting = 0  # quick calls in `pending` (the SQLite thread's count)
-    _bulk_turn = False  # a quick batch just ran: bulk calls that wait go next, so none starves
+    _bulk_turn = False  # a quick batch just ran: an overdue bulk call goes next
 
     def _take(self, pending: deque[_Job], job: _Job) -> None:
         pending.append(job)
@@ -340,15 +343,16 @@ class SqliteStore(LogStore):
         self._quick_waiting += sum(job.quick for job in jobs)
 
     def _pick(self, pending: deque[_Job]) -> list[_Job]:
-        """The next batch: the quick calls if any wait, else the oldest calls, taking turns
-        when both wait; never a call queued after a close."""
+        """The next batch: the quick calls if any wait, else the oldest calls; quick and bulk
+        batches take turns once a bulk call is overdue (:data:`BULK_MAX_WAIT_S`); never a call
+        queued after a close."""
         batch: list[_Job] = []
         if not self._quick_waiting:
             self._bulk_turn = False
             while pending and len(batch) < MAX_BATCH and pending[0].fn is not None:
                 batch.append(pending.popleft())
             return batch
-        quick = not (self._bulk_turn and len(pending) > self._quick_waiting)
+        quick = not (self._bulk_turn and self._bulk_overdue(pending))
         self._bulk_turn = quick
         rest = deque[_Job]()
         closing = False
@@ -363,6 +367,13 @@ class SqliteStore(LogStore):
         pending.clear()
         pending.extend(rest)
         return batch
+
+    @staticmethod
+    def _bulk_overdue(pending: deque[_Job]) -> bool:
+        for job in pending:  # the first bulk call is the oldest one
+            if not job.quick:
+                return job.fn is not None and time.perf_counter() - job.queued >= BULK_MAX_WAIT_S
+        return False
 
     def _must_yield(self, pending: deque[_Job], started: float) -> bool:
         if time.perf_counter() - started < YIELD_AFTER_S:

@@ -252,7 +252,11 @@ async def test_a_bulk_batch_commits_early_for_a_quick_call(
     assert store.commits == commits + 3  # "first", then "quick", then the rest
 
 
-async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(store: SqliteStore) -> None:
+@pytest.mark.parametrize(("max_wait", "expected"), [(0.0, "bulk first"), (1000.0, "quick first")])
+async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, max_wait: float, expected: str
+) -> None:
+    monkeypatch.setattr(sqlite_store, "BULK_MAX_WAIT_S", max_wait)
     held, started, release = hold(store)
     await asyncio.to_thread(started.wait, 10)
     order: list[str] = []
@@ -269,12 +273,16 @@ async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(store: SqliteS
     await asyncio.sleep(0)
     release.set()
     await asyncio.to_thread(running.wait, 10)
-    # another quick call arrives while the first runs: the bulk call, waiting longer, goes first
+    # another quick call arrives while the first runs: the bulk call goes first once it is
+    # overdue (here: at once), else after the quick ones
     calls.append(start(store._call(lambda conn: order.append("quick2"), write=True, quick=True)))
     await asyncio.sleep(0)
     go_on.set()
     await asyncio.gather(held, *calls)
-    assert order == ["quick1", "bulk", "quick2"]
+    if expected == "bulk first":
+        assert order == ["quick1", "bulk", "quick2"]
+    else:
+        assert order == ["quick1", "quick2", "bulk"]
 
 
 async def test_seen_now_reads_committed_ids_without_waiting_for_the_thread(
