@@ -52,8 +52,9 @@ SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
 # At most this many calls go into one transaction; more wait for the next one.
 MAX_BATCH: Final = 4096
 # A batch of bulk calls (catch-up reads, a client's backlog appended at once, maintenance) stops
-# between two calls once it has run this long and a quick call is waiting: it commits what it
-# has done, the quick calls run next, then the rest.
+# between two calls once it has run this long and a quick write is waiting: it commits what it
+# has done, the quick calls run next, then the rest. (A quick read waits for the batch: an early
+# commit costs more than it saves there.)
 YIELD_AFTER_S: Final = 0.002
 # Quick calls go first only until the oldest bulk call has waited this long: then they take turns,
 # so a steady stream of quick calls cannot starve catch-up reads.
@@ -222,7 +223,7 @@ class SqliteStore(LogStore):
 
     Quick calls (appending one entry, setting a status, reading one key) go ahead of bulk calls
     (range reads, multi-entry appends, trimming) that wait in the queue with them, and a running
-    batch of bulk calls commits early when a quick call has waited :data:`YIELD_AFTER_S`: so a
+    batch of bulk calls commits early when a quick write has waited :data:`YIELD_AFTER_S`: so a
     live client's action is not stuck behind a reconnect storm's catch-up reads and backlogs.
     Calls run concurrently may run in either order; a caller that awaits a call before making the
     next (as every caller must, to see its result) sees them in its order.
@@ -304,7 +305,7 @@ class SqliteStore(LogStore):
         try:
             while True:
                 if not pending:
-                    self._quick_waiting = 0
+                    self._quick_waiting = self._quick_writes = 0
                     self._take(pending, self._queue.get())
                 self._collect(pending)  # everything that arrived meanwhile joins this batch
                 batch = self._pick(pending)
@@ -323,11 +324,13 @@ class SqliteStore(LogStore):
             self._fail_all(pending, RuntimeError(f"the SQLite thread failed: {exc!r}"))
 
     _quick_waiting = 0  # quick calls in `pending` (the SQLite thread's count)
+    _quick_writes = 0  # of which writes: only these make a bulk batch commit early
     _bulk_turn = False  # a quick batch just ran: an overdue bulk call goes next
 
     def _take(self, pending: deque[_Job], job: _Job) -> None:
         pending.append(job)
         self._quick_waiting += job.quick
+        self._quick_writes += job.quick and job.write
 
     def _collect(self, pending: deque[_Job]) -> None:
         """Move every call queued so far into ``pending``."""
@@ -341,6 +344,7 @@ class SqliteStore(LogStore):
         """Calls taken for a batch and not run: first in line again."""
         pending.extendleft(reversed(jobs))
         self._quick_waiting += sum(job.quick for job in jobs)
+        self._quick_writes += sum(job.quick and job.write for job in jobs)
 
     def _pick(self, pending: deque[_Job]) -> list[_Job]:
         """The next batch: the quick calls if any wait, else the oldest calls; quick and bulk
@@ -364,6 +368,7 @@ class SqliteStore(LogStore):
                 rest.append(job)
         if quick:
             self._quick_waiting -= len(batch)
+            self._quick_writes -= sum(job.write for job in batch)
         pending.clear()
         pending.extend(rest)
         return batch
@@ -379,7 +384,7 @@ class SqliteStore(LogStore):
         if time.perf_counter() - started < YIELD_AFTER_S:
             return False
         self._collect(pending)
-        return self._quick_waiting > 0
+        return self._quick_writes > 0
 
     def _execute(self, conn: sqlite3.Connection, batch: list[_Job], pending: deque[_Job]) -> None:
         """Run a batch: writes (and the reads between them) in one transaction, each call in a

@@ -252,6 +252,40 @@ async def test_a_bulk_batch_commits_early_for_a_quick_call(
     assert store.commits == commits + 3  # "first", then "quick", then the rest
 
 
+async def test_a_quick_read_does_not_make_a_bulk_batch_commit_early(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+    await store.append([new(1, "channel:a")])
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    order: list[str] = []
+    running, go_on = threading.Event(), threading.Event()
+
+    def first(conn: sqlite3.Connection) -> None:
+        order.append("first")
+        running.set()
+        assert go_on.wait(10)
+
+    def record(name: str) -> Any:
+        return lambda conn: order.append(name)
+
+    start = asyncio.ensure_future
+    bulk = [start(store._call(first, write=True))]
+    bulk += [start(store._call(record(f"bulk{n}"), write=True)) for n in (2, 3)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.to_thread(running.wait, 10)
+    commits = store.commits
+    seeing = start(store.seen(new(1).id))  # a quick read
+    await asyncio.sleep(0)
+    go_on.set()
+    await asyncio.gather(held, *bulk)
+    assert await seeing == WAITING
+    assert order == ["first", "bulk2", "bulk3"]
+    assert store.commits == commits + 1  # one transaction for the three
+
+
 @pytest.mark.parametrize(("max_wait", "expected"), [(0.0, "bulk first"), (1000.0, "quick first")])
 async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch, max_wait: float, expected: str
