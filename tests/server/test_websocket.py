@@ -37,22 +37,26 @@ async def test_plain_http_and_bad_upgrades_on_the_websocket_port(
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {}\r\n\r\n"
     )
 
-    async def exchange(request: str, until: bytes = b"\r\n\r\n") -> bytes:
+    async def exchange(*requests: str) -> bytes:
+        """Send each request once the answer to the previous one has arrived; all answers."""
         reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(request.encode())
-        answer = b""
-        while until not in answer:
-            chunk = await asyncio.wait_for(reader.read(4096), timeout=10)
-            assert chunk, answer
-            answer += chunk
+        answers = b""
+        for request in requests:
+            writer.write(request.encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = await asyncio.wait_for(reader.read(4096), timeout=10)
+                assert chunk, answers + answer
+                answer += chunk
+            answers += answer
         writer.close()
-        return answer
+        return answers
 
     # an unsupported version is refused in HTTP, with the version to use
     refused = await exchange(upgrade.format(8))
     assert refused.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13" in refused
     # kept-alive plain HTTP is served by the web app; an upgrade later on it is refused
-    kept = await exchange("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + upgrade.format(13))
+    kept = await exchange("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", upgrade.format(13))
     assert kept.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 400 Bad Request" in kept
     # and a fresh connection upgrades
     assert (await exchange(upgrade.format(13))).startswith(b"HTTP/1.1 101 ")
