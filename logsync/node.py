@@ -291,7 +291,10 @@ class ServerNode:
         self.connections.add(conn)
 
     def detach(self, conn: Connection) -> None:
-        """The socket closed: forget the connection and end its subscriptions."""
+        """The socket closed (or the connection was replaced): forget the connection and end its
+        subscriptions, once — a replaced zombie is detached again when its socket closes."""
+        if conn not in self.connections:
+            return
         conn.closed_by_peer()
         self.connections.discard(conn)
         self._batches.pop(conn, None)

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.server.test_flow import metrics
 from tests.support.redis import RedisServer, start_redis
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
@@ -220,3 +221,32 @@ async def test_redis_restart_keeps_sockets_refuses_writes_and_recovers(
     finally:
         node.stop()
         other.stop()
+
+
+async def test_a_replaced_connection_keeps_its_successor_subscribed(
+    redis_server: RedisServer,
+) -> None:
+    # The zombie is forgotten when it is replaced and again when its socket closes: its pub/sub
+    # topics (the same client and user) must be released once, or the successor goes deaf.
+    [node] = start_nodes(redis_server, 1)
+    try:
+        first = await RawClient.open(node.url)
+        await first.connect("zu:c1:t1")
+        second = await RawClient.open(node.url)
+        await second.connect("zu:c1:t2")
+        assert await first.closed() is not None
+        await first.close()
+        while (await metrics(node))["logsync_connections"] != 1:
+            await asyncio.sleep(0.01)
+        sender = await RawClient.open(node.url)
+        await sender.connect("zs:c:t")
+        await sender.sync(1, {"type": "notify", "user": "zu", "text": "still here"})
+        while True:
+            msg = await second.recv()
+            if msg[0] == "sync":
+                assert [a["text"] for a in msg[2::2] if a["type"] == "notify"] == ["still here"]
+                break
+        for client in (second, sender):
+            await client.close()
+    finally:
+        node.stop()
