@@ -194,9 +194,17 @@ class Connection:
 
     # -- output ------------------------------------------------------------------------------
 
-    def start_delivery(self, synced: int) -> None:
-        """After ``connected``: catch up from the client's ``synced`` value, then go live."""
+    def start_delivery(self, synced: int, *, up_to_date: bool = False) -> None:
+        """After ``connected``: catch up from the client's ``synced`` value, then go live.
+
+        ``up_to_date``: the client has the log's head and every later entry will be offered to
+        this connection; unless one was offered already, it goes live without reading the log."""
         self.cursor = self.connect_synced = synced
+        if up_to_date and not self._dirty:
+            self.live = True
+            self._release_held(lambda barrier: True)
+            self.flush()
+            return
         self._start_catch_up()
 
     def replay_channel(self, channel: str, after: int) -> None:

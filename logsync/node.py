@@ -379,6 +379,19 @@ class ServerNode:
             return False
 
     async def _accept(self, conn: Connection, event: ConnectRequested) -> None:
+        # Registered before the head is read: whatever is appended after that read is routed to
+        # this connection, so a client that already has the head can go live without a read.
+        conn.authenticated = True
+        await self.broker.listen(conn.topics())
+        if conn.closed:
+            return
+        zombie = self.by_client.get(conn.client_id)
+        if zombie is not None and zombie is not conn:
+            zombie.transport.close(1000, "zombie")
+            self.detach(zombie)
+        self.by_client[conn.client_id] = conn
+        if conn.user_id is not None:
+            self.by_user[conn.user_id].add(conn)
         try:
             head = await self.store.head()
         except StoreUnavailable as error:
@@ -387,20 +400,11 @@ class ServerNode:
             return
         if conn.closed:
             return
-        conn.authenticated = True
-        await self.broker.listen(conn.topics())
-        zombie = self.by_client.get(conn.client_id)
-        if zombie is not None and zombie is not conn:
-            zombie.transport.close(1000, "zombie")
-            self.detach(zombie)
-        self.by_client[conn.client_id] = conn
-        if conn.user_id is not None:
-            self.by_user[conn.user_id].add(conn)
         headers = {"env": "development"} if self.settings.development else None
         events = conn.session.accept(now_ms(), {"subprotocol": self.app.subprotocol}, headers)
         conn.flush()
         synced = int(event.synced) if event.synced > 0 else 0
-        conn.start_delivery(min(synced, head))
+        conn.start_delivery(min(synced, head), up_to_date=synced >= head and self.broker.immediate)
         conn.dispatch(events)
 
     # -- inbound actions -----------------------------------------------------------------------

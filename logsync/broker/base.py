@@ -18,6 +18,9 @@ class Broker(abc.ABC):
     """
 
     healthy = True
+    # True when every entry published after listen() returned reaches this node's handler (an
+    # in-process broker); a network broker may still be subscribing, so sessions read the log.
+    immediate = False
 
     def __init__(self) -> None:
         self._handler: EntryHandler | None = None

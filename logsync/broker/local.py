@@ -11,6 +11,8 @@ from logsync.log.entry import Entry
 class LocalBroker(Broker):
     """In-process fan-out. Topics need no bookkeeping: the only node hears everything."""
 
+    immediate = True
+
     async def publish(self, entry: Entry) -> None:
         if self._handler is not None:
             self._handler(entry)

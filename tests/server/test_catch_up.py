@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.server.test_flow import metrics
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
@@ -209,3 +210,45 @@ async def test_history_trimmed_past_since_reloads_instead_of_a_gap(server: Serve
     assert [a for a in seen if a["type"] == "CHANGE_NAME"] == []
     assert {"type": "user/name", "user": "trim", "name": "e"} in seen
     await reader.close()
+
+
+async def notifications(c: RawClient, count: int) -> list[tuple[int, str]]:
+    """The next ``count`` notify actions with the ``added`` of their ``sync``, acknowledged."""
+    received: list[tuple[int, str]] = []
+    while len(received) < count:
+        msg = await c.recv()
+        if msg[0] == "sync":
+            received += [(msg[1], a["text"]) for a in msg[2::2] if a["type"] == "notify"]
+            await c.send(["synced", msg[1]])
+    return received
+
+
+async def test_an_up_to_date_client_goes_live_without_reading_the_log(
+    server: ServerProcess,
+) -> None:
+    async def log_reads() -> float:
+        return (await metrics(server)).get('logsync_store_seconds_count{operation="read"}', 0.0)
+
+    sender = await RawClient.open(server.url)
+    await sender.connect("s:c:t")  # the log is empty: up to date
+    first = await RawClient.open(server.url)
+    await first.connect("upd:c1:t")
+    assert await log_reads() == 0
+    [wire_id] = await sender.sync(1, {"type": "notify", "user": "upd", "text": "one"})
+    await sender.answer(sender.full_id(wire_id))
+    [(head, text)] = await notifications(first, 1)
+    assert text == "one"
+    # a client that has the head connects without a read and still gets what comes next
+    second = await RawClient.open(server.url)
+    await second.connect("upd:c2:t", synced=head)
+    assert await log_reads() == 0
+    await sender.sync(2, {"type": "notify", "user": "upd", "text": "two"})
+    assert [t for _, t in await notifications(second, 1)] == ["two"]
+    assert [t for _, t in await notifications(first, 1)] == ["two"]
+    # one that is behind reads what it missed
+    third = await RawClient.open(server.url)
+    await third.connect("upd:c3:t", synced=0)
+    assert [t for _, t in await notifications(third, 2)] == ["one", "two"]
+    assert await log_reads() >= 1
+    for client in (sender, first, second, third):
+        await client.close()
