@@ -3,6 +3,7 @@
     python -m loadtest.bench                       # logsync, --repeat 3, full sizes
     python -m loadtest.bench --quick               # 1 repeat, small sizes
     python -m loadtest.bench --target both --json  # logsync and @logux/server 0.14 side by side
+    python -m loadtest.bench --url ws://127.0.0.1:31337/ --pid 1234 --png storm  # and a running server
 
 Every scenario starts a fresh server (``logsync serve tests.interop.app:app`` on a fresh SQLite
 file, or ``node tests/interop/js/reference-server.mjs`` with ``LOGUX_QUIET=1``, which keeps its log
@@ -18,7 +19,10 @@ in memory) and stops it by PID. Both run the same app (``tests/interop/app.py`` 
 - **storm**: ``loadtest.storm`` (``notify``, which both servers keep for replay): catch-up p50/p99,
   all caught up, live p99, peak / pre-storm RSS.
 
-Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1).
+Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1). ``--url`` adds a column for any
+running Logux v5 server that implements the same app (the rules of ``tests/interop/app.py``); its
+``--pid`` lets the CPU and memory columns be read, and the storm scenario then runs against it
+without a restart. ``--png PREFIX`` draws each target's first storm to ``PREFIX-<target>.png``.
 """
 
 from __future__ import annotations
@@ -64,8 +68,19 @@ WINDOW = 2
 IN_FLIGHT = 100
 
 
+# PIDs of the running servers given with --url (for their CPU and memory).
+URL_PIDS: dict[str, int] = {}
+
+
+def target_config(target: str, **options: Any) -> storm.Config:
+    """The storm settings for ``target``: ``logsync``, ``logux`` or the URL of a running server."""
+    if target.startswith(("ws://", "wss://")):
+        return storm.Config(url=target, pid=URL_PIDS.get(target, 0), **options)
+    return storm.Config(server=target, **options)
+
+
 def start(target: str) -> Servers:
-    servers = storm.make_servers(storm.Config(server=target, store="sqlite"))
+    servers = storm.make_servers(target_config(target, store="sqlite"))
     servers.start()
     return servers
 
@@ -253,11 +268,14 @@ def handshakes(target: str, n: int) -> dict[str, Any]:
         servers.stop()
 
 
-def storm_scenario(target: str, sizes: Sizes) -> dict[str, Any]:
-    config = storm.Config(
-        clients=sizes.storm_clients, missed=sizes.storm_missed, own=sizes.storm_missed // 5
+def storm_scenario(target: str, sizes: Sizes, png: str = "") -> dict[str, Any]:
+    config = target_config(
+        target,
+        clients=sizes.storm_clients,
+        missed=sizes.storm_missed,
+        own=sizes.storm_missed // 5,
+        png=png,
     )
-    config.server = target
     return storm.run_once(config)
 
 
@@ -289,7 +307,7 @@ ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-def one_round(target: str, sizes: Sizes) -> dict[str, Any]:
+def one_round(target: str, sizes: Sizes, png: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {}
     errors = 0
     if target == "logsync":
@@ -306,7 +324,7 @@ def one_round(target: str, sizes: Sizes) -> dict[str, Any]:
     row["rate_p99_ms"] = f["p99_ms"]
     errors += f["lost"] + f["duplicates"]
     row.update(handshakes(target, sizes.idle))
-    s = storm_scenario(target, sizes)
+    s = storm_scenario(target, sizes, png)
     row["storm_p50_ms"] = s["catch_up_p50_ms"]
     row["storm_p99_ms"] = s["catch_up_p99_ms"]
     row["storm_all_s"] = s["all_caught_up_s"]
@@ -344,16 +362,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 repeat, small sizes")
     parser.add_argument("--target", choices=("logsync", "logux", "both"), default="logsync")
     parser.add_argument("--repeat", type=int, default=0, help="runs per scenario (3; quick 1)")
+    parser.add_argument("--url", default="", help="also measure this running Logux v5 server")
+    parser.add_argument("--pid", type=int, default=0, help="with --url: its PID, for CPU and RSS")
+    parser.add_argument(
+        "--png", default="", help="draw each target's first storm to PNG-<target>.png"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or (1 if args.quick else 3)
     targets = ["logsync", "logux"] if args.target == "both" else [args.target]
+    if args.url:
+        targets.append(args.url)
+        URL_PIDS[args.url] = args.pid
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
     for i in range(repeat):
         for target in targets:  # interleaved, so noise spreads over both
             print(f"round {i + 1}/{repeat}: {target} …", file=sys.stderr, flush=True)
-            runs[target].append(one_round(target, sizes))
+            png = ""
+            if args.png and i == 0:
+                name = "url" if target == args.url else target
+                png = f"{args.png}-{name}.png"
+            runs[target].append(one_round(target, sizes, png))
     columns = {t: median(runs[t]) for t in targets}
     output = {
         "command": ("python -m loadtest.bench " + shlex.join(argv)).strip(),

@@ -484,7 +484,14 @@ class Storm:
                 seen[text] = seen.get(text, 0) + 1
                 last = time.time()
 
-        client = await connect(http, self.urls[0], "sink:verify", 0)
+        for attempt in range(3):  # a server still digesting the storm may not accept at once
+            try:
+                client = await connect(http, self.urls[0], "sink:verify", 0)
+                break
+            except (TimeoutError, aiohttp.ClientError, ConnectionError):
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(random.uniform(1.0, 3.0))
         client.on_action = on_action
         try:
             async with asyncio.timeout(self.config.timeout):

@@ -1,0 +1,32 @@
+"""Smoke test of the benchmark runner pointed at a running server by URL: every scenario runs
+against it, nothing is lost or duplicated, and the storm is drawn. No timing thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest import bench
+from tests.support.server import ServerProcess
+
+
+def test_bench_measures_a_running_server_by_url(tmp_path: Path) -> None:
+    server = ServerProcess("tests.interop.app:app")
+    try:
+        bench.URL_PIDS[server.url] = server.process.pid
+        tiny = bench.Sizes(
+            subscribers=20,
+            publishers=2,
+            duration=1.0,
+            rate=20.0,
+            idle=20,
+            storm_clients=20,
+            storm_missed=5,
+        )
+        png = tmp_path / "storm.png"
+        row = bench.one_round(server.url, tiny, str(png))
+    finally:
+        server.stop()
+    assert row["errors"] == 0, row
+    assert row["fan_deliveries_per_s"] > 0 and row["cpu_us_per_connection"] > 0
+    assert row["storm_all_s"] > 0 and row["storm_rss_ratio"] >= 1.0
+    assert png.stat().st_size > 1000
