@@ -684,7 +684,8 @@ class Storm:
         top.legend(loc="lower right")
         top.set_title(
             f"reconnect storm: {self.config.clients} clients x {self.config.missed} missed "
-            f"({self.config.server}, {self.config.store})"
+            f"({self.config.server}, "
+            f"{'its memory store' if self.config.server == 'logux' else self.config.store})"
         )
         mid.plot(ts, [s[3] / 1024 for s in self.samples], color="tab:red")
         mid.set_ylabel("server RSS (MiB)")
