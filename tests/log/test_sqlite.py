@@ -220,13 +220,19 @@ async def test_quick_calls_go_ahead_of_bulk_calls(store: SqliteStore) -> None:
     assert [e.added for e in (await reading).entries] == [1, 2, 3]
 
 
-async def test_a_bulk_batch_commits_early_for_a_quick_call(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+def record_into(order: list[str], name: str) -> Any:
+    """A store call that only notes its name, in the order calls run."""
+    return lambda conn: order.append(name)
+
+
+async def bulk_batch_running(
+    store: SqliteStore, order: list[str]
+) -> tuple[threading.Event, list[asyncio.Future[Any]]]:
+    """Three bulk writes queued behind ``hold`` and released as one batch, its first call now
+    running inside the SQLite thread until the returned event is set; the futures include the
+    holding call."""
     held, started, release = hold(store)
     await asyncio.to_thread(started.wait, 10)
-    order: list[str] = []
     running, go_on = threading.Event(), threading.Event()
 
     def first(conn: sqlite3.Connection) -> None:
@@ -234,20 +240,26 @@ async def test_a_bulk_batch_commits_early_for_a_quick_call(
         running.set()
         assert go_on.wait(10)
 
-    def record(name: str) -> Any:
-        return lambda conn: order.append(name)
-
     start = asyncio.ensure_future
-    bulk = [start(store._call(first, write=True))]
-    bulk += [start(store._call(record(f"bulk{n}"), write=True)) for n in (2, 3)]
+    calls: list[asyncio.Future[Any]] = [held, start(store._call(first, write=True))]
+    calls += [start(store._call(record_into(order, f"bulk{n}"), write=True)) for n in (2, 3)]
     await asyncio.sleep(0)
     release.set()  # the three bulk calls now run as one batch
     await asyncio.to_thread(running.wait, 10)
+    return go_on, calls
+
+
+async def test_a_bulk_batch_commits_early_for_a_quick_call(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+    order: list[str] = []
+    go_on, calls = await bulk_batch_running(store, order)
     commits = store.commits
-    quick = start(store._call(record("quick"), write=True, quick=True))
+    quick = asyncio.ensure_future(store._call(record_into(order, "quick"), write=True, quick=True))
     await asyncio.sleep(0)
     go_on.set()
-    await asyncio.gather(held, quick, *bulk)
+    await asyncio.gather(quick, *calls)
     assert order == ["first", "quick", "bulk2", "bulk3"]
     assert store.commits == commits + 3  # "first", then "quick", then the rest
 
@@ -257,30 +269,13 @@ async def test_a_quick_read_does_not_make_a_bulk_batch_commit_early(
 ) -> None:
     monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
     await store.append([new(1, "channel:a")])
-    held, started, release = hold(store)
-    await asyncio.to_thread(started.wait, 10)
     order: list[str] = []
-    running, go_on = threading.Event(), threading.Event()
-
-    def first(conn: sqlite3.Connection) -> None:
-        order.append("first")
-        running.set()
-        assert go_on.wait(10)
-
-    def record(name: str) -> Any:
-        return lambda conn: order.append(name)
-
-    start = asyncio.ensure_future
-    bulk = [start(store._call(first, write=True))]
-    bulk += [start(store._call(record(f"bulk{n}"), write=True)) for n in (2, 3)]
-    await asyncio.sleep(0)
-    release.set()
-    await asyncio.to_thread(running.wait, 10)
+    go_on, calls = await bulk_batch_running(store, order)
     commits = store.commits
-    seeing = start(store.seen(new(1).id))  # a quick read
+    seeing = asyncio.ensure_future(store.seen(new(1).id))  # a quick read
     await asyncio.sleep(0)
     go_on.set()
-    await asyncio.gather(held, *bulk)
+    await asyncio.gather(*calls)
     assert await seeing == WAITING
     assert order == ["first", "bulk2", "bulk3"]
     assert store.commits == commits + 1  # one transaction for the three
