@@ -23,7 +23,7 @@ import orjson
 
 from logsync.app import App
 from logsync.log.entry import Entry
-from logsync.settings import Settings
+from logsync.settings import LIMITS, Settings
 
 # flag → (settings field, help)
 FLAGS: dict[str, tuple[str, str]] = {
@@ -36,6 +36,23 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--ping": ("ping_ms", "ms of silence before the server pings a client (default 20000)"),
     "--timeout": ("timeout_ms", "ms to wait for an answer before closing (default 70000)"),
     "--max-frame-bytes": ("max_frame_bytes", "largest accepted WebSocket frame (default 1 MiB)"),
+    "--preauth-frame-bytes": ("preauth_frame_bytes", "largest frame before `connect` (16 KiB)"),
+    "--preauth-held-messages": ("preauth_held_messages", "messages held before auth (100)"),
+    "--preauth-held-bytes": ("preauth_held_bytes", "bytes of messages held before auth (64 KiB)"),
+    "--connect-timeout-ms": ("connect_timeout_ms", "ms a socket has to send `connect` (5000)"),
+    "--inbound-max-actions": ("inbound_max_actions", "unanswered actions per connection (1000)"),
+    "--inbound-max-bytes": ("inbound_max_bytes", "unanswered frame bytes per connection (1 MiB)"),
+    "--max-subscriptions": ("max_subscriptions", "channels per connection (default 1000)"),
+    "--max-channel-length": ("max_channel_length", "longest channel name (default 512)"),
+    "--log-value-chars": ("log_value_chars", "client-sent text kept in a log line (200)"),
+    "--head-timeout-ms": ("head_timeout_ms", "ms for an HTTP request head (default 10000)"),
+    "--http-keepalive-ms": ("http_keepalive_ms", "idle kept-alive HTTP connection (15000)"),
+    "--bruteforce-failures": ("bruteforce_failures", "refused logins that lock an address (3)"),
+    "--bruteforce-window-ms": ("bruteforce_window_ms", "brute-force window and lock (3000)"),
+    "--allowed-origins": ("allowed_origins", "WebSocket origins allowed (comma-separated, *)"),
+    "--metrics-listen": ("metrics_listen", "host:port serving /metrics instead of the port"),
+    "--metrics-token": ("metrics_token", "bearer token /metrics requires"),
+    "--log-format": ("log_format", "text or json log lines (default text)"),
     "--max-future-ms": ("max_future_ms", "how far ahead of the server clock meta.time may be"),
     "--history-max-age-ms": ("history_max_age_ms", "trim history older than this (0: keep)"),
     "--history-keep-last": ("history_keep_last", "actions each channel keeps (0: no limit)"),
@@ -88,6 +105,11 @@ def load_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         setattr(settings, name, value)
     if settings.env not in ("production", "development"):
         raise SystemExit("env must be production or development")
+    if settings.log_format not in ("text", "json"):
+        raise SystemExit("log_format must be text or json")
+    for name in LIMITS:
+        if getattr(settings, name) <= 0:
+            raise SystemExit(f"setting {name} must be positive, not {getattr(settings, name)!r}")
     return settings
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from logsync.settings import LIMITS
+
 if TYPE_CHECKING:
     from logsync.node import ServerNode
 
@@ -152,6 +154,14 @@ def render(node: ServerNode) -> str:
         m.fell_behind,
     )
     metric("logsync_healthy", "gauge", "1 when the store and broker answer.", int(node.healthy))
+    for name in LIMITS:
+        metric(
+            "logsync_limit",
+            "gauge",
+            "A bound on what a client can make the node hold or do (the setting's value).",
+            getattr(node.settings, name),
+            f'{{setting="{name}"}}',
+        )
 
     def histograms(name: str, text: str, series: list[tuple[str, Histogram]]) -> None:
         lines.append(f"# HELP {name} {text}")

@@ -21,6 +21,41 @@ class Settings:
     ping_ms: int = 20_000
     timeout_ms: int = 70_000
     max_frame_bytes: int = 1 << 20
+    # -- Bounds on what one client may make the server hold or do (README "Limits"). Each is
+    # rendered as `logsync_limit{setting="…"}` in /metrics.
+    # Before `connect` is accepted: the largest frame, how many messages may wait for the
+    # handshake and their bytes, and how long a socket may take to send `connect`.
+    preauth_frame_bytes: int = 16 * 1024
+    preauth_held_messages: int = 100
+    preauth_held_bytes: int = 64 * 1024
+    connect_timeout_ms: int = 5_000
+    # Received actions of one connection waiting for their answer, by count and by frame bytes:
+    # past either, the server stops reading that socket until they drain.
+    inbound_max_actions: int = 1_000
+    inbound_max_bytes: int = 1 << 20
+    # Channels one connection may be subscribed to at once (past it: undo reason "limit").
+    max_subscriptions: int = 1_000
+    # Longest channel name a client may subscribe to.
+    max_channel_length: int = 512
+    # How much of anything a client sent (error options, ids) goes into a log line.
+    log_value_chars: int = 200
+    # The HTTP request head must arrive within this; an idle kept-alive plain HTTP connection
+    # is closed after `http_keepalive_ms`.
+    head_timeout_ms: int = 10_000
+    http_keepalive_ms: int = 15_000
+    # Brute-force lock: this many refused credentials from one address within the window lock
+    # it out until the window has passed since the last real failure.
+    bruteforce_failures: int = 3
+    bruteforce_window_ms: int = 3_000
+    # WebSocket upgrades whose Origin is not listed are refused with 403. Empty: a request with
+    # no Origin, or one whose Origin names the Host it was sent to. "*" allows any origin.
+    allowed_origins: str = ""
+    # /metrics: served on `metrics_listen` ("host:port") instead of the public port when set,
+    # and requiring `Authorization: Bearer <metrics_token>` when that is set.
+    metrics_listen: str = ""
+    metrics_token: str = ""
+    # "text" or "json" (one JSON object per line, with the client id and a reason).
+    log_format: str = "text"
     # Client actions whose meta.time is further ahead of the server clock are refused.
     max_future_ms: int = 60_000
     # Catch-up from the log: actions per `sync`, and `sync` messages awaiting `synced` at once.
@@ -58,3 +93,33 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+
+# The settings that bound what a client can make a node hold or do: each is shown in /metrics
+# as ``logsync_limit{setting="<name>"}`` and listed in the README's "Limits" table.
+LIMITS = (
+    "max_frame_bytes",
+    "preauth_frame_bytes",
+    "preauth_held_messages",
+    "preauth_held_bytes",
+    "connect_timeout_ms",
+    "timeout_ms",
+    "inbound_max_actions",
+    "inbound_max_bytes",
+    "max_subscriptions",
+    "max_channel_length",
+    "max_future_ms",
+    "log_value_chars",
+    "head_timeout_ms",
+    "http_keepalive_ms",
+    "bruteforce_failures",
+    "bruteforce_window_ms",
+    "replay_chunk",
+    "replay_window",
+    "live_window",
+    "outbound_high_water_bytes",
+    "replay_concurrency",
+    "handshake_rate",
+    "handshake_burst",
+    "handshake_queue",
+)
