@@ -1,14 +1,23 @@
 """The listening socket and the plain HTTP endpoints: :func:`serve` runs a node; WebSocket
 upgrades are served by :class:`~logsync.server.ws.WebSocketProtocol`, every other request by
 the aiohttp application of :func:`build_web_app` (``/health``, ``/health/live``, ``/metrics``,
-a hello page)."""
+a hello page).
+
+``/metrics`` may be served on its own address instead (``metrics_listen``, e.g. an internal
+interface; the public port then answers 404 for it) and may require a bearer token
+(``metrics_token``). A kept-alive plain HTTP connection is closed once idle for
+``http_keepalive_ms``: aiohttp's keep-alive timer, which also closes a connection whose next
+request head is still incomplete by then (its first head is bounded by ``head_timeout_ms``,
+read by the WebSocket protocol before the socket is handed over)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 import ssl
+from typing import Any
 
 from aiohttp import web
 
@@ -28,9 +37,28 @@ NODE_KEY = web.AppKey("node", ServerNode)
 LISTEN_BACKLOG = 4096
 
 
+def metrics_handler(node: ServerNode) -> Any:
+    """The ``/metrics`` handler: Prometheus text, behind ``metrics_token`` when it is set."""
+    token = node.settings.metrics_token.encode()
+
+    async def metrics(request: web.Request) -> web.Response:
+        if token:
+            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, b"Bearer " + token):
+                return web.Response(
+                    status=401,
+                    text="/metrics needs Authorization: Bearer <metrics_token>\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        return web.Response(text=render(node), content_type="text/plain", charset="utf-8")
+
+    return metrics
+
+
 def build_web_app(node: ServerNode) -> web.Application:
     """The aiohttp application for ``node``'s plain HTTP requests. (WebSocket upgrades, on every
-    path like Logux, never reach it: the socket's first request is read by WebSocketProtocol.)"""
+    path like Logux, never reach it: the socket's first request is read by WebSocketProtocol.)
+    ``/metrics`` is here unless ``metrics_listen`` serves it (:func:`build_metrics_app`)."""
     web_app = web.Application()
     web_app[NODE_KEY] = node
 
@@ -52,14 +80,45 @@ def build_web_app(node: ServerNode) -> web.Application:
         # Liveness: the process answers. Readiness (`/health`) also needs the store and broker.
         return web.Response(text="OK\n")
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=render(node), content_type="text/plain", charset="utf-8")
+    async def not_here(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="Not Found\n")
 
     web_app.router.add_get("/health", health)
-    web_app.router.add_get("/metrics", metrics)
+    if node.settings.metrics_listen:
+        web_app.router.add_route("*", "/metrics", not_here)
+    else:
+        web_app.router.add_get("/metrics", metrics_handler(node))
     web_app.router.add_get("/health/live", alive)
     web_app.router.add_get("/{tail:.*}", root)
     return web_app
+
+
+def build_metrics_app(node: ServerNode) -> web.Application:
+    """The application on ``metrics_listen``: ``/metrics`` only."""
+    web_app = web.Application()
+    web_app[NODE_KEY] = node
+    web_app.router.add_get("/metrics", metrics_handler(node))
+    return web_app
+
+
+def http_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp's per-connection options: an idle kept-alive connection (or one whose next
+    request head is incomplete) is closed after ``http_keepalive_ms``; the unread rest of a
+    request body is drained for at most ``head_timeout_ms`` before the connection is closed."""
+    return {
+        "keepalive_timeout": settings.http_keepalive_ms / 1000,
+        "lingering_time": settings.head_timeout_ms / 1000,
+        "handle_signals": False,
+        "access_log": None,
+    }
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) as ``(host, port)``."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit():
+        raise SystemExit(f"--metrics-listen wants host:port, not {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 async def serve(app: App, settings: Settings) -> None:
@@ -68,7 +127,7 @@ async def serve(app: App, settings: Settings) -> None:
     broker = open_broker(settings.broker, store)
     node = ServerNode(app, store, broker, settings)
     await node.start()
-    runner = web.AppRunner(build_web_app(node), handle_signals=False, access_log=None)
+    runner = web.AppRunner(build_web_app(node), **http_options(settings))
     await runner.setup()
     ssl_context = None
     if settings.tls_cert or settings.tls_key:
@@ -88,6 +147,21 @@ async def serve(app: App, settings: Settings) -> None:
     )
     port = listener.sockets[0].getsockname()[1] if listener.sockets else settings.port
     scheme = "wss" if ssl_context else "ws"
+    metrics_runner: web.AppRunner | None = None
+    metrics_listener: asyncio.Server | None = None
+    if settings.metrics_listen:
+        metrics_host, metrics_port = parse_listen(settings.metrics_listen)
+        metrics_runner = web.AppRunner(build_metrics_app(node), **http_options(settings))
+        await metrics_runner.setup()
+        assert metrics_runner.server is not None
+        metrics_listener = await loop.create_server(
+            metrics_runner.server, metrics_host, metrics_port
+        )
+        if metrics_listener.sockets:
+            metrics_port = metrics_listener.sockets[0].getsockname()[1]
+        shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        # Printed before the listening line, so it is there once that line is.
+        print(f"logsync metrics on http://{shown}:{metrics_port}/metrics", flush=True)
     # Tests and launchers wait for this exact line.
     print(
         f"logsync listening on {scheme}://{settings.host}:{port}/ node {node.node_id}", flush=True
@@ -100,5 +174,9 @@ async def serve(app: App, settings: Settings) -> None:
     finally:
         logger.info("shutting down")
         listener.close()
+        if metrics_listener is not None:
+            metrics_listener.close()
         await node.stop()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()

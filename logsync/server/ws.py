@@ -6,6 +6,13 @@ it the socket. No Logux decisions here.
 
 Data is handled in ``data_received`` as it arrives: no task and no queue per connection. Frames
 the connection is sent during one event-loop turn go out in one socket write at its end.
+
+Bounds on what one socket can make the server hold (README "Limits"): the request head must
+arrive within ``head_timeout_ms``; before ``connect`` is accepted a frame may be at most
+``preauth_frame_bytes`` (longer: close 1009 before its payload is read), after it
+``max_frame_bytes`` (longer: a Logux ``wrong-format`` error; over 4 times that, 1009); and the
+connection may stop reading the socket (:meth:`WebSocketProtocol.pause_reading`) while the
+client's actions wait for their answers.
 """
 
 from __future__ import annotations
@@ -29,21 +36,27 @@ from logsync.server.websocket import (
     Opcode,
     RequestHead,
     accept,
-    close_code,
     close_payload,
     frame,
     frame_header,
     http_response,
+    parse_close,
     parse_request_head,
 )
 from logsync.settings import Settings
 
 logger = logging.getLogger("logsync.ws")
 
-# A request head must arrive this fast (slow-loris clients hold sockets otherwise); a closing
-# handshake the peer does not answer is cut after this.
-HEAD_TIMEOUT_S = 10.0
+# A closing handshake the peer does not answer is cut after this. (The request head's deadline
+# is the `head_timeout_ms` setting.)
 CLOSE_TIMEOUT_S = 5.0
+
+
+def shorten(value: object, limit: int) -> str:
+    """``value`` as text for a log line, cut to ``limit`` characters (client-sent text may be
+    anything, of any length)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _Flusher:
@@ -84,7 +97,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._flusher = flusher
         self._socket: asyncio.Transport | None = None
         self._head: bytearray | None = bytearray()
+        self._searched = 0  # bytes of the head already searched for its end
         self._reader: FrameReader | None = None
+        self._failed = False  # the client broke the frame format: what it sends is dropped
         self.conn: Connection | None = None
         self._timer: _Timer | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -94,25 +109,32 @@ class WebSocketProtocol(asyncio.Protocol):
         self._closed = self._loop.create_future()
         self._paused = False
         self._drained: list[asyncio.Future[None]] = []
+        # Reading paused by the connection (inbound backpressure), and the messages of the last
+        # read that came after the pause, handed over once reading resumes.
+        self._reading_paused = False
+        self._held: list[tuple[Opcode, bytes]] = []
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._deadline = self._loop.call_later(HEAD_TIMEOUT_S, self._socket.abort)
+        timeout = self._node.settings.head_timeout_ms / 1000
+        self._deadline = self._loop.call_later(timeout, self._socket.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._reader is not None:
             self._frames(data)
             return
-        assert self._head is not None
+        if self._head is None:
+            return  # refused: closing
         self._head += data
         try:
-            head = parse_request_head(self._head)
+            head = parse_request_head(self._head, self._searched)
         except HandshakeError as error:
             self._refuse(error)
             return
         if head is None:
+            self._searched = len(self._head)
             return
         if not head.is_upgrade:
             self._hand_to_http()
@@ -127,6 +149,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.conn is not None:
             self._node.detach(self.conn)
         self._pending.clear()
+        self._held.clear()
         self._resume_waiters()
         if not self._closed.done():
             self._closed.set_result(None)
@@ -153,6 +176,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _refuse(self, error: HandshakeError) -> None:
         assert self._socket is not None
+        self._head = None
         self._socket.write(http_response(error.status, error.text + "\n", error.headers))
         self._socket.close()
 
@@ -160,8 +184,13 @@ class WebSocketProtocol(asyncio.Protocol):
         assert self._socket is not None and self._head is not None
         node, settings = self._node, self._node.settings
         try:
-            response = accept(head)
+            response = accept(head, settings.allowed_origins)
         except HandshakeError as error:
+            if error.status == 403:
+                limit = settings.log_value_chars
+                origin = shorten(head.headers.get("origin"), limit)
+                peer = self._socket.get_extra_info("peername")
+                logger.info("refused upgrade from %s: origin %s", peer and peer[0], origin)
             self._refuse(error)
             return
         if node.admission.full():
@@ -199,13 +228,33 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _frames(self, data: bytes) -> None:
         assert self._reader is not None and self.conn is not None
+        if self._failed:
+            return
+        settings = self._node.settings
+        # Before `connect` is accepted a socket may hold only small frames.
+        self._reader.max_message_bytes = (
+            settings.max_frame_bytes * 4
+            if self.conn.authenticated
+            else settings.preauth_frame_bytes
+        )
         try:
             messages = self._reader.feed(data)
         except FrameError as error:
             self._fail(error.code, error.reason)
             return
+        if self._held:
+            self._held.extend(messages)
+        else:
+            self._dispatch(messages)
+
+    def _dispatch(self, messages: list[tuple[Opcode, bytes]]) -> None:
+        assert self.conn is not None
         conn, limit = self.conn, self._node.settings.max_frame_bytes
-        for opcode, payload in messages:
+        for index, (opcode, payload) in enumerate(messages):
+            if self._reading_paused:
+                # The connection asked for no more input: the rest waits for resume_reading.
+                self._held = messages[index:]
+                return
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if self._close_sent:
                     continue  # closing: what the client still sends is not read
@@ -229,16 +278,34 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _on_close_frame(self, payload: bytes) -> None:
         assert self._socket is not None
+        try:
+            code, _ = parse_close(payload)
+        except FrameError as error:
+            self._fail(error.code, error.reason)
+            return
         if not self._close_sent:
-            code = close_code(payload) or CloseCode.NORMAL
             self.flush()
-            self._write_now(frame(Opcode.CLOSE, close_payload(code, "")))
+            self._write_now(frame(Opcode.CLOSE, close_payload(code or CloseCode.NORMAL, "")))
             self._close_sent = True
         self._socket.close()
 
     def _fail(self, code: CloseCode, reason: str) -> None:
-        logger.info("closing %s: %s", self.conn.remote if self.conn else None, reason)
+        """The client broke the frame format: send the close frame and end the TCP connection
+        without waiting for an answer (RFC 6455 §7.1.7); what it still sends is dropped unread."""
+        assert self._socket is not None
+        remote = shorten(
+            self.conn.remote if self.conn else None, self._node.settings.log_value_chars
+        )
+        logger.info("closing %s: %s", remote, reason)
+        self._failed = True
+        self._held.clear()
         self.close(code, reason)
+        socket = self._socket
+        if socket.can_write_eof():
+            # FIN after the close frame; the socket closes at the client's EOF (or at the close
+            # deadline). Closing it now, with unread bytes, would reset it, and a reset may make
+            # the client drop the close frame unread.
+            socket.write_eof()
 
     def _write_now(self, data: bytes) -> None:
         assert self._socket is not None
@@ -283,6 +350,40 @@ class WebSocketProtocol(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (inbound backpressure): no more messages reach the
+        connection, not even those already read, until :meth:`resume_reading`. Idempotent; a
+        no-op once the socket is closing."""
+        if self._reading_paused or self._close_sent:
+            return
+        self._reading_paused = True
+        socket = self._socket
+        if socket is not None and not socket.is_closing():
+            socket.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read the socket again; the messages held since the pause are handed over first (in
+        a later callback, not inside the caller). Idempotent; a no-op once the socket is
+        closing."""
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        socket = self._socket
+        if socket is not None and not socket.is_closing():
+            socket.resume_reading()
+        if self._held:
+            self._loop.call_soon(self._release_held)
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
+
+    def _release_held(self) -> None:
+        if self._reading_paused or not self._held or self.conn is None:
+            return
+        held, self._held = self._held, []
+        self._dispatch(held)
+
     def close(self, code: int, reason: str) -> None:
         """Send what is queued and a close frame; the socket closes when the client answers (or
         after ``CLOSE_TIMEOUT_S``)."""
@@ -291,6 +392,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.flush()
         self._write_now(frame(Opcode.CLOSE, close_payload(code, reason)))
         self._close_sent = True
+        if self._reading_paused:
+            # The client's answer to the close must be read.
+            self.resume_reading()
         if self._deadline is not None:
             self._deadline.cancel()
         self._deadline = self._loop.call_later(CLOSE_TIMEOUT_S, self._socket.abort)
