@@ -2,18 +2,29 @@
 
 :class:`JsonCodec` is what Logux clients use (one JSON array per text frame); :class:`MsgpackCodec`
 carries the same arrays in binary frames, for our own clients and node-to-node traffic. Both raise
-:class:`~logsync.protocol.messages.ProtocolError` (``wrong-format``) on undecodable input; validate
+:class:`~logsync.protocol.messages.ProtocolError` (``wrong-format``, quoting at most
+:data:`~logsync.protocol.schema.MAX_ECHO` characters of the frame) on undecodable input; validate
 the result with :func:`~logsync.protocol.messages.validate`.
+
+JSON text with a lone UTF-16 surrogate escape (``"\\ud83d"``: what ``JSON.stringify`` writes for an
+emoji cut in half) is decoded too, each lone surrogate becoming U+FFFD; orjson refuses it, so only
+then does :func:`decode_lenient_json` run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import json
+import re
+from typing import Any, NoReturn, Protocol
 
 import msgpack
 import orjson
 
 from logsync.protocol.messages import Message, ProtocolError
+from logsync.protocol.schema import echo, replace_surrogates
+
+# An escape of a UTF-16 surrogate (high or low): the only reason to retry what orjson refused.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class Codec(Protocol):
@@ -45,7 +56,17 @@ class JsonCodec:
         try:
             return orjson.loads(frame)
         except orjson.JSONDecodeError:
-            raise ProtocolError("wrong-format", self.describe(frame)) from None
+            pass
+        try:
+            text = frame if isinstance(frame, str) else frame.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("wrong-format", echo(self.describe(frame))) from None
+        if _SURROGATE_ESCAPE.search(text):
+            try:
+                return decode_lenient_json(text)
+            except (ValueError, RecursionError):
+                pass
+        raise ProtocolError("wrong-format", echo(text))
 
     def encode(self, message: Message) -> str:
         return orjson.dumps(message).decode()
@@ -64,7 +85,7 @@ class MsgpackCodec:
 
     def decode(self, frame: str | bytes) -> Any:
         if isinstance(frame, str):
-            raise ProtocolError("wrong-format", frame)
+            raise ProtocolError("wrong-format", echo(frame))
         try:
             return msgpack.unpackb(frame, raw=False, strict_map_key=True)
         except Exception:
@@ -78,6 +99,47 @@ class MsgpackCodec:
     def describe(self, frame: str | bytes) -> str:
         data = frame.encode() if isinstance(frame, str) else frame
         return "0x" + data[:256].hex()
+
+
+def decode_lenient_json(text: str) -> Any:
+    """Strict JSON (no NaN or Infinity, no number overflowing to infinity) in which lone
+    surrogates are replaced by U+FFFD, in strings and keys. Raises ``ValueError`` (or
+    ``RecursionError`` when nested too deep) otherwise."""
+    value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    # Walk without recursion: every container once, every string once.
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    stack = [value] if isinstance(value, list | dict) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = replace_surrogates(item)
+                elif isinstance(item, list | dict):
+                    stack.append(item)
+        else:
+            for key, item in list(node.items()):
+                if isinstance(item, str):
+                    item = replace_surrogates(item)
+                elif isinstance(item, list | dict):
+                    stack.append(item)
+                fixed = replace_surrogates(key)
+                if fixed != key:
+                    del node[key]
+                node[fixed] = item
+    return value
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} overflows")
+    return number
 
 
 JSON = JsonCodec()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from logsync.protocol.ids import NodeParts
@@ -21,13 +21,22 @@ class ConnectRequested:
 
 @dataclass(frozen=True, slots=True)
 class ActionsReceived:
-    """A client sent actions (meta with full ``id`` and absolute ``time``).
+    """A client sent actions, in ``entries`` (in order) those whose fields are valid: meta with a
+    full, checked ``id``, an absolute int ``time`` and an int ``subprotocol`` if present; the
+    action round-trips both codecs.
 
-    Process them, then acknowledge with ``send_synced(added)`` once each is durable or refused.
+    ``refused`` are the others, as ``(action, meta, details)``: meta has the full ``id`` and
+    whatever ``time`` was sent; ``action`` is the action, or just its ``{"type": ...}`` when it
+    does not round-trip (so that it can be quoted); ``details`` says which field is wrong. Answer
+    each with ``logux/undo`` reason ``error`` and those ``details``, without storing it.
+
+    Process the entries, then acknowledge with ``send_synced(added)`` once each action of both
+    lists is durable or answered.
     """
 
     added: float
     entries: list[tuple[dict[str, Any], dict[str, Any]]]
+    refused: list[tuple[dict[str, Any], dict[str, Any], str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +53,8 @@ class HeadersReceived:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReceived:
-    """The client reported a protocol error about our messages."""
+    """The client reported a protocol error about our messages (before authentication, a
+    :class:`CloseRequested` follows)."""
 
     type: str
     options: Any

@@ -2,13 +2,18 @@
 
 A message is a list ``[type, *args]``. :func:`validate` checks one against the rules
 ``@logux/core``'s server validator enforces and returns the protocol error to answer with, or
-``None``. Numbers are ints or floats, never booleans; objects are dicts.
+``None``. Numbers are ints or floats, never booleans; objects are dicts. Beyond Logux, positions
+(``added``, ``synced``) must be finite and within ``0..2**53``, a ``connect`` protocol finite, and
+``headers`` must round-trip both codecs (:mod:`~logsync.protocol.schema` has the rules); the session
+checks the rest of ``connect`` and each action's fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from logsync.protocol.schema import echo, is_count, is_finite_number, is_headers
 
 PROTOCOL_VERSION = 5
 
@@ -58,9 +63,9 @@ def _is_meta(value: Any) -> bool:
 def _connect(msg: Message) -> bool:
     return (
         len(msg) >= 4
-        and is_number(msg[1])
+        and is_finite_number(msg[1])
         and isinstance(msg[2], str)
-        and is_number(msg[3])
+        and is_count(msg[3])
         and (len(msg) == 4 or (len(msg) == 5 and isinstance(msg[4], dict)))
     )
 
@@ -75,12 +80,12 @@ def _connected(msg: Message) -> bool:
     )
 
 
-def _one_number(msg: Message) -> bool:
-    return len(msg) == 2 and is_number(msg[1])
+def _one_count(msg: Message) -> bool:
+    return len(msg) == 2 and is_count(msg[1])
 
 
 def _sync(msg: Message) -> bool:
-    if not is_number(msg[1]) or len(msg) % 2 != 0:
+    if not is_count(msg[1]) or len(msg) % 2 != 0:
         return False
     for i in range(2, len(msg), 2):
         action, meta = msg[i], msg[i + 1]
@@ -100,7 +105,7 @@ def _debug(msg: Message) -> bool:
 
 
 def _headers(msg: Message) -> bool:
-    return len(msg) == 2 and isinstance(msg[1], dict)
+    return len(msg) == 2 and is_headers(msg[1])
 
 
 def _duilian(msg: Message) -> bool:
@@ -111,10 +116,10 @@ def _duilian(msg: Message) -> bool:
 VALIDATORS: dict[str, Callable[[Message], bool]] = {
     "connect": _connect,
     "connected": _connected,
-    "ping": _one_number,
-    "pong": _one_number,
+    "ping": _one_count,
+    "pong": _one_count,
     "sync": _sync,
-    "synced": _one_number,
+    "synced": _one_count,
     "error": _error,
     "debug": _debug,
     "headers": _headers,
@@ -123,12 +128,18 @@ VALIDATORS: dict[str, Callable[[Message], bool]] = {
 
 
 def validate(msg: Any, raw: str) -> ProtocolError | None:
-    """Check a decoded message; ``raw`` is its text, echoed in ``wrong-format`` as Logux does."""
+    """Check a decoded message; ``raw`` is its text, echoed in ``wrong-format`` as Logux does
+    (at most :data:`~logsync.protocol.schema.MAX_ECHO` characters of it)."""
     if not isinstance(msg, list) or not msg or not isinstance(msg[0], str):
-        return ProtocolError("wrong-format", raw)
+        return wrong_format(raw)
     check = VALIDATORS.get(msg[0])
     if check is None:
-        return ProtocolError("unknown-message", msg[0])
+        return ProtocolError("unknown-message", echo(msg[0]))
     if len(msg) < 2 or not check(msg):
-        return ProtocolError("wrong-format", raw)
+        return wrong_format(raw)
     return None
+
+
+def wrong_format(raw: str) -> ProtocolError:
+    """The ``wrong-format`` error quoting (the start of) a bad frame's text."""
+    return ProtocolError("wrong-format", echo(raw))

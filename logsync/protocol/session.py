@@ -7,13 +7,12 @@ application: a handshake to authenticate, actions to process, acknowledgements. 
 deliver actions and :meth:`Session.send_synced` to acknowledge. Everything the session wants sent
 is collected; take it with :meth:`Session.take_outgoing` and write it to the transport. Time is
 passed in (milliseconds); :meth:`Session.next_deadline` and :meth:`Session.on_timer` drive ping and
-timeouts.
+timeouts. Field rules come from :mod:`~logsync.protocol.schema`.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections import deque
 from typing import Any
 
@@ -26,13 +25,24 @@ from logsync.protocol.events import (
     HeadersReceived,
     SyncedReceived,
 )
-from logsync.protocol.ids import IdError, NodeParts, compress_id, decompress_id, parse_node_id
+from logsync.protocol.ids import NodeParts, compress_id, parse_node_id
 from logsync.protocol.messages import (
     PROTOCOL_VERSION,
     Message,
     ProtocolError,
-    is_number,
     validate,
+    wrong_format,
+)
+from logsync.protocol.schema import (
+    MAX_CHANNEL_LENGTH,
+    SchemaError,
+    check_entry,
+    check_subprotocol,
+    check_token,
+    is_count,
+    is_node_id,
+    stand_in,
+    wire_id,
 )
 
 
@@ -47,12 +57,19 @@ class State(enum.Enum):
 # - A connection starts in AWAIT_CONNECT; `connect` moves it to AUTHENTICATING, and the application's
 #   accept()/send_error() to CONNECTED or CLOSED. Any protocol error closes it.
 # - Before CONNECTED, only the messages in HANDLED_BEFORE_AUTH are handled; other valid messages are
-#   held (at most MAX_HELD) and handled, in order, right after accept() — as @logux/core does.
+#   held (at most `preauth_held_messages` of them and `preauth_held_bytes` in all) and handled, in
+#   order, right after accept() — as @logux/core does. Past either bound: wrong-format and close.
+# - An `error` from the client before CONNECTED is reported, then the session closes (nothing is
+#   sent back); after it, it is only reported.
+# - Before `connect` the session waits `connect_timeout_ms` from opening; while the application
+#   authenticates, `timeout_ms` from `connect`. Then it closes with "timeout".
+# - A frame that is broken (bad shape, an id that does not decode to a valid id) is wrong-format and
+#   closes. An action whose own fields are wrong (meta time or subprotocol, not round-tripping, a
+#   bad subscribe) is refused alone: it goes to ActionsReceived.refused, the connection stays.
 # - `sync` is answered with `synced` by the application, after the actions are durable.
 # - `ping` is answered with `pong` carrying what this connection has been sent (its watermark),
 #   never more: the client stores that value as its resume cursor.
 HANDLED_BEFORE_AUTH = frozenset({"connect", "headers", "error", "debug", "connected", "duilian"})
-MAX_HELD = 100
 
 DUILIAN = {"金木水火土": "板城烧锅酒"}
 
@@ -67,10 +84,18 @@ class Session:
         now: int,
         ping_ms: int = 20_000,
         timeout_ms: int = 70_000,
+        connect_timeout_ms: int = 5_000,
+        preauth_held_messages: int = 100,
+        preauth_held_bytes: int = 64 * 1024,
+        max_channel_length: int = MAX_CHANNEL_LENGTH,
     ) -> None:
         self.server_node_id = server_node_id
         self.ping_ms = ping_ms
         self.timeout_ms = timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
+        self.preauth_held_messages = preauth_held_messages
+        self.preauth_held_bytes = preauth_held_bytes
+        self.max_channel_length = max_channel_length
         self.state = State.AWAIT_CONNECT
         self.node: NodeParts | None = None
         self.subprotocol: int | None = None
@@ -83,6 +108,7 @@ class Session:
         self.acknowledged = 0
         self._unacked: deque[tuple[float, int]] = deque()  # (sync added, sent at)
         self._held: list[tuple[Message, str]] = []
+        self._held_bytes = 0
         self._outgoing: list[Message] = []
         self._last_received = now
         self._ping_sent_at: int | None = None
@@ -90,8 +116,10 @@ class Session:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def receive(self, msg: Any, raw: str, now: int) -> list[Event]:
-        """Handle one decoded message; ``raw`` is its printable text for ``wrong-format``."""
+    def receive(self, msg: Any, raw: str, now: int, size: int | None = None) -> list[Event]:
+        """Handle one decoded message; ``raw`` is its printable text for ``wrong-format``, ``size``
+        the frame's length in bytes (``len(raw)`` if not given), counted while messages are held.
+        """
         if self.state is State.CLOSED:
             return []
         self._last_received = now
@@ -101,7 +129,7 @@ class Session:
             and len(msg) == 2
             and msg[0] == "synced"
             and self.state is State.CONNECTED
-            and is_number(msg[1])
+            and is_count(msg[1])
         ):
             return self._on_synced(msg, raw, now)  # the most common message: skip the dispatch
         error = validate(msg, raw)
@@ -109,7 +137,11 @@ class Session:
             return self._fail(error)
         name = msg[0]
         if self.state is not State.CONNECTED and name not in HANDLED_BEFORE_AUTH:
-            if len(self._held) >= MAX_HELD:
+            self._held_bytes += len(raw) if size is None else size
+            if (
+                len(self._held) >= self.preauth_held_messages
+                or self._held_bytes > self.preauth_held_bytes
+            ):
                 return self._fail(ProtocolError("wrong-format", "too many messages before auth"))
             self._held.append((msg, raw))
             return []
@@ -119,26 +151,22 @@ class Session:
 
     def _on_connect(self, msg: Message, raw: str, now: int) -> list[Event]:
         if self.state is not State.AWAIT_CONNECT:
-            return self._fail(ProtocolError("wrong-format", raw))
+            return self._fail(wrong_format(raw))
         protocol, node_id, synced = msg[1], msg[2], msg[3]
         options: dict[str, Any] = msg[4] if len(msg) == 5 else {}
         if protocol < PROTOCOL_VERSION:
             return self._fail(
                 ProtocolError("wrong-protocol", {"supported": PROTOCOL_VERSION, "used": protocol})
             )
-        token = options.get("token")
-        subprotocol = options.get("subprotocol")
-        if (
-            " " in node_id
-            or not node_id
-            or (token is not None and not isinstance(token, str))
-            or (subprotocol is not None and not _is_finite(subprotocol))
-            or not _is_finite(protocol)
-            or not _is_finite(synced)
-        ):
-            return self._fail(ProtocolError("wrong-format", raw))
+        if not is_node_id(node_id):
+            return self._fail(wrong_format(raw))
+        try:
+            token = check_token(options.get("token"))
+            subprotocol = options.get("subprotocol")
+            self.subprotocol = None if subprotocol is None else check_subprotocol(subprotocol)
+        except SchemaError:
+            return self._fail(wrong_format(raw))
         self.node = parse_node_id(node_id)
-        self.subprotocol = None if subprotocol is None else int(subprotocol)
         self.connect_time = now
         self.state = State.AUTHENTICATING
         return [
@@ -156,7 +184,10 @@ class Session:
         return [HeadersReceived(msg[1])]
 
     def _on_error(self, msg: Message, raw: str, now: int) -> list[Event]:
-        return [ErrorReceived(msg[1], msg[2] if len(msg) == 3 else None)]
+        error = ErrorReceived(msg[1], msg[2] if len(msg) == 3 else None)
+        if self.state is not State.CONNECTED:
+            return [error, *self._close("error before auth")]
+        return [error]
 
     def _on_debug(self, msg: Message, raw: str, now: int) -> list[Event]:
         return []
@@ -189,15 +220,22 @@ class Session:
     def _on_sync(self, msg: Message, raw: str, now: int) -> list[Event]:
         assert self.node is not None
         entries: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        try:
-            for i in range(2, len(msg), 2):
-                meta = dict(msg[i + 1])
-                meta["id"] = decompress_id(meta["id"], self.base_time, self.node.node_id)
-                meta["time"] = meta["time"] + self.base_time
-                entries.append((msg[i], meta))
-        except (IdError, ValueError, OverflowError):
-            return self._fail(ProtocolError("wrong-format", raw))
-        return [ActionsReceived(msg[1], entries)]
+        refused: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+        for i in range(2, len(msg), 2):
+            action = msg[i]
+            meta = dict(msg[i + 1])
+            try:
+                meta["id"] = wire_id(meta["id"], self.base_time, self.node.node_id)
+            except SchemaError:
+                return self._fail(wrong_format(raw))  # no id to answer
+            meta["time"] = meta["time"] + self.base_time
+            try:
+                check_entry(action, meta, self.max_channel_length)
+            except SchemaError as error:
+                refused.append((stand_in(action), meta, str(error)))
+            else:
+                entries.append((action, meta))
+        return [ActionsReceived(msg[1], entries, refused)]
 
     # -- the application's answers -------------------------------------------------------------
 
@@ -275,8 +313,10 @@ class Session:
         """When :meth:`on_timer` next has something to do (ms), or None once closed."""
         if self.state is State.CLOSED:
             return None
-        if self.state is not State.CONNECTED:
-            return self._opened_at + self.timeout_ms
+        if self.state is State.AWAIT_CONNECT:
+            return self._opened_at + self.connect_timeout_ms
+        if self.state is State.AUTHENTICATING:
+            return self.connect_time + self.timeout_ms
         candidates = [self._last_received + self.ping_ms]
         if self._ping_sent_at is not None:
             candidates = [self._ping_sent_at + self.timeout_ms]
@@ -289,7 +329,8 @@ class Session:
         if self.state is State.CLOSED:
             return []
         if self.state is not State.CONNECTED:
-            if now >= self._opened_at + self.timeout_ms:
+            deadline = self.next_deadline()
+            if deadline is not None and now >= deadline:
                 return self._close("timeout")
             return []
         if self._unacked and now >= self._unacked[0][1] + self.timeout_ms:
@@ -322,7 +363,3 @@ class Session:
         self.state = State.CLOSED
         self._held.clear()
         return [CloseRequested(reason)]
-
-
-def _is_finite(value: Any) -> bool:
-    return is_number(value) and math.isfinite(value)

@@ -11,6 +11,7 @@ SERVER = "server:x"
 CLIENT = "10:abc:tab"
 PING_MS = 20_000
 TIMEOUT_MS = 70_000
+CONNECT_TIMEOUT_MS = 5_000
 
 OPENED_AT = 1_000
 CONNECT_AT = 1_100
@@ -18,7 +19,13 @@ ACCEPT_AT = 1_200  # = base_time of a session built by connected_session()
 
 
 def new_session(now: int = OPENED_AT) -> Session:
-    return Session(SERVER, now=now, ping_ms=PING_MS, timeout_ms=TIMEOUT_MS)
+    return Session(
+        SERVER,
+        now=now,
+        ping_ms=PING_MS,
+        timeout_ms=TIMEOUT_MS,
+        connect_timeout_ms=CONNECT_TIMEOUT_MS,
+    )
 
 
 def connect_msg(

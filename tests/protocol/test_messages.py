@@ -31,7 +31,7 @@ VALID: list[list[Any]] = [
     ["connected", 5, "server:x", [1.5, -2], {"subprotocol": 1}],
     # one number
     ["ping", 0],
-    ["ping", -1.5],
+    ["ping", 1.5],
     ["pong", 10],
     ["synced", 3],
     ["synced", 2.5],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from logsync.protocol.events import CloseRequested
-from logsync.protocol.session import State
+from logsync.protocol.session import Session, State
 from tests.protocol.helpers import (
     ACCEPT_AT,
     CONNECT_AT,
+    CONNECT_TIMEOUT_MS,
     OPENED_AT,
     PING_MS,
     TIMEOUT_MS,
@@ -18,7 +19,7 @@ from tests.protocol.helpers import (
 
 def test_connect_timeout_before_connect() -> None:
     session = new_session()
-    deadline = OPENED_AT + TIMEOUT_MS
+    deadline = OPENED_AT + CONNECT_TIMEOUT_MS
     assert session.next_deadline() == deadline
     assert session.on_timer(deadline - 1) == []
     assert session.next_deadline() == deadline  # still waiting for `connect`
@@ -30,17 +31,29 @@ def test_connect_timeout_before_connect() -> None:
 
 
 def test_auth_taking_too_long_times_out() -> None:
+    # Authentication may wait for admission in a storm: `timeout_ms` from `connect`, not from
+    # opening, and past the connect timeout.
     session, _ = authenticating_session()
-    assert session.next_deadline() == OPENED_AT + TIMEOUT_MS
-    assert session.on_timer(OPENED_AT + TIMEOUT_MS) == [CloseRequested("timeout")]
-    assert session.accept(OPENED_AT + TIMEOUT_MS + 1, {}) == []
+    deadline = CONNECT_AT + TIMEOUT_MS
+    assert session.next_deadline() == deadline
+    assert session.on_timer(OPENED_AT + CONNECT_TIMEOUT_MS) == []
+    assert session.on_timer(deadline - 1) == []
+    assert session.on_timer(deadline) == [CloseRequested("timeout")]
+    assert session.accept(deadline + 1, {}) == []
     assert session.take_outgoing() == []
+
+
+def test_connect_timeout_is_its_own_setting() -> None:
+    session = Session("server:x", now=OPENED_AT, timeout_ms=10**6, connect_timeout_ms=300)
+    assert session.next_deadline() == OPENED_AT + 300
+    assert session.on_timer(OPENED_AT + 299) == []
+    assert session.on_timer(OPENED_AT + 300) == [CloseRequested("timeout")]
 
 
 def test_messages_before_connect_do_not_extend_the_connect_timeout() -> None:
     session = new_session()
-    session.receive(["headers", {}], "", OPENED_AT + TIMEOUT_MS - 10)
-    assert session.on_timer(OPENED_AT + TIMEOUT_MS) == [CloseRequested("timeout")]
+    session.receive(["headers", {}], "", OPENED_AT + CONNECT_TIMEOUT_MS - 10)
+    assert session.on_timer(OPENED_AT + CONNECT_TIMEOUT_MS) == [CloseRequested("timeout")]
 
 
 def test_idle_connection_is_pinged_with_the_watermark() -> None:
