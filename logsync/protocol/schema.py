@@ -158,7 +158,8 @@ def round_trips(value: Any) -> bool:
     Refused: bytes, NaN and infinities, integers beyond 53 bits, non-string keys, nesting deeper
     than orjson's 254 levels, lone surrogates. ``orjson.dumps`` raises for all of them except the
     non-finite floats, which it writes as ``null``: the full comparison runs only when the text has
-    a ``null``. What orjson writes is plain JSON data, which msgpack carries losslessly.
+    a ``null``. What orjson writes is plain JSON data, which msgpack carries losslessly. (For the
+    values the codecs produce: a tuple would come back as a list.)
     """
     try:
         text = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)

@@ -73,10 +73,71 @@ def test_json_invalid_utf8_bytes_are_wrong_format() -> None:
     assert info.value.options.startswith('["ping"')
 
 
-def test_json_lone_surrogate_is_wrong_format() -> None:
+def test_json_lone_surrogate_character_is_wrong_format() -> None:
+    # A str holding an actual lone surrogate is not UTF-8 text (it cannot come off a socket).
     with pytest.raises(ProtocolError) as info:
         JSON.decode('["\ud800"]')
     assert info.value.type == "wrong-format"
+    assert info.value.options == '["\ufffd"]'  # the echo is encodable
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        # what JSON.stringify writes for an emoji cut in half
+        (r'["sync",1,{"type":"A","text":"hi \ud83d"},{"time":0,"id":0}]',
+         ["sync", 1, {"type": "A", "text": "hi \ufffd"}, {"time": 0, "id": 0}]),
+        (r'["\udc00x\ud800"]', ["\ufffdx\ufffd"]),
+        (r'["\ud83d\ude00\ud83d"]', ["\U0001f600\ufffd"]),  # a pair stays
+        (r'{"k\uDBFF": ["\uDFFF", {"\ud800": 1}]}', {"k\ufffd": ["\ufffd", {"\ufffd": 1}]}),
+        (r'"\ud800"', "\ufffd"),
+        (r'[1e300, -5, 2.5, true, null]', [1e300, -5, 2.5, True, None]),
+    ],
+)  # fmt: skip
+def test_json_lone_surrogate_escapes_become_replacement_characters(
+    frame: str, expected: Any
+) -> None:
+    assert JSON.decode(frame) == expected
+    assert JSON.decode(frame.encode()) == expected
+    assert JSON.decode(JSON.encode(JSON.decode(frame))) == expected  # and encode again
+
+
+def test_surrogate_fallback_only_when_orjson_fails() -> None:
+    assert JSON.decode(r'["\ud83d\ude00"]') == ["\U0001f600"]
+    assert JSON.decode(r'["\\ud800"]') == ["\\ud800"]  # an escaped backslash, not an escape
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        r'["\ud800", NaN]',
+        r'["\ud800", Infinity]',
+        r'["\ud800", -Infinity]',
+        r'["\ud800", 1e400]',
+        r'["\ud800"',
+        r'["\ud800"] x',
+        r"['\ud800']",
+        "[" * 100_000 + r'"\ud800"' + "]" * 100_000,
+        r'["\ud800", "' + "\x01" + '"]',  # a raw control character
+        r"\ud800",
+    ],
+    ids=lambda f: f[:30],
+)
+def test_surrogate_fallback_is_still_strict_json(frame: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        JSON.decode(frame)
+    assert info.value.type == "wrong-format"
+    assert info.value.options == frame[:1024]
+
+
+def test_json_wrong_format_echo_is_truncated() -> None:
+    frame = "[" + "x" * 1_000_000
+    with pytest.raises(ProtocolError) as info:
+        JSON.decode(frame)
+    assert info.value.options == frame[:1024]
+    with pytest.raises(ProtocolError) as info:
+        MSGPACK.decode(frame)
+    assert info.value.options == frame[:1024]
 
 
 def test_json_decodes_non_arrays_for_validate_to_reject() -> None:

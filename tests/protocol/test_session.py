@@ -513,3 +513,225 @@ def test_take_outgoing_empties_the_queue() -> None:
     receive(session, ["ping", 1], ACCEPT_AT + 1)
     assert session.take_outgoing() == [["pong", 0]]
     assert session.take_outgoing() == []
+
+
+# --- validated at the door ----------------------------------------------------------------------
+
+NAN = float("nan")
+
+
+def sync_of(*entries: tuple[Any, Any], added: float = 1) -> list[Any]:
+    return ["sync", added, *[x for entry in entries for x in entry]]
+
+
+def test_actions_received_refused_defaults_to_empty() -> None:
+    assert ActionsReceived(1, []).refused == []
+
+
+def test_an_action_with_bad_fields_is_refused_alone_and_the_connection_stays() -> None:
+    session = connected_session()
+    base = session.base_time
+    msg = sync_of(
+        ({"type": "A"}, {"time": 0, "id": 0}),
+        ({"type": "B", "blob": b"\x00"}, {"time": 1, "id": 1}),
+        ({"type": "C"}, {"time": 1e300, "id": 2}),
+        ({"type": "D"}, {"time": 0.5, "id": [3, 1]}),
+        ({"type": "E"}, {"time": 0, "id": 4, "subprotocol": "1"}),
+        ({"type": "F"}, {"time": -base - 1, "id": 5}),
+        ({"type": "G"}, {"time": 0, "id": 6, "subprotocol": 2.0}),
+        added=9,
+    )
+    (event,) = session.receive(msg, "raw", ACCEPT_AT + 1)
+    assert isinstance(event, ActionsReceived)
+    assert event.added == 9
+    assert event.entries == [
+        ({"type": "A"}, {"time": base, "id": f"{base} {CLIENT} 0"}),
+        ({"type": "G"}, {"time": base, "id": f"{base + 6} {CLIENT} 0", "subprotocol": 2}),
+    ]
+    refused = {action["type"]: (action, meta, details) for action, meta, details in event.refused}
+    assert list(refused) == ["B", "C", "D", "E", "F"]  # in order
+    assert refused["B"] == (
+        {"type": "B"},  # only its type: the bytes cannot be quoted back in JSON
+        {"time": base + 1, "id": f"{base + 1} {CLIENT} 0"},
+        "action does not round-trip through JSON and msgpack",
+    )
+    assert refused["C"][1] == {"time": 1e300 + base, "id": f"{base + 2} {CLIENT} 0"}
+    assert refused["C"][2].startswith("meta.time must be a whole number in 0..2**53")
+    assert refused["D"][1]["id"] == f"{base + 3} {CLIENT} 1"
+    assert "meta.time" in refused["D"][2]
+    assert "subprotocol" in refused["E"][2]
+    assert "meta.time" in refused["F"][2]
+    assert session.state is State.CONNECTED
+    assert session.take_outgoing() == []  # the application answers them (undo) and sends synced
+
+
+def test_refused_actions_are_quoted_whole_when_they_round_trip() -> None:
+    session = connected_session()
+    action = {"type": "logux/subscribe", "channel": 5}
+    (event,) = receive(session, sync_of((action, {"time": 0, "id": 0})), ACCEPT_AT + 1)
+    assert isinstance(event, ActionsReceived)
+    assert event.entries == []
+    assert [(a, d) for a, _, d in event.refused] == [
+        (action, "channel must be a string of at most 512 characters")
+    ]
+
+
+def test_max_channel_length_is_a_session_setting() -> None:
+    session, _ = authenticating_session()
+    session.max_channel_length = 3
+    session.accept(ACCEPT_AT, {})
+    msg = sync_of(
+        ({"type": "logux/subscribe", "channel": "abc"}, {"time": 0, "id": 0}),
+        ({"type": "logux/subscribe", "channel": "abcd"}, {"time": 0, "id": 1}),
+    )
+    (event,) = receive(session, msg, ACCEPT_AT + 1)
+    assert isinstance(event, ActionsReceived)
+    assert [a["channel"] for a, _ in event.entries] == ["abc"]
+    assert [a["channel"] for a, _, _ in event.refused] == ["abcd"]
+    assert Session(SERVER, now=0, max_channel_length=7).max_channel_length == 7
+
+
+def test_nan_time_from_msgpack_is_refused_not_stored() -> None:
+    session = connected_session()
+    (event,) = session.receive(sync_of(({"type": "A"}, {"time": NAN, "id": 0})), "0x", 1)
+    assert isinstance(event, ActionsReceived)
+    assert event.entries == []
+    assert len(event.refused) == 1
+
+
+@pytest.mark.parametrize(
+    "wire_id",
+    [
+        [1e300, 0],  # the 301-digit millisecond
+        1e300,
+        [0, 2**60],
+        [0.5, 0],
+        [0, "a:b:c:d", 0],
+        [0, "a\tb", 0],
+        [-(10**13), "o", 0],  # before 1970
+        NAN,
+    ],
+    ids=repr,
+)
+def test_an_id_that_does_not_decode_to_a_valid_id_is_wrong_format(wire_id: Any) -> None:
+    session = connected_session()
+    msg = sync_of(
+        ({"type": "A"}, {"time": 0, "id": 0}), ({"type": "B"}, {"time": 0, "id": wire_id})
+    )
+    events = session.receive(msg, "the frame", ACCEPT_AT + 1)
+    assert events == [CloseRequested("wrong-format")]  # nothing of the frame is reported
+    assert session.take_outgoing() == [["error", "wrong-format", "the frame"]]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        ["sync", -1],
+        ["sync", 1e300],
+        ["sync", NAN],
+        ["synced", -1],
+        ["synced", 2**53 + 1],
+        ["synced", NAN],
+        ["ping", float("inf")],
+        ["pong", -0.5],
+        ["sync", 1, {"type": "A"}, [0, 0]],  # meta not an object
+        ["sync", 1, {"type": 5}, {"time": 0, "id": 0}],  # type not a string
+        ["headers", {"b": b"\x00"}],
+    ],
+    ids=repr,
+)
+def test_frame_level_errors_close(msg: list[Any]) -> None:
+    session = connected_session()
+    assert session.receive(msg, "raw", ACCEPT_AT + 1) == [CloseRequested("wrong-format")]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        ["connect", NAN, CLIENT, 0],
+        ["connect", float("-inf"), CLIENT, 0],  # not wrong-protocol: -inf cannot be echoed
+        ["connect", float("inf"), CLIENT, 0],
+        ["connect", 5, CLIENT, 1e300],
+        ["connect", 5, CLIENT, -1],
+        ["connect", 5, CLIENT, NAN],
+        connect_msg("a:b:c:d"),
+        connect_msg("a::b"),
+        connect_msg("a\nb"),
+        connect_msg("x" * 257),
+        connect_msg(options={"subprotocol": 1e308}),
+        connect_msg(options={"subprotocol": -1}),
+        connect_msg(options={"subprotocol": 1.5}),
+        connect_msg(options={"subprotocol": b"\x01"}),
+        connect_msg(options={"token": "t" * (64 * 1024 + 1)}),
+        connect_msg(options={"token": b"secret"}),
+    ],
+    ids=lambda m: repr(m)[:60],
+)
+def test_out_of_range_connect_is_wrong_format(msg: list[Any]) -> None:
+    session = new_session()
+    assert session.receive(msg, "raw", CONNECT_AT) == [CloseRequested("wrong-format")]
+    assert session.take_outgoing() == [["error", "wrong-format", "raw"]]
+
+
+def test_connect_at_the_bounds_is_accepted() -> None:
+    session = new_session()
+    msg = connect_msg("u:" + "c" * 250 + ":t", 2**53, {"token": "t" * 65536, "subprotocol": 2**53})
+    (event,) = session.receive(msg, "raw", CONNECT_AT)
+    assert isinstance(event, ConnectRequested)
+    assert event.subprotocol == 2**53
+    _, events = authenticating_session(options={"token": None})
+    assert isinstance(events[0], ConnectRequested)
+    assert events[0].token is None
+
+
+def test_held_messages_are_bounded_in_bytes_too() -> None:
+    session, _ = authenticating_session()
+    assert session.preauth_held_bytes == 64 * 1024
+    for _ in range(3):
+        assert session.receive(["ping", 0], "r", CONNECT_AT + 1, size=20_000) == []
+    assert session.receive(["ping", 0], "r", CONNECT_AT + 2, size=5_536) == []  # 65536 in all
+    events = session.receive(["ping", 0], "r", CONNECT_AT + 2, size=1)
+    assert events == [CloseRequested("wrong-format")]
+    assert session.take_outgoing() == [["error", "wrong-format", "too many messages before auth"]]
+
+
+def test_held_bytes_default_to_the_raw_length_and_the_bounds_are_settings() -> None:
+    session = Session(SERVER, now=0, preauth_held_bytes=10, preauth_held_messages=5)
+    session.receive(connect_msg(), "c", 1)
+    assert session.receive(["ping", 0], "x" * 10, 2) == []
+    assert session.receive(["ping", 0], "x", 3) == [CloseRequested("wrong-format")]
+    session = Session(SERVER, now=0, preauth_held_messages=2)
+    for _ in range(2):
+        assert session.receive(["ping", 0], "x", 1) == []
+    assert session.receive(["ping", 0], "x", 1) == [CloseRequested("wrong-format")]
+
+
+@pytest.mark.parametrize("authenticating", [False, True])
+def test_error_before_auth_is_reported_then_closes(authenticating: bool) -> None:
+    session = authenticating_session()[0] if authenticating else new_session()
+    receive(session, ["ping", 1], CONNECT_AT + 1)  # held, then dropped
+    events = receive(session, ["error", "timeout", 5], CONNECT_AT + 1)
+    assert events == [ErrorReceived("timeout", 5), CloseRequested("error before auth")]
+    assert session.take_outgoing() == []  # an error is not answered with an error
+    assert session.state is State.CLOSED
+    assert session.accept(ACCEPT_AT, {}) == []
+    assert session.take_outgoing() == []
+
+
+def test_wrong_format_echoes_at_most_1024_characters() -> None:
+    session = connected_session()
+    raw = '["ping","' + "x" * 1_000_000 + '"]'
+    session.receive(["ping", "x" * 1_000_000], raw, ACCEPT_AT + 1)
+    assert session.take_outgoing() == [["error", "wrong-format", raw[:1024]]]
+
+
+def test_unknown_message_echo_is_bounded_too() -> None:
+    session = connected_session()
+    session.receive(["p" * 5000], "raw", ACCEPT_AT + 1)
+    assert session.take_outgoing() == [["error", "unknown-message", "p" * 1024]]
+
+
+def test_a_bad_id_in_a_held_sync_is_wrong_format_after_accept() -> None:
+    session, _ = authenticating_session()
+    receive(session, ["sync", 1, {"type": "A"}, {"time": 0, "id": [1e300, 0]}], CONNECT_AT + 1)
+    assert session.accept(ACCEPT_AT, {}) == [CloseRequested("wrong-format")]
