@@ -113,6 +113,25 @@ def load_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     return settings
 
 
+def configure_logging(settings: Settings) -> None:
+    """Log lines to stderr: text, or with ``log_format = "json"`` one JSON object per line
+    (``time``, ``level``, ``logger``, ``message``, and ``client``/``reason`` where the server
+    knows them)."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+
+
 def load_app(spec: str | None) -> App:
     """Import ``module:attribute`` (attribute defaults to ``app``); the demo app when None."""
     if not spec:
@@ -200,9 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(log_command(args))
         return
     settings = load_settings(args, dict(os.environ))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     app = load_app(args.app)
     from logsync.server import serve
 

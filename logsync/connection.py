@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +44,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters for a log line (client-sent values never go whole)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
 class Transport(Protocol):
     """What the network layer gives a connection: write encoded frames, close."""
 
@@ -61,6 +67,12 @@ class Transport(Protocol):
 
     async def wait_closed(self) -> None:
         """Return once the queued frames and the close have been written (or given up)."""
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the client's unanswered actions are over their bound)."""
+
+    def resume_reading(self) -> None:
+        """Read the socket again."""
 
 
 @dataclass
@@ -95,7 +107,13 @@ class Connection:
         self.cookie = cookie or {}
         settings = node.settings
         self.session = Session(
-            node.node_id, now=now_ms(), ping_ms=settings.ping_ms, timeout_ms=settings.timeout_ms
+            node.node_id,
+            now=now_ms(),
+            ping_ms=settings.ping_ms,
+            timeout_ms=settings.timeout_ms,
+            connect_timeout_ms=settings.connect_timeout_ms,
+            preauth_held_messages=settings.preauth_held_messages,
+            preauth_held_bytes=settings.preauth_held_bytes,
         )
         self.codec: Codec = JSON
         self.authenticated = False
@@ -107,12 +125,26 @@ class Connection:
         self._dirty = False
         self._catching_up: asyncio.Task[None] | None = None
         self._acked = asyncio.Event()
-        self._held: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        # Answers waiting, in order, until every entry up to their barrier has gone out:
+        # (barrier, action, meta) for an action outside the log, (barrier, None, added) for a
+        # `synced`.
+        self._held: deque[tuple[int, dict[str, Any] | None, Any]] = deque()
         self._own: tuple[str, ...] | None = None
         # The client's `synced` value at connect: it has everything addressed to it up to here.
         self.connect_synced = 0
         # Channel history to send that lies below the cursor: (channel, after, up to).
         self._rewinds: list[tuple[str, int, int]] = []
+        # Received actions not answered yet, and the bytes of their frames (until `synced`):
+        # past `inbound_max_actions` or `inbound_max_bytes` the socket is not read.
+        self.inbound_actions = 0
+        self.inbound_bytes = 0
+        self.reading_paused = False
+        self._resuming: asyncio.Task[None] | None = None
+        self._frame_size = 0
+        # What this connection told other nodes when it took its client id (Broker.claim), and
+        # whether that claim has come back through the broker.
+        self.claim: str | None = None
+        self.claim_seen = False
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -157,7 +189,11 @@ class Connection:
             return
         if self.session.node is None:
             self.codec = codec  # answer in the format the client speaks
-        self.dispatch(self.session.receive(msg, codec.describe(frame), now_ms()))
+        self._frame_size = len(frame)
+        try:
+            self.dispatch(self.session.receive(msg, codec.describe(frame), now_ms(), len(frame)))
+        finally:
+            self._frame_size = 0
 
     def dispatch(self, events: list[Event]) -> None:
         """Act on what the session reported, then write what it wants sent."""
@@ -165,7 +201,7 @@ class Connection:
             if isinstance(event, ConnectRequested):
                 self.node.spawn(self.node.authenticate(self, event))
             elif isinstance(event, ActionsReceived):
-                self.node.receive_actions(self, event)
+                self.node.receive_actions(self, event, self._frame_size)
             elif isinstance(event, SyncedReceived):
                 self._acked.set()
             elif isinstance(event, CloseRequested):
@@ -173,10 +209,65 @@ class Connection:
                 self.transport.close(1000 if event.reason == "timeout" else 1008, event.reason)
                 self.closed = True
             elif isinstance(event, ErrorReceived):
+                limit = self.node.settings.log_value_chars
                 logger.info(
-                    "client %s reported error %s %r", self.remote, event.type, event.options
+                    "client %s reported error %s %s",
+                    self.remote,
+                    shorten(event.type, limit),
+                    shorten(repr(event.options), limit),
+                    extra={"client": self._client_or_none(), "reason": "client error"},
                 )
         self.flush()
+
+    def _client_or_none(self) -> str | None:
+        return None if self.session.node is None else self.session.node.client_id
+
+    # -- inbound bound -----------------------------------------------------------------------
+
+    def inbound_received(self, actions: int, size: int) -> None:
+        """The node queued ``actions`` from a frame of ``size`` bytes: past the bound (or while
+        the client does not read what it is sent), the socket is not read."""
+        self.inbound_actions += actions
+        self.inbound_bytes += size
+        if not self.reading_paused and not self._may_read():
+            self.reading_paused = True
+            self.node.metrics.reading_paused += 1
+            self.transport.pause_reading()
+
+    def inbound_answered(self, actions: int, size: int) -> None:
+        """``actions`` were answered, or a frame of ``size`` bytes was acknowledged."""
+        self.inbound_actions -= actions
+        self.inbound_bytes -= size
+        if self.reading_paused and self._resuming is None:
+            self._resume_when_ready()
+
+    def _may_read(self, share: float = 1.0) -> bool:
+        settings = self.node.settings
+        return (
+            self.inbound_actions <= settings.inbound_max_actions * share
+            and self.inbound_bytes <= settings.inbound_max_bytes * share
+            and self.transport.buffered_bytes < settings.outbound_high_water_bytes
+        )
+
+    def _resume_when_ready(self) -> None:
+        """Read again once the unanswered actions are under half their bound and the client has
+        read what it was sent (its answers must not pile up in our buffer instead)."""
+        if self.closed or not self._may_read(0.5):
+            if not self.closed and self.transport.buffered_bytes >= (
+                self.node.settings.outbound_high_water_bytes
+            ):
+                self._resuming = self.node.spawn(self._resume_after_drain())
+            return
+        self.reading_paused = False
+        self.transport.resume_reading()
+
+    async def _resume_after_drain(self) -> None:
+        try:
+            await self.transport.wait_below(self.node.settings.outbound_high_water_bytes // 2)
+        finally:
+            self._resuming = None
+        if self.reading_paused:
+            self._resume_when_ready()
 
     def on_timer(self) -> None:
         self.dispatch(self.session.on_timer(now_ms()))
@@ -186,7 +277,16 @@ class Connection:
         messages: list[Message] = self.session.take_outgoing()
         if messages:
             codec = self.codec
-            self.transport.write([codec.encode_payload(m) for m in messages], codec.binary)
+            try:
+                payloads = [codec.encode_payload(m) for m in messages]
+            except (TypeError, ValueError, OverflowError):
+                # Entries are checked before they are queued (Entry.deliverable); reaching this
+                # is a bug, and the client must not be left waiting for what it never got.
+                logger.exception("a message to %s could not be encoded", self._client_or_none())
+                self.transport.close(1011, "server error: reconnect")
+                self.closed = True
+                return
+            self.transport.write(payloads, codec.binary)
 
     def error(self, error: ProtocolError) -> None:
         """Send a protocol error and close."""
@@ -223,7 +323,7 @@ class Connection:
         if not self.live:
             self._dirty = True
             return
-        if not self.should_deliver(entry):
+        if not self.should_deliver(entry) or not self._deliverable(entry):
             self.cursor = entry.added
             return
         settings = self.node.settings
@@ -249,13 +349,28 @@ class Connection:
     def send_after(self, barrier: int, action: dict[str, Any], meta: dict[str, Any]) -> None:
         """Send an action that is not in the log (``logux/processed``) once every entry up to
         ``barrier`` that concerns this client has gone out, so it never overtakes them."""
+        self._send_or_hold(barrier, action, meta)
+
+    def synced_after(self, barrier: int, added: float) -> None:
+        """Acknowledge the client's ``sync`` of ``added`` once the answers to its actions went
+        out: those held by :meth:`send_after` before this, and those in the log up to
+        ``barrier`` (a logged ``logux/undo``)."""
+        self._send_or_hold(barrier, None, added)
+
+    def _send_or_hold(self, barrier: int, action: dict[str, Any] | None, value: Any) -> None:
         if self.closed:
             return
-        if self.live and self.cursor >= barrier:
-            self.session.send_sync(None, [(action, meta)], now_ms())
+        if self.live and self.cursor >= barrier and not self._held:
+            self._emit(action, value)
             self.flush()
         else:
-            self._held.append((barrier, action, meta))
+            self._held.append((barrier, action, value))
+
+    def _emit(self, action: dict[str, Any] | None, value: Any) -> None:
+        if action is None:
+            self.session.send_synced(value)
+        else:
+            self.session.send_sync(None, [(action, value)], now_ms())
 
     def should_deliver(self, entry: Entry) -> bool:
         """Whether this client receives ``entry`` (B.4 of the protocol notes).
@@ -276,6 +391,12 @@ class Connection:
                 sub = self.subscriptions.get(index[8:])
                 if sub is not None and entry.added > sub.from_added and sub.accepts(entry):
                     return True
+        return False
+
+    def _deliverable(self, entry: Entry) -> bool:
+        if entry.deliverable:
+            return True
+        self.node.undeliverable(entry)
         return False
 
     def _deliver_in_catch_up(self, entry: Entry) -> bool:
@@ -318,6 +439,21 @@ class Connection:
             self._catching_up = self.node.spawn(self._catch_up())
 
     async def _catch_up(self) -> None:
+        try:
+            await self._catch_up_from_log()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Never a silently stalled connection: the client reconnects and resumes from its
+            # own `synced` value.
+            logger.exception(
+                "catch-up of %s failed; closing it",
+                self.client_id,
+                extra={"client": self.client_id, "reason": "catch-up failed"},
+            )
+            self.transport.close(1011, "server error: reconnect")
+
+    async def _catch_up_from_log(self) -> None:
         settings = self.node.settings
         while not self.closed:
             self._dirty = False
@@ -342,7 +478,9 @@ class Connection:
                     return
             if self.closed:
                 return
-            batch = [e for e in result.entries if self._deliver_in_catch_up(e)]
+            batch = [
+                e for e in result.entries if self._deliver_in_catch_up(e) and self._deliverable(e)
+            ]
             if result.entries:
                 self.cursor = max(self.cursor, result.entries[-1].added)
             if batch:
@@ -363,13 +501,11 @@ class Connection:
                 return
 
     def _release_held(self, ready: Callable[[int], bool]) -> None:
-        keep = []
-        for barrier, action, meta in self._held:
-            if ready(barrier):
-                self.session.send_sync(None, [(action, meta)], now_ms())
-            else:
-                keep.append((barrier, action, meta))
-        self._held = keep
+        # In order: an answer never overtakes one held before it (a `synced` its `processed`).
+        held = self._held
+        while held and ready(held[0][0]):
+            _, action, value = held.popleft()
+            self._emit(action, value)
 
     def closed_by_peer(self) -> None:
         """The socket is gone: stop delivery (the node forgets this connection)."""

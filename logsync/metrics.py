@@ -49,6 +49,13 @@ class Metrics:
     deliveries: int = 0
     catch_up_chunks: int = 0
     fell_behind: int = 0
+    # client actions refused at the door (a field out of range, a payload that does not
+    # round-trip), entries skipped because they cannot be encoded, times a socket's reading
+    # was paused for its unanswered actions
+    actions_invalid: int = 0
+    undeliverable: int = 0
+    reading_paused: int = 0
+    auth_refused: int = 0
     store: dict[str, Histogram] = field(default_factory=dict)
     # store calls, inside the store: (operation, "queued" | "running") → seconds
     store_inside: dict[tuple[str, str], Histogram] = field(default_factory=dict)
@@ -152,6 +159,37 @@ def render(node: ServerNode) -> str:
         "counter",
         "Times a live session was switched to the log.",
         m.fell_behind,
+    )
+    metric(
+        "logsync_actions_invalid_total",
+        "counter",
+        "Client actions refused at the door (a field out of range, a payload that does not "
+        "round-trip).",
+        m.actions_invalid,
+    )
+    metric(
+        "logsync_undeliverable_entries_total",
+        "counter",
+        "Log entries skipped in delivery because they cannot be encoded.",
+        m.undeliverable,
+    )
+    metric(
+        "logsync_reading_paused_total",
+        "counter",
+        "Times a socket was not read because its unanswered actions were over the bound.",
+        m.reading_paused,
+    )
+    metric(
+        "logsync_inbound_actions",
+        "gauge",
+        "Received actions not answered yet, all sessions.",
+        sum(c.inbound_actions for c in node.connections),
+    )
+    metric(
+        "logsync_auth_refused_total",
+        "counter",
+        "Handshakes refused wrong-credentials (the brute-force lock included).",
+        m.auth_refused,
     )
     metric("logsync_healthy", "gauge", "1 when the store and broker answer.", int(node.healthy))
     for name in LIMITS:

@@ -11,6 +11,7 @@ the local connections it may concern, which decide with their own delivery rules
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -34,7 +35,7 @@ from logsync.app import (
     resolve,
 )
 from logsync.broker import Broker
-from logsync.connection import Connection, Subscription, now_ms
+from logsync.connection import Connection, Subscription, now_ms, shorten
 from logsync.log import (
     ERROR,
     PROCESSED,
@@ -44,6 +45,7 @@ from logsync.log import (
     LogStore,
     NewEntry,
     StoreUnavailable,
+    encodes,
 )
 from logsync.metrics import Metrics
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
@@ -57,8 +59,6 @@ logger = logging.getLogger("logsync.node")
 T = TypeVar("T")
 
 ALLOWED_META = frozenset({"id", "time", "subprotocol"})
-BRUTEFORCE_FAILURES = 3
-BRUTEFORCE_WINDOW_S = 3.0
 # How often the event loop's lag is sampled (logsync_loop_lag_seconds).
 LAG_INTERVAL_S = 0.05
 
@@ -70,6 +70,11 @@ class _Batch:
 
     added: float
     remaining: int
+    # the frame's bytes, counted against the connection's inbound bound until `synced`
+    size: int = 0
+    # the highest log position its actions' answers were written at (a logged undo): its
+    # `synced` waits until the connection has sent that far
+    barrier: int = 0
 
 
 @dataclass
@@ -90,6 +95,10 @@ class _Job:
     stranded: bool = False
     # processed; its status write and answer finish in this task while the queue moves on
     answering: asyncio.Task[None] | None = None
+    # refused at the door (reason, details): undone in its turn, never deduped nor appended
+    refusal: tuple[str, str | None] | None = None
+    # the rule context its handling runs with (what it wrote: `ctx.last_added`)
+    ctx: Context | None = None
 
 
 @dataclass
@@ -116,11 +125,14 @@ class ServerNode:
         self.by_user: dict[str, set[Connection]] = defaultdict(set)
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._queues: dict[str, _ClientQueue] = {}
-        self._in_flight: set[str] = set()
+        # action id → the job handling it (a resend on the same connection waits for that one)
+        self._in_flight: dict[str, _Job] = {}
         # `_finish` tasks: status writes and answers of processed actions (stop waits for them)
         self._answering: set[asyncio.Task[None]] = set()
         self._batches: dict[Connection, deque[_Batch]] = defaultdict(deque)
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
+        # ids of entries found undeliverable, reported once (bounded)
+        self._undeliverable: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
         self._store_ok = True
@@ -131,6 +143,8 @@ class ServerNode:
         self.replay_slots = asyncio.Semaphore(settings.replay_concurrency)
         app.node = self
         broker.on_entry(self.route)
+        broker.on_claim(self._claimed)
+        self._claims = itertools.count()
 
     async def start(self) -> None:
         """Ready the node: attach the app, connect the broker, process what a crash left
@@ -290,6 +304,25 @@ class ServerNode:
     def attach(self, conn: Connection) -> None:
         self.connections.add(conn)
 
+    def _replace(self, zombie: Connection) -> None:
+        """A newer connection holds ``zombie``'s client id: close the old one, as Logux does."""
+        zombie.transport.close(1000, "zombie")
+        self.detach(zombie)
+
+    def _claimed(self, client_id: str, owner: str) -> None:
+        """A node (maybe this one) says the connection ``owner`` holds ``client_id``.
+
+        Claims reach every node in the one order Redis published them, so the last claim wins
+        everywhere: a connection whose own claim has come back is older than any claim after
+        it and is closed; one whose claim has not come back yet is the newer one and stays."""
+        conn = self.by_client.get(client_id)
+        if conn is None or conn.claim is None:
+            return
+        if owner == conn.claim:
+            conn.claim_seen = True
+        elif conn.claim_seen:
+            self._replace(conn)
+
     def detach(self, conn: Connection) -> None:
         """The socket closed (or the connection was replaced): forget the connection and end its
         subscriptions, once — a replaced zombie is detached again when its socket closes."""
@@ -306,7 +339,7 @@ class ServerNode:
             self.by_user[conn.user_id].discard(conn)
             if not self.by_user[conn.user_id]:
                 del self.by_user[conn.user_id]
-        self.spawn(self.broker.unlisten(conn.topics()))
+        self.spawn(self.broker.unlisten([*conn.topics(), f"claim:{conn.client_id}"]))
         for channel in list(conn.subscriptions):
             self._drop_subscriber(conn, channel)
             found = self.app.find_channel(channel)
@@ -336,26 +369,29 @@ class ServerNode:
                 )
             )
             return
+        # Brute-force lock: `bruteforce_failures` refused credentials from one address within
+        # `bruteforce_window_ms` refuse it until the oldest of them leaves the window. Only real
+        # failures count: an attempt refused because of the lock does not extend it.
+        settings = self.settings
         ip = conn.remote or ""
         failures = self._auth_failures[ip]
         now = time.monotonic()
-        while failures and failures[0] < now - BRUTEFORCE_WINDOW_S:
+        while failures and failures[0] < now - settings.bruteforce_window_ms / 1000:
             failures.popleft()
+        locked = len(failures) >= settings.bruteforce_failures
         allowed = False
-        if (
-            node.user_id != "server"
-            and node.node_id != "server"
-            and len(failures) < BRUTEFORCE_FAILURES
-        ):
+        if node.user_id != "server" and node.node_id != "server" and not locked:
             allowed = await self._call_auth(conn, event)
+        if not allowed and not locked:
+            failures.append(now)
+        if not failures:
+            self._auth_failures.pop(ip, None)
         if conn.closed:
             return
         if not allowed:
-            failures.append(now)
+            self.metrics.auth_refused += 1
             conn.error(ProtocolError("wrong-credentials"))
             return
-        if not failures:
-            self._auth_failures.pop(ip, None)
         await self._accept(conn, event)
 
     async def _call_auth(self, conn: Connection, event: ConnectRequested) -> bool:
@@ -382,14 +418,16 @@ class ServerNode:
         # Registered before the head is read: whatever is appended after that read is routed to
         # this connection, so a client that already has the head can go live without a read.
         conn.authenticated = True
-        await self.broker.listen(conn.topics())
+        await self.broker.listen([*conn.topics(), f"claim:{conn.client_id}"])
         if conn.closed:
             return
         zombie = self.by_client.get(conn.client_id)
         if zombie is not None and zombie is not conn:
-            zombie.transport.close(1000, "zombie")
-            self.detach(zombie)
+            self._replace(zombie)
         self.by_client[conn.client_id] = conn
+        # On other nodes, an older connection of this client is closed the same way.
+        conn.claim = f"{self.node_id} {next(self._claims)}"
+        await self.broker.claim(conn.client_id, conn.claim)
         if conn.user_id is not None:
             self.by_user[conn.user_id].add(conn)
         try:
@@ -409,24 +447,58 @@ class ServerNode:
 
     # -- inbound actions -----------------------------------------------------------------------
 
-    def receive_actions(self, conn: Connection, event: ActionsReceived) -> None:
-        """Queue a client's actions; ``synced`` goes out once all of them are answered."""
-        self.metrics.actions_received += len(event.entries)
-        batch = _Batch(event.added, len(event.entries))
+    def receive_actions(self, conn: Connection, event: ActionsReceived, size: int = 0) -> None:
+        """Queue a client's actions (``size``: the bytes of their frame); ``synced`` goes out once
+        all of them are answered.
+
+        Identity comes first: an action whose id belongs to another client, or whose meta has
+        keys beyond ``id``, ``time``, ``subprotocol``, is undone ``denied`` and reserves nothing —
+        it never enters the in-flight set nor the dedupe lookup, so another user cannot block an
+        id or learn whether it exists. Actions the session refused at the door (a field out of
+        range, a payload that does not round-trip) are undone ``error`` with the details."""
+        received = time.perf_counter()
+        total = len(event.entries) + len(event.refused)
+        self.metrics.actions_received += total
+        batch = _Batch(event.added, total, size)
         self._batches[conn].append(batch)
+        conn.inbound_received(total, size)
+        for action, meta, details in event.refused:
+            self.metrics.actions_invalid += 1
+            self._enqueue(
+                _Job(conn, action, meta, batch, "invalid", received, refusal=("error", details))
+            )
         for action, meta in event.entries:
             action_id = meta["id"]
-            if action_id in self._in_flight:
+            if parse_node_id(action_id).client_id != conn.client_id or not ALLOWED_META.issuperset(
+                meta
+            ):
+                self._enqueue(
+                    _Job(conn, action, meta, batch, "denied", received, refusal=("denied", None))
+                )
+                continue
+            first = self._in_flight.get(action_id)
+            if first is not None and first.conn is conn:
                 self._accepted(conn, batch)  # the first copy answers for both
                 continue
-            self._in_flight.add(action_id)
+            # (A copy still in flight from a closed connection runs first; this one is then
+            # answered as a duplicate.)
             name, kind = self._queue_name(action)
-            key = f"{conn.client_id}/{name}"
-            queue = self._queues.setdefault(key, _ClientQueue())
-            queue.jobs.append(_Job(conn, action, meta, batch, kind, time.perf_counter()))
-            if queue.worker is None or queue.worker.done():
-                queue.worker = self.spawn(self._drain(key, queue))
+            job = _Job(conn, action, meta, batch, kind, received)
+            self._in_flight[action_id] = job
+            self._enqueue(job, name)
         self._answer_batches(conn)
+
+    def _enqueue(self, job: _Job, name: str = "main") -> None:
+        key = f"{job.conn.client_id}/{name}"
+        queue = self._queues.setdefault(key, _ClientQueue())
+        queue.jobs.append(job)
+        if queue.worker is None or queue.worker.done():
+            queue.worker = self.spawn(self._drain(key, queue))
+
+    def _release(self, job: _Job) -> None:
+        """The job no longer holds its action id."""
+        if self._in_flight.get(job.meta["id"]) is job:
+            del self._in_flight[job.meta["id"]]
 
     def _queue_name(self, action: dict[str, Any]) -> tuple[str, str]:
         """The queue an action waits in, and the type its stage timings are recorded under."""
@@ -451,6 +523,11 @@ class ServerNode:
     async def _drain(self, key: str, queue: _ClientQueue) -> None:
         while queue.jobs:
             group = [queue.jobs.popleft()]
+            if group[0].conn.closed:
+                # Its connection is gone and nothing of it is stored or acknowledged: drop it
+                # (the client sends it again when it reconnects).
+                self._release(group[0])
+                continue
             if self._batchable(group[0]):
                 while (
                     queue.jobs
@@ -467,20 +544,25 @@ class ServerNode:
             except StoreUnavailable as error:
                 self.store_failed(error)
                 for job in group:
-                    self._refuse_unavailable(job, error)
-            except Exception:
+                    self._answer_failed(job, "the log store is unavailable; try again later")
+            except Exception as error:
                 logger.exception("action %s failed", group[0].meta.get("id"))
+                for job in group:
+                    if job.answering is None:
+                        self._answer_failed(job, self._error_details(error))
             finally:
                 for job in group:
                     if job.answering is not None:
                         continue  # answered and acknowledged by `_finish`
-                    self._in_flight.discard(job.meta["id"])
+                    self._release(job)
                     if not job.stranded:
                         self._accept_job(job)
         if self._queues.get(key) is queue:
             del self._queues[key]
 
     def _batchable(self, job: _Job) -> bool:
+        if job.refusal is not None:
+            return False
         kind = job.action["type"]
         if kind.startswith("logux/"):
             return False
@@ -495,7 +577,7 @@ class ServerNode:
         metrics, start = self.metrics, time.perf_counter()
         for job in group:
             metrics.stage(job.kind, "queued", start - job.received)
-            ctx = job.conn.context()
+            ctx = job.ctx = job.conn.context()
             if not await self._check_meta(job, ctx):
                 continue
             checks = await self._check_type(job, ctx)
@@ -525,30 +607,45 @@ class ServerNode:
                 if rule.finally_ is not None:
                     await self._call_quietly(rule.finally_, ctx, payload, job.meta)
 
-    def _refuse_unavailable(self, job: _Job, error: Exception) -> None:
-        """No durable log: refuse with an undo sent directly (it can't be logged either). The
-        action was not acknowledged as stored; the client may send it again later."""
+    def _answer_failed(self, job: _Job, details: str) -> None:
+        """The store or the server failed while handling ``job``: it must still be answered before
+        its ``synced``. Not stored: an undo ``error`` sent directly (it can't be logged either),
+        and the client may send the action again later. Stored already but unanswered: no
+        ``synced`` for it; its connection is closed, so the client reconnects and resends it, and
+        that copy is answered (or taken over) from the log."""
         if job.appended:
-            # In the log already, not answered: no `synced`, so the client sends it again
-            # (after its timeout or a reconnect), and that copy is answered or taken over.
             job.stranded = True
+            logger.warning(
+                "closing %s: action %s stored but not answered",
+                job.conn.client_id,
+                job.meta["id"],
+                extra={"client": job.conn.client_id, "reason": "unanswered"},
+            )
+            job.conn.transport.close(1011, "server error: reconnect and resend")
             return
-        conn = self.by_client.get(job.conn.client_id)
-        if conn is not None:
-            undo = {
-                "type": "logux/undo",
-                "id": job.meta["id"],
-                "reason": "error",
-                "action": job.action,
-                "details": "the log store is unavailable; try again later",
-            }
-            undo_id, time_ms = self.clock.next_id(now_ms())
-            conn.send_after(0, undo, {"id": undo_id, "time": time_ms})
+        if job.conn.closed:
+            return
+        undo = {
+            "type": "logux/undo",
+            "id": job.meta["id"],
+            "reason": "error",
+            "action": job.action,
+            "details": details,
+        }
+        undo_id, time_ms = self.clock.next_id(now_ms())
+        job.conn.send_after(0, undo, {"id": undo_id, "time": time_ms})
+
+    def _error_details(self, error: Exception) -> str:
+        if self.settings.development:
+            return "".join(traceback.format_exception(error))
+        return "server error"
 
     def _accept_job(self, job: _Job) -> None:
         """The action is answered (processed or refused): its batch may now be acknowledged."""
         if not job.accepted:
             job.accepted = True
+            if job.ctx is not None:
+                job.batch.barrier = max(job.batch.barrier, job.ctx.last_added)
             elapsed = time.perf_counter() - job.received
             self.metrics.stage(job.kind, "answered", elapsed)
             self._accepted(job.conn, job.batch)
@@ -556,20 +653,33 @@ class ServerNode:
     def _accepted(self, conn: Connection, batch: _Batch) -> None:
         if batch.remaining > 0:
             batch.remaining -= 1
+            conn.inbound_answered(1, 0)
             self._answer_batches(conn)
 
     def _answer_batches(self, conn: Connection) -> None:
         # `synced` in order: a later batch is acknowledged only after the earlier ones.
         batches = self._batches.get(conn)
         while batches and batches[0].remaining == 0:
-            conn.session.send_synced(batches.popleft().added)
+            batch = batches.popleft()
+            conn.inbound_answered(0, batch.size)
+            conn.synced_after(batch.barrier, batch.added)
         conn.flush()
 
     async def _handle(self, job: _Job) -> None:
         conn, action, meta = job.conn, job.action, job.meta
-        ctx = conn.context()
+        ctx = job.ctx = conn.context()
         metrics, start = self.metrics, time.perf_counter()
         metrics.stage(job.kind, "queued", start - job.received)
+        if job.refusal is not None:
+            reason, details = job.refusal
+            if reason == "denied":
+                self._debug(conn, f"Action {meta['id']} was denied")
+            shown = action if encodes(action) else {"type": str(action.get("type"))}
+            if details is None:
+                await self.undo(ctx, shown, meta, reason)
+            else:
+                await self.undo(ctx, shown, meta, reason, details=details)
+            return
         status = self.store.seen_now(meta["id"])
         if status is UNKNOWN:
             status = await self.store.seen(meta["id"])
@@ -610,14 +720,8 @@ class ServerNode:
                 await self._reprocess(entry)
 
     async def _check_meta(self, job: _Job, ctx: Context) -> bool:
-        """Identity and meta checks every client action passes first; False: undone."""
+        """The server-side meta checks (identity was checked on receipt); False: undone."""
         conn, action, meta = job.conn, job.action, job.meta
-        if parse_node_id(meta["id"]).client_id != conn.client_id or not ALLOWED_META.issuperset(
-            meta
-        ):
-            self._debug(conn, f"Action {meta['id']} was denied")
-            await self.undo(ctx, action, meta, "denied")
-            return False
         if meta["time"] > now_ms() + self.settings.max_future_ms:
             limit = self.settings.max_future_ms
             details = f"meta.time is more than {limit} ms ahead of the server clock"
@@ -733,11 +837,12 @@ class ServerNode:
         except StoreUnavailable as error:
             # stays `waiting`, unanswered: the client resends it, and that copy is answered
             self.store_failed(error)
-            job.stranded = True
+            self._answer_failed(job, "")
         except Exception:
             logger.exception("answering %s failed", action_id)
+            self._answer_failed(job, "")
         finally:
-            self._in_flight.discard(action_id)
+            self._release(job)
             if not job.stranded:
                 self._accept_job(job)
 
@@ -781,6 +886,11 @@ class ServerNode:
             await self.undo(ctx, action, meta, "wrongChannel")
             return
         rule, ctx.params = found
+        limit = self.settings.max_subscriptions
+        if channel not in conn.subscriptions and len(conn.subscriptions) >= limit:
+            details = f"a connection may subscribe to at most {limit} channels"
+            await self.undo(ctx, action, meta, "limit", details=details)
+            return
         try:
             if not await resolve(rule.access(ctx, action, meta)):
                 self._debug(conn, f"Action {meta['id']} was denied")
@@ -940,7 +1050,10 @@ class ServerNode:
         )
         self.metrics.actions_refused += 1
         undo = {"type": "logux/undo", "id": meta["id"], "reason": reason, "action": action, **extra}
-        return await self.add(undo, route=undo_route, status=PROCESSED)
+        entry = await self.add(undo, route=undo_route, status=PROCESSED)
+        # the answer is in the log: the `synced` of its action waits until it went out
+        ctx.last_added = max(ctx.last_added, entry.added)
+        return entry
 
     async def _fail(
         self,
@@ -989,6 +1102,9 @@ class ServerNode:
         """Append a server action (id from the hybrid clock) and deliver it to its route."""
         if not isinstance(action, dict) or not isinstance(action.get("type"), str):
             raise TypeError("an action is a dict with a string 'type'")
+        if not encodes(action):
+            # stored, it could never be sent: refused here rather than skipped by every reader
+            raise TypeError(f"action {action['type']!r} cannot be encoded as JSON and msgpack")
         if route is None:
             route = Route(
                 list(channels), list(users), list(clients), list(nodes), list(exclude_clients)
@@ -1015,6 +1131,21 @@ class ServerNode:
             self.metrics.actions_appended += 1
             await self.broker.publish(appended.entry)
         return appended.entry
+
+    def undeliverable(self, entry: Entry) -> None:
+        """A connection skipped ``entry``: it cannot be encoded (logged and counted once)."""
+        if entry.id in self._undeliverable:
+            return
+        if len(self._undeliverable) >= 1000:
+            self._undeliverable.clear()
+        self._undeliverable.add(entry.id)
+        self.metrics.undeliverable += 1
+        logger.error(
+            "skipping entry %d (%s): it cannot be encoded for delivery",
+            entry.added,
+            shorten(entry.id, self.settings.log_value_chars),
+            extra={"reason": "undeliverable"},
+        )
 
     def route(self, entry: Entry) -> None:
         """Hand a published entry to each local connection it may concern (once each)."""

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from logsync.log.entry import Entry
 
 EntryHandler = Callable[[Entry], None]
+# (client id, owner): the connection ``owner`` now holds that client id
+ClaimHandler = Callable[[str, str], None]
 
 
 class Broker(abc.ABC):
@@ -25,6 +27,7 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self._handler: EntryHandler | None = None
         self._resync: Callable[[], None] | None = None
+        self._claimed: ClaimHandler | None = None
 
     def on_entry(self, handler: EntryHandler) -> None:
         """Call ``handler`` for every entry published to a topic this node listens to."""
@@ -33,6 +36,14 @@ class Broker(abc.ABC):
     def on_resync(self, handler: Callable[[], None]) -> None:
         """Call ``handler`` after entries may have been missed (a lost and regained connection)."""
         self._resync = handler
+
+    def on_claim(self, handler: ClaimHandler) -> None:
+        """Call ``handler`` for each claim on a client id this node listens to (``claim:<id>``)."""
+        self._claimed = handler
+
+    async def claim(self, client_id: str, owner: str) -> None:
+        """Tell every node listening to ``claim:<client_id>`` that the connection ``owner`` now
+        holds ``client_id`` (they close their older one). One node has no one to tell."""
 
     async def start(self) -> None:
         """Connect; call before the node accepts sessions."""

@@ -24,6 +24,8 @@ from logsync.log.redis import RedisStore, decode_published
 logger = logging.getLogger("logsync.broker.redis")
 
 RETRY_MAX_S = 2.0
+# Topics ``claim:<client id>`` carry claims (see Broker.claim), not entries.
+CLAIM = "claim:"
 
 
 class RedisBroker(Broker):
@@ -41,6 +43,7 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._last_added = 0
         self._lock = asyncio.Lock()
+        self._claims = self._channel(CLAIM)
 
     def _channel(self, topic: str) -> str:
         return self.store.channel(topic)
@@ -54,6 +57,11 @@ class RedisBroker(Broker):
 
     async def publish(self, entry: object) -> None:
         return None
+
+    async def claim(self, client_id: str, owner: str) -> None:
+        if self.healthy:
+            with contextlib.suppress(redis.exceptions.ConnectionError, OSError):
+                await self._redis.publish(self._channel(CLAIM + client_id), owner)
 
     async def listen(self, topics: Iterable[str]) -> None:
         new = []
@@ -96,6 +104,11 @@ class RedisBroker(Broker):
                 continue
             delay = 0.05
             if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"].decode()
+            if channel.startswith(self._claims):
+                if self._claimed is not None:
+                    self._claimed(channel[len(self._claims) :], message["data"].decode())
                 continue
             entry = decode_published(message["data"])
             # An entry filed under several indexes arrives once per index, back to back.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from logsync.log.entry import ERROR, PROCESSED, WAITING, Entry, NewEntry
+from logsync.log.entry import ERROR, PROCESSED, WAITING, Entry, NewEntry, encodes
 from logsync.log.memory import MemoryStore
 from logsync.log.store import (
     UNKNOWN,
@@ -48,5 +48,6 @@ __all__ = [
     "ReadResult",
     "StoreUnavailable",
     "Unknown",
+    "encodes",
     "open_store",
 ]

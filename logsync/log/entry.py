@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import orjson
 
 from logsync.protocol.ids import parse_node_id
@@ -42,6 +43,8 @@ class Entry:
     encoded: Any = None
     visible_meta: dict[str, Any] | None = None
     origin: str | None = None
+    # whether it can be sent over both codecs (see `deliverable`), found once per entry
+    sendable: bool | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -73,6 +76,18 @@ class Entry:
             self.encoded = orjson.Fragment(orjson.dumps(self.action))
         return self.encoded
 
+    @property
+    def deliverable(self) -> bool:
+        """Whether this entry can be put in a ``sync`` over both codecs: id and time within the
+        protocol's ranges, an integer subprotocol, an action both JSON and msgpack encode.
+
+        Validation at the door keeps such entries out of the log; this guards delivery against
+        one that got in anyway (written by an older version, or by app code): it is skipped,
+        never allowed to stop the delivery of the entries after it."""
+        if self.sendable is None:
+            self.sendable = _sendable(self)
+        return self.sendable
+
     def meta(self) -> dict[str, Any]:
         """The meta a client may see: ``id``, ``time`` and ``subprotocol`` (shared: don't change)."""
         if self.visible_meta is None:
@@ -81,3 +96,43 @@ class Entry:
                 meta["subprotocol"] = self.subprotocol
             self.visible_meta = meta
         return self.visible_meta
+
+
+# The protocol's integer range: what a JavaScript number holds exactly.
+MAX_SAFE_INTEGER = 2**53
+
+
+def encodes(value: Any) -> bool:
+    """Whether both wire codecs (JSON text and msgpack) can encode ``value``."""
+    try:
+        orjson.dumps(value)
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _in_range(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def _sendable(entry: Entry) -> bool:
+    parts = entry.id.split(" ")
+    if len(parts) != 3 or not parts[1] or len(parts[0]) > 16 or len(parts[2]) > 16:
+        return False
+    try:
+        ms, seq = int(parts[0]), int(parts[2])
+    except ValueError:
+        return False
+    if not (_in_range(ms) and _in_range(seq) and _in_range(entry.time)):
+        return False
+    if entry.subprotocol is not None and not _in_range(entry.subprotocol):
+        return False
+    try:
+        encoded = orjson.dumps(entry.action)
+        msgpack.packb(entry.action, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if entry.encoded is None:
+        entry.encoded = orjson.Fragment(encoded)
+    return True
