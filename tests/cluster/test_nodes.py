@@ -250,3 +250,34 @@ async def test_a_replaced_connection_keeps_its_successor_subscribed(
             await client.close()
     finally:
         node.stop()
+
+
+async def test_a_new_connection_closes_the_older_one_of_its_client_on_another_node(
+    redis_server: RedisServer,
+) -> None:
+    """As on one node: the older connection with that client id is closed with 1000, wherever
+    it is; the newer one keeps working, and a third on a third node replaces it in turn."""
+    nodes = start_nodes(redis_server, 3)
+    try:
+        first = await RawClient.open(nodes[0].url)
+        await first.connect("moved:c:t1")
+        second = await RawClient.open(nodes[1].url)
+        await second.connect("moved:c:t2")
+        assert await first.closed() == 1000
+        [wire_id] = await second.sync(1, {"type": "counter/inc"})
+        assert (await second.answer(second.full_id(wire_id)))["type"] == "logux/processed"
+        third = await RawClient.open(nodes[2].url)
+        await third.connect("moved:c:t3")
+        assert await second.closed() == 1000
+        [wire_id] = await third.sync(1, {"type": "counter/inc"})
+        assert (await third.answer(third.full_id(wire_id)))["type"] == "logux/processed"
+        # another client of the same user is not touched
+        other = await RawClient.open(nodes[0].url)
+        await other.connect("moved:d:t1")
+        [wire_id] = await third.sync(2, {"type": "counter/inc"})
+        assert (await third.answer(third.full_id(wire_id)))["type"] == "logux/processed"
+        for client in (first, second, third, other):
+            await client.close()
+    finally:
+        for node in nodes:
+            node.stop()
