@@ -304,13 +304,14 @@ class FrameReader:
         self._buffer = bytearray()
         self._need = 0  # bytes the buffer must hold before parsing it can go further
         self._message_opcode: Opcode | None = None
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        # A fragmented message's payload so far: one buffer, not a list of (maybe 1-byte)
+        # pieces each costing an object.
+        self._fragments = bytearray()
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete frame held."""
-        return len(self._buffer)
+        """Bytes held: of an incomplete frame, and of an unfinished fragmented message."""
+        return len(self._buffer) + len(self._fragments)
 
     def feed(self, data: bytes) -> list[tuple[Opcode, bytes]]:
         buffer = self._buffer
@@ -347,7 +348,7 @@ class FrameReader:
             if opcode >= Opcode.CLOSE:
                 if length > 125 or not fin:
                     raise FrameError(CloseCode.PROTOCOL_ERROR, "malformed control frame")
-            elif length + self._fragments_size > self.max_message_bytes:
+            elif length + len(self._fragments) > self.max_message_bytes:
                 raise FrameError(CloseCode.MESSAGE_TOO_BIG, "message too big")
             start = pos + header + 4
             end = start + length
@@ -379,12 +380,11 @@ class FrameReader:
             return opcode, payload
         else:
             self._message_opcode = opcode
-        self._fragments.append(payload)
-        self._fragments_size += len(payload)
+        self._fragments += payload
         if not fin:
             return None
-        message = self._message_opcode, b"".join(self._fragments)
-        self._message_opcode, self._fragments, self._fragments_size = None, [], 0
+        message = self._message_opcode, bytes(self._fragments)
+        self._message_opcode, self._fragments = None, bytearray()
         return message
 
 

@@ -109,6 +109,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._closed = self._loop.create_future()
         self._paused = False
         self._drained: list[asyncio.Future[None]] = []
+        # While the socket's write buffer is full, only the last ping is answered (when it
+        # drains): a client that sends pings and reads nothing can't grow the buffer with pongs.
+        self._pong: bytes | None = None
         # Reading paused by the connection (inbound backpressure), and the messages of the last
         # read that came after the pause, handed over once reading resumes.
         self._reading_paused = False
@@ -159,6 +162,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._pong is not None:
+            pong, self._pong = self._pong, None
+            self._write_now(frame(Opcode.PONG, pong))
         self._resume_waiters()
 
     # -- before the upgrade --------------------------------------------------------------------
@@ -271,7 +277,10 @@ class WebSocketProtocol(asyncio.Protocol):
                     return
                 conn.receive(text)
             elif opcode is Opcode.PING:
-                self._write_now(frame(Opcode.PONG, payload))
+                if self._paused:
+                    self._pong = payload  # RFC 6455 §5.5.3: the most recent ping is enough
+                else:
+                    self._write_now(frame(Opcode.PONG, payload))
             elif opcode is Opcode.CLOSE:
                 self._on_close_frame(payload)
                 return

@@ -588,3 +588,17 @@ async def test_a_preauth_frame_over_the_limit_closes_before_its_payload() -> Non
     assert transport.calls == ["eof"]
     proto.data_received(big[8:] + text("after"))
     assert conn.received == []
+
+
+@pytest.mark.usefixtures("fake_connection")
+async def test_pings_while_the_write_buffer_is_full_get_one_pong() -> None:
+    """Bound: while the socket's write buffer is over its mark, pings add no pongs to it; the
+    last one is answered once it drains (a client that pings and never reads holds 0 bytes)."""
+    node = FakeNode()
+    proto, transport, _ = upgraded(node)
+    transport.written.clear()
+    proto.pause_writing()
+    proto.data_received(b"".join(client_frame(Opcode.PING, b"p%d" % i) for i in range(1000)))
+    assert transport.written == b""
+    proto.resume_writing()
+    assert bytes(transport.written) == bytes((0x8A, 4)) + b"p999"

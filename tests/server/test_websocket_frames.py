@@ -331,3 +331,20 @@ def test_a_frame_fed_16_bytes_at_a_time_costs_linear_time() -> None:
     assert out == [(Opcode.BINARY, payload), (Opcode.PING, b"p")]
     assert reader.buffered == 0
     assert elapsed < 5, elapsed
+
+
+def test_one_byte_fragments_are_held_in_one_buffer() -> None:
+    """Bound: a message sent in 1-byte fragments is held as its bytes (not one object per
+    fragment), and still refused once over the limit."""
+    reader = FrameReader(100_000)
+    pieces = b"".join(client_frame(Opcode.CONTINUATION, b"x", fin=False) for _ in range(50_000))
+    data = client_frame(Opcode.TEXT, b"x", fin=False) + pieces
+    assert reader.feed(data) == []
+    assert reader.buffered == 50_001
+    assert reader.feed(client_frame(Opcode.CONTINUATION, b"!")) == [
+        (Opcode.TEXT, b"x" * 50_001 + b"!")
+    ]
+    assert reader.buffered == 0
+    with pytest.raises(FrameError) as error:
+        reader.feed(client_frame(Opcode.TEXT, b"x", fin=False) + pieces * 2)
+    assert error.value.code == CloseCode.MESSAGE_TOO_BIG
