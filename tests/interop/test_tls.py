@@ -1,0 +1,114 @@
+"""Interop over TLS: the real @logux/client against ``logsync serve --tls-cert … --tls-key …`` on
+``wss://127.0.0.1:PORT/``, with a self-signed certificate (subjectAltName ``IP:127.0.0.1``) that
+Node trusts through ``NODE_EXTRA_CA_CERTS``; without it, the certificate check must fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.conftest import JS_DIR, SCRIPT_TIMEOUT
+from tests.support.server import ServerProcess
+
+INTEROP_APP = "tests.interop.app:app"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with the ``openssl`` CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is required for the TLS interop test but is not on PATH")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    cert, key = certificate
+    server = ServerProcess(INTEROP_APP, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_node(node_bin: str, url: str, *args: str, ca: Path | None) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"}
+    if ca is not None:
+        env["NODE_EXTRA_CA_CERTS"] = str(ca)
+    try:
+        proc = subprocess.run(
+            [node_bin, str(JS_DIR / "tls-client.mjs"), url, *args],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(
+            f"tls-client.mjs hung for {SCRIPT_TIMEOUT} s\nstdout: {e.stdout!r}\nstderr: {e.stderr!r}"
+        )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, proc.stderr[-4000:]
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_logux_client_over_wss(
+    node_bin: str, js_deps: Path, tls_server: ServerProcess, certificate: tuple[Path, Path]
+) -> None:
+    assert tls_server.url.startswith("wss://127.0.0.1:")
+    r = run_node(node_bin, tls_server.url, ca=certificate[0])
+    assert r["scenario"] == "tls"
+    assert r["url"] == tls_server.url
+    assert r["errors"] == []
+    assert r["connected"] == [True, True]
+    assert r["states"] == ["synchronized", "synchronized"]
+    assert r["subscribed"] == [True, True]
+    assert r["processed"] is True  # client.sync() resolved on logux/processed
+    assert r["bobTexts"] == ["over tls"]  # the second client received the channel action
+    assert "Traceback" not in "".join(tls_server.output)
+
+
+def test_untrusted_certificate_is_refused_by_node(
+    node_bin: str, js_deps: Path, tls_server: ServerProcess
+) -> None:
+    r = run_node(node_bin, tls_server.url, "untrusted", ca=None)
+    assert r["scenario"] == "untrusted"
+    assert r["code"] in ("DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN"), r
