@@ -54,6 +54,7 @@ import shlex
 import struct
 import sys
 import time
+import traceback
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -381,7 +382,7 @@ class Gen:
                 lambda: old[: rng.randint(0, len(old))],
                 lambda: old + "\ud83d",
                 lambda: old * rng.randint(2, 50),
-                lambda: old.encode() if self.binary else old + " ",
+                lambda: old.encode("utf-8", "surrogatepass") if self.binary else old + " ",
             ]
             return rng.choice(choices)()
         if isinstance(old, int | float) and not isinstance(old, bool) and rng.random() < 0.4:
@@ -803,6 +804,9 @@ class Fuzzer:
             life = Life(raw, node_id)
             try:
                 sent += await self.one_life(life, gen, quota - sent, reuse, previous)
+            except Exception as error:  # a bug of the fuzzer itself: reported, the run goes on
+                sent += 1
+                self.report.anomaly("fuzzer-error", "".join(traceback.format_exception(error)))
             finally:
                 self.report.current.pop(index, None)
                 for kind, text in life.anomalies:
@@ -1864,7 +1868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "result": result,
     }
     if args.json:
-        print(json.dumps(_clean(output), default=str, ensure_ascii=False))
+        print(json.dumps(_clean(output), default=str))
     else:
         print(f"$ {output['command']}")
         print(table(result))
