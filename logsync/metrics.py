@@ -1,7 +1,8 @@
 """Counters a node keeps, and their Prometheus text form (served at ``/metrics``).
 
 The node and its connections bump :class:`Metrics` fields on the hot path (plain integer adds);
-gauges such as open connections are read from the node when :func:`render` runs.
+gauges such as open connections come from a :class:`Snapshot` the node takes when :func:`render`
+runs; ``prometheus-client`` writes the exposition text.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from logsync.settings import LIMITS
-
-if TYPE_CHECKING:
-    from logsync.node import ServerNode
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 # Upper bounds (seconds) of the latency histogram buckets.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -93,149 +98,156 @@ class Metrics:
             histogram.observe(seconds)
 
 
-def render(node: ServerNode) -> str:
-    """The node's metrics in the Prometheus text exposition format."""
-    m, admission = node.metrics, node.admission
-    authenticated = [c for c in node.connections if c.authenticated]
-    lines: list[str] = []
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The gauges of a node, read when ``/metrics`` is scraped (see ``ServerNode.snapshot``)."""
 
-    def metric(name: str, kind: str, text: str, value: float, labels: str = "") -> None:
-        if not any(line.startswith(f"# HELP {name} ") for line in lines):
-            lines.append(f"# HELP {name} {text}")
-            lines.append(f"# TYPE {name} {kind}")
-        lines.append(f"{name}{labels} {value}")
+    connections: int
+    sessions: int
+    catching_up: int
+    outbound_bytes: int
+    inbound_actions: int
+    handshakes_waiting: int
+    # outcome ("admitted", "deferred", "refused") → handshakes
+    handshakes: dict[str, int]
+    healthy: bool
+    # setting name → value, for each bound in logsync.settings.LIMITS
+    limits: dict[str, float]
 
-    metric("logsync_connections", "gauge", "Open WebSocket connections.", len(node.connections))
-    metric("logsync_sessions", "gauge", "Authenticated sessions.", len(authenticated))
-    metric(
-        "logsync_sessions_catching_up",
-        "gauge",
-        "Sessions served from the log, not live.",
-        sum(1 for c in authenticated if not c.live),
-    )
-    metric(
-        "logsync_outbound_buffer_bytes",
-        "gauge",
-        "Bytes queued for sockets, all sessions.",
-        sum(c.transport.buffered_bytes for c in node.connections),
-    )
-    metric(
-        "logsync_handshakes_waiting",
-        "gauge",
-        "Handshakes waiting for admission.",
-        admission.waiting,
-    )
-    for outcome, value in (
-        ("admitted", admission.admitted),
-        ("deferred", admission.deferred),
-        ("refused", admission.refused),
-    ):
-        metric(
-            "logsync_handshakes_total",
-            "counter",
-            "Handshakes by outcome (deferred: had to wait).",
-            value,
-            f'{{outcome="{outcome}"}}',
-        )
-    metric(
-        "logsync_actions_received_total",
-        "counter",
-        "Actions received from clients.",
-        m.actions_received,
-    )
-    metric(
-        "logsync_actions_appended_total",
-        "counter",
-        "Entries this node appended.",
-        m.actions_appended,
-    )
-    metric("logsync_actions_refused_total", "counter", "Client actions undone.", m.actions_refused)
-    metric("logsync_deliveries_total", "counter", "Entries sent to sessions.", m.deliveries)
-    metric(
-        "logsync_catch_up_chunks_total", "counter", "Chunks sent from the log.", m.catch_up_chunks
-    )
-    metric(
-        "logsync_fell_behind_total",
-        "counter",
-        "Times a live session was switched to the log.",
-        m.fell_behind,
-    )
-    metric(
+
+class Source(Protocol):
+    """What :func:`render` reads: the counters the hot path bumps, and a snapshot of gauges."""
+
+    metrics: Metrics
+
+    def snapshot(self) -> Snapshot: ...
+
+
+# (metric name, help, Metrics attribute) of the plain counters
+COUNTERS = (
+    ("logsync_actions_received_total", "Actions received from clients.", "actions_received"),
+    ("logsync_actions_appended_total", "Entries this node appended.", "actions_appended"),
+    ("logsync_actions_refused_total", "Client actions undone.", "actions_refused"),
+    (
         "logsync_actions_invalid_total",
-        "counter",
         "Client actions refused at the door (a field out of range, a payload that does not "
         "round-trip).",
-        m.actions_invalid,
-    )
-    metric(
+        "actions_invalid",
+    ),
+    ("logsync_deliveries_total", "Entries sent to sessions.", "deliveries"),
+    ("logsync_catch_up_chunks_total", "Chunks sent from the log.", "catch_up_chunks"),
+    ("logsync_fell_behind_total", "Times a live session was switched to the log.", "fell_behind"),
+    (
         "logsync_undeliverable_entries_total",
-        "counter",
         "Log entries skipped in delivery because they cannot be encoded.",
-        m.undeliverable,
-    )
-    metric(
+        "undeliverable",
+    ),
+    (
         "logsync_reading_paused_total",
-        "counter",
         "Times a socket was not read because its unanswered actions were over the bound.",
-        m.reading_paused,
-    )
-    metric(
-        "logsync_inbound_actions",
-        "gauge",
-        "Received actions not answered yet, all sessions.",
-        sum(c.inbound_actions for c in node.connections),
-    )
-    metric(
+        "reading_paused",
+    ),
+    (
         "logsync_auth_refused_total",
-        "counter",
         "Handshakes refused wrong-credentials (the brute-force lock included).",
-        m.auth_refused,
-    )
-    metric("logsync_healthy", "gauge", "1 when the store and broker answer.", int(node.healthy))
-    for name in LIMITS:
-        metric(
+        "auth_refused",
+    ),
+)
+
+
+def render(source: Source) -> str:
+    """The node's metrics in the Prometheus text exposition format (by ``prometheus-client``,
+    from the plain counters: the hot path never touches a client library object)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(source))
+    return generate_latest(registry).decode()
+
+
+class _Collector(Collector):
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        m, snap = self._source.metrics, self._source.snapshot()
+        gauges = (
+            ("logsync_connections", "Open WebSocket connections.", snap.connections),
+            ("logsync_sessions", "Authenticated sessions.", snap.sessions),
+            (
+                "logsync_sessions_catching_up",
+                "Sessions served from the log, not live.",
+                snap.catching_up,
+            ),
+            (
+                "logsync_outbound_buffer_bytes",
+                "Bytes queued for sockets, all sessions.",
+                snap.outbound_bytes,
+            ),
+            (
+                "logsync_inbound_actions",
+                "Received actions not answered yet, all sessions.",
+                snap.inbound_actions,
+            ),
+            (
+                "logsync_handshakes_waiting",
+                "Handshakes waiting for admission.",
+                snap.handshakes_waiting,
+            ),
+            ("logsync_healthy", "1 when the store and broker answer.", int(snap.healthy)),
+        )
+        for name, text, value in gauges:
+            yield GaugeMetricFamily(name, text, value=value)
+        handshakes = CounterMetricFamily(
+            "logsync_handshakes_total",
+            "Handshakes by outcome (deferred: had to wait).",
+            labels=["outcome"],
+        )
+        for outcome, count in snap.handshakes.items():
+            handshakes.add_metric([outcome], count)
+        yield handshakes
+        for name, text, attribute in COUNTERS:
+            yield CounterMetricFamily(name, text, value=getattr(m, attribute))
+        limits = GaugeMetricFamily(
             "logsync_limit",
-            "gauge",
             "A bound on what a client can make the node hold or do (the setting's value).",
-            getattr(node.settings, name),
-            f'{{setting="{name}"}}',
+            labels=["setting"],
+        )
+        for setting, bound in snap.limits.items():
+            limits.add_metric([setting], bound)
+        yield limits
+        yield _histograms(
+            "logsync_store_seconds",
+            "Store call latency by operation, as the node waits for it.",
+            ["operation"],
+            [((op,), h) for op, h in sorted(m.store.items())],
+        )
+        yield _histograms(
+            "logsync_store_inside_seconds",
+            "Store calls inside the store: queued before their transaction, then running in it.",
+            ["operation", "part"],
+            sorted(m.store_inside.items()),
+        )
+        yield _histograms(
+            "logsync_action_stage_seconds",
+            "Client actions by type and stage: queued, seen, append, process, status, answered.",
+            ["type", "stage"],
+            sorted(m.stages.items()),
+        )
+        yield _histograms(
+            "logsync_loop_lag_seconds",
+            "How late the event loop ran a periodic timer.",
+            [],
+            [((), m.loop_lag)],
         )
 
-    def histograms(name: str, text: str, series: list[tuple[str, Histogram]]) -> None:
-        lines.append(f"# HELP {name} {text}")
-        lines.append(f"# TYPE {name} histogram")
-        for labels, histogram in series:
-            sep = "," if labels else ""
-            cumulative = 0
-            for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {cumulative}')
-            braces = f"{{{labels}}}" if labels else ""
-            lines.append(f"{name}_sum{braces} {histogram.total}")
-            lines.append(f"{name}_count{braces} {cumulative}")
 
-    histograms(
-        "logsync_store_seconds",
-        "Store call latency by operation, as the node waits for it.",
-        [(f'operation="{op}"', h) for op, h in sorted(m.store.items())],
-    )
-    histograms(
-        "logsync_store_inside_seconds",
-        "Store calls inside the store: queued before their transaction, then running in it.",
-        [
-            (f'operation="{op}",part="{part}"', h)
-            for (op, part), h in sorted(m.store_inside.items())
-        ],
-    )
-    histograms(
-        "logsync_action_stage_seconds",
-        "Client actions by type and stage: queued, seen, append, process, status, answered.",
-        [(f'type="{kind}",stage="{stage}"', h) for (kind, stage), h in sorted(m.stages.items())],
-    )
-    histograms(
-        "logsync_loop_lag_seconds",
-        "How late the event loop ran a periodic timer.",
-        [("", m.loop_lag)],
-    )
-    return "\n".join(lines) + "\n"
+def _histograms(
+    name: str, text: str, labels: list[str], series: list[tuple[tuple[str, ...], Histogram]]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, text, labels=labels)
+    for values, histogram in series:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        family.add_metric(list(values), buckets, histogram.total)
+    return family

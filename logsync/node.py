@@ -47,13 +47,13 @@ from logsync.log import (
     StoreUnavailable,
     encodes,
 )
-from logsync.metrics import Metrics
+from logsync.metrics import Metrics, Snapshot
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock
 from logsync.protocol.ids import parse_node_id
 from logsync.protocol.messages import is_number
 from logsync.server.flow import Admission, Refused
-from logsync.settings import Settings
+from logsync.settings import LIMITS, Settings
 
 logger = logging.getLogger("logsync.node")
 T = TypeVar("T")
@@ -164,6 +164,26 @@ class ServerNode:
         for conn in self.connections:
             if conn.authenticated and not conn.closed:
                 conn.catch_up()
+
+    def snapshot(self) -> Snapshot:
+        """The node's gauges now, for ``/metrics``."""
+        authenticated = [c for c in self.connections if c.authenticated]
+        admission, settings = self.admission, self.settings
+        return Snapshot(
+            connections=len(self.connections),
+            sessions=len(authenticated),
+            catching_up=sum(1 for c in authenticated if not c.live),
+            outbound_bytes=sum(c.transport.buffered_bytes for c in self.connections),
+            inbound_actions=sum(c.inbound_actions for c in self.connections),
+            handshakes_waiting=admission.waiting,
+            handshakes={
+                "admitted": admission.admitted,
+                "deferred": admission.deferred,
+                "refused": admission.refused,
+            },
+            healthy=self.healthy,
+            limits={name: getattr(settings, name) for name in LIMITS},
+        )
 
     @property
     def healthy(self) -> bool:
