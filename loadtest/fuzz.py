@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.support: the suite's raw client
 
+from logsync.protocol.codec import codec_for  # noqa: E402
 from logsync.protocol.ids import decompress_id  # noqa: E402
 from tests.support.wsclient import RawClient  # noqa: E402
 
@@ -203,11 +204,10 @@ def to_msgpack(value: Any) -> bytes:
 
 
 def decode_sent(frame: str | bytes) -> Any:
-    """What the server decodes from a frame we sent (None when it can't)."""
+    """What the server decodes from a frame we sent (None when it can't): through the server's
+    own codecs, so that what counts as a `sync` or a `ping` follows the server's decoding."""
     try:
-        if isinstance(frame, str):
-            return orjson.loads(frame)
-        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        return codec_for(frame).decode(frame)
     except Exception:
         return None
 
@@ -594,6 +594,7 @@ class Life:
         self.answers: dict[str, str] = {}  # full id → "processed" / "undo:<reason>"
         self.answer_log: list[str] = []  # ids of the answers, in arrival order
         self.matched: set[str] = set()  # answer ids attributed to an input
+        self.settled: dict[str, str] = {}  # repr(added) → the `sync` settled with it
         self.anomalies: list[tuple[str, str]] = []
         self.added = 0
         self.seq = 0
@@ -667,7 +668,10 @@ class Life:
                     break
             else:
                 sent = " / ".join(self.history)
-                self.anomalies.append(("synced-for-nothing-sent", f"{show(data)} after {sent}"))
+                before = self.settled.get(repr(value), "nothing")
+                self.anomalies.append(
+                    ("synced-for-nothing-sent", f"{show(data)} after {sent}; earlier: {before}")
+                )
         elif kind == "sync":
             for action in msg[2::2]:
                 if isinstance(action, dict) and action.get("type") in ANSWERS:
@@ -917,6 +921,9 @@ class Fuzzer:
         outcomes = set()
         for pending in mine:
             life.syncs.remove(pending)
+            life.settled[repr(pending.added)] = (
+                f"{inp.kind} {inp.shown()[:200]} synced={pending.synced} closed={life.closed}"
+            )
             count = len(pending.wire_ids)
             if not pending.synced:
                 if life.closed:
