@@ -197,6 +197,9 @@ async def test_redis_restart_keeps_sockets_refuses_writes_and_recovers(
             1, *[{"type": "chat/message", "chat": "fault", "text": f"x{i}"} for i in range(10)]
         )
         assert (await writer.recv_until("synced"))[0] == ["synced", 1]
+        # as every Logux client does: acknowledge what the server sent (the answers), or it is
+        # served from the log once the node resyncs and waits for these acknowledgements
+        await writer.send(["synced", writer.watermark])
 
         redis_server.stop()
         # the socket stays open; a write is refused with a clear reason, not acknowledged as stored
@@ -204,6 +207,7 @@ async def test_redis_restart_keeps_sockets_refuses_writes_and_recovers(
         undo = await writer.answer(writer.full_id(wire_id), timeout=60)
         assert undo["type"] == "logux/undo"
         assert "unavailable" in undo["details"]
+        await writer.send(["synced", writer.watermark])
         assert await health(node) == 503
 
         redis_server.start()
