@@ -18,16 +18,9 @@ import orjson
 import pytest
 
 from logsync.log import PROCESSED, UNKNOWN, WAITING, NewEntry, open_store
-from logsync.log import sqlite as sqlite_store
-from logsync.log.sqlite import (
-    SCHEMA_VERSION,
-    UNFILED_SQL,
-    WAITING_SQL,
-    SqliteStore,
-    _append,
-    _Encoded,
-    parse_url,
-)
+from logsync.log.sqlite import SqliteStore, lanes, parse_url
+from logsync.log.sqlite.queries import UNFILED_SQL, WAITING_SQL, Encoded, append
+from logsync.log.sqlite.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +34,9 @@ def new(n: int, *indexes: str, time: int | None = None) -> NewEntry:
     )
 
 
-def encode(entry: NewEntry) -> _Encoded:
+def encode(entry: NewEntry) -> Encoded:
     """An entry as :meth:`SqliteStore.append` hands it to the SQLite thread."""
-    return _Encoded(
+    return Encoded(
         entry,
         orjson.dumps(entry.action),
         orjson.dumps(entry.indexes),
@@ -252,7 +245,7 @@ async def bulk_batch_running(
 async def test_a_bulk_batch_commits_early_for_a_quick_call(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+    monkeypatch.setattr(lanes, "YIELD_AFTER_S", 0.0)
     order: list[str] = []
     go_on, calls = await bulk_batch_running(store, order)
     commits = store.commits
@@ -267,7 +260,7 @@ async def test_a_bulk_batch_commits_early_for_a_quick_call(
 async def test_a_quick_read_does_not_make_a_bulk_batch_commit_early(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "YIELD_AFTER_S", 0.0)
+    monkeypatch.setattr(lanes, "YIELD_AFTER_S", 0.0)
     await store.append([new(1, "channel:a")])
     order: list[str] = []
     go_on, calls = await bulk_batch_running(store, order)
@@ -285,7 +278,7 @@ async def test_a_quick_read_does_not_make_a_bulk_batch_commit_early(
 async def test_bulk_calls_take_turns_with_a_stream_of_quick_calls(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch, max_wait: float, expected: str
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "BULK_MAX_WAIT_S", max_wait)
+    monkeypatch.setattr(lanes, "BULK_MAX_WAIT_S", max_wait)
     held, started, release = hold(store)
     await asyncio.to_thread(started.wait, 10)
     order: list[str] = []
@@ -321,7 +314,7 @@ async def test_seen_now_reads_committed_ids_without_waiting_for_the_thread(
     started, release = threading.Event(), threading.Event()
 
     def append_and_wait(conn: sqlite3.Connection) -> list[Any]:
-        appended = _append(conn, [encode(new(2, "channel:a"))])
+        appended = append(conn, [encode(new(2, "channel:a"))])
         started.set()
         assert release.wait(10)
         return appended
@@ -510,7 +503,7 @@ async def test_a_broken_thread_fails_calls_instead_of_hanging(
     def broken(conn: sqlite3.Connection, batch: list[Any]) -> None:
         raise AssertionError("a bug")
 
-    monkeypatch.setattr(store, "_execute", broken)
+    monkeypatch.setattr(store._writer, "_execute", broken)
     calls = [asyncio.ensure_future(store.head()) for _ in range(3)]
     closing = asyncio.ensure_future(store.close())
     for call in calls:
