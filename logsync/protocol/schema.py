@@ -36,11 +36,16 @@ MAX_TOKEN_LENGTH = 64 * 1024
 MAX_CHANNEL_LENGTH = 512
 # At most this much of a bad frame is echoed back in `wrong-format`.
 MAX_ECHO = 1024
+# orjson encodes at most 254 levels of nesting. An accepted action is later sent inside more
+# levels (the message array; a `logux/undo` quoting it; an envelope of some transport): values
+# may use this many, leaving the rest for those.
+MAX_DEPTH = 200
+_HEADROOM = 254 - MAX_DEPTH
 
 SUBSCRIPTION_TYPES = frozenset({"logux/subscribe", "logux/unsubscribe"})
 
-# One node id part: no ':', whitespace or control characters (C0, DEL, C1).
-_PART = r"[^:\s\x00-\x1f\x7f-\x9f]+"
+# One node id part: no ':', whitespace, control characters (C0, DEL, C1) or lone surrogates.
+_PART = "[^:\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+"
 _NODE_ID = re.compile(rf"{_PART}(?::{_PART}){{0,2}}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # One packer for every check (3x faster than msgpack.packb, which builds one per call). It resets
@@ -86,7 +91,8 @@ def is_finite_number(value: Any) -> bool:
 
 def is_node_id(value: Any) -> bool:
     """A Logux node id: a non-empty string of at most ``MAX_NODE_ID_LENGTH`` characters without
-    whitespace or control characters, of one to three non-empty ``:``-separated parts."""
+    whitespace, control characters or lone surrogates, of one to three non-empty ``:``-separated
+    parts."""
     return (
         type(value) is str
         and len(value) <= MAX_NODE_ID_LENGTH
@@ -156,14 +162,22 @@ def round_trips(value: Any) -> bool:
     unchanged, with integers within JavaScript's safe range (``|n| < 2**53``).
 
     Refused: bytes, NaN and infinities, integers beyond 53 bits, non-string keys, nesting deeper
-    than orjson's 254 levels, lone surrogates. ``orjson.dumps`` raises for all of them except the
-    non-finite floats, which it writes as ``null``: the full comparison runs only when the text has
-    a ``null``. What orjson writes is plain JSON data, which msgpack carries losslessly. (For the
-    values the codecs produce: a tuple would come back as a list.)
+    than ``MAX_DEPTH`` levels (so that the value can still be sent inside a message), lone
+    surrogates. ``orjson.dumps`` raises for all of them except the non-finite floats, which it
+    writes as ``null``, and the depth, which is checked (by encoding the value under
+    ``254 - MAX_DEPTH`` more levels) only when the text has that many brackets: the full
+    comparison runs only when the text has a ``null``. What orjson writes is plain JSON data, which
+    msgpack carries losslessly. (For the values the codecs produce: a tuple would come back as a
+    list.)
     """
     try:
         text = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
         _PACKER.pack(value)
+        if text.count(b"[") + text.count(b"{") > MAX_DEPTH:
+            wrapped = value
+            for _ in range(_HEADROOM):
+                wrapped = [wrapped]
+            orjson.dumps(wrapped)
     except (TypeError, ValueError, OverflowError):  # orjson.JSONEncodeError is a TypeError
         return False
     return b"null" not in text or bool(orjson.loads(text) == value)
@@ -206,8 +220,8 @@ def check_entry(
 
 def stand_in(action: dict[str, Any]) -> dict[str, Any]:
     """What to quote of a refused action (in its ``logux/undo``): itself if it round-trips, else
-    only its type, so the answer can always be encoded."""
-    return action if round_trips(action) else {"type": action["type"]}
+    only its type (lone surrogates replaced), so the answer can always be encoded."""
+    return action if round_trips(action) else {"type": replace_surrogates(action["type"])}
 
 
 def is_headers(value: Any) -> bool:

@@ -8,9 +8,11 @@ import msgpack
 import orjson
 import pytest
 
+from logsync.protocol.codec import JSON
 from logsync.protocol.ids import ActionId
 from logsync.protocol.schema import (
     MAX_CHANNEL_LENGTH,
+    MAX_DEPTH,
     MAX_ECHO,
     MAX_NODE_ID_LENGTH,
     MAX_SAFE,
@@ -100,6 +102,7 @@ def test_valid_node_ids(node: str) -> None:
         "a\x7fb",
         "a\x85b",  # C1 control (also whitespace)
         "a\u2003b",  # em space
+        "a\ud800",  # a lone surrogate: ids made of it could not be encoded
         ":",
         "a:",
         ":a",
@@ -247,7 +250,7 @@ def _nested(depth: int) -> Any:
         {"type": "chat/send", "text": "hello", "room": "r1"},
         {"type": "A", "n": None, "f": 1.5, "b": True, "l": [1, {"x": []}], "e": "🙂"},
         {"type": "A", "big": MAX_SAFE - 1, "neg": -(MAX_SAFE - 1), "huge float": 1e300},
-        {"type": "A", "deep": _nested(200)},
+        {"type": "A", "deep": _nested(MAX_DEPTH - 2)},  # MAX_DEPTH levels with the dict
     ],
     ids=["small", "mixed", "edges", "deep"],
 )
@@ -280,6 +283,19 @@ def test_json_data_round_trips(value: Any) -> None:
 )  # fmt: skip
 def test_what_a_codec_cannot_carry_does_not_round_trip(value: Any) -> None:
     assert not round_trips(value)
+
+
+def test_depth_leaves_room_to_send_the_action_inside_messages() -> None:
+    deepest = {"type": "A", "x": _nested(MAX_DEPTH - 2)}
+    assert round_trips(deepest)
+    assert not round_trips({"type": "A", "x": _nested(MAX_DEPTH - 1)})
+    # orjson alone would take it, but could not send it in a `sync` quoting it in an undo
+    assert orjson.dumps({"type": "A", "x": _nested(251)})
+    undo = {"type": "logux/undo", "id": "1 a 0", "reason": "error", "action": deepest}
+    message = ["sync", 1, undo, {"id": 1, "time": 1}]
+    assert JSON.decode(JSON.encode([[[[[[[[[[message]]]]]]]]]])) == [[[[[[[[[[message]]]]]]]]]]
+    # brackets inside strings only make the exact check run
+    assert round_trips({"type": "A", "text": "[" * 500})
 
 
 def test_round_trips_with_null_compares_the_decoded_value() -> None:
@@ -388,6 +404,7 @@ def test_stand_in_quotes_only_the_type_of_what_cannot_be_encoded() -> None:
     good = {"type": "A", "x": 1}
     assert stand_in(good) is good
     assert stand_in({"type": "A", "x": b"\x00"}) == {"type": "A"}
+    assert stand_in({"type": "A\ud800"}) == {"type": "A\ufffd"}
 
 
 def test_headers_must_round_trip() -> None:
