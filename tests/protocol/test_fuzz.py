@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 import orjson
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +55,8 @@ def _fuzz_settings() -> settings:
 
 
 FUZZ = _fuzz_settings()
+# A long run takes minutes: no per-test timeout then (pytest-timeout's 0 is none).
+pytestmark = pytest.mark.timeout(0 if FUZZ.max_examples > 1000 else 120)
 
 # --- hostile values -----------------------------------------------------------------------------
 
