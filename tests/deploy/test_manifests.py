@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from deploy.local_cluster import BEGIN_SERVERS, END_SERVERS, render_haproxy_config
-from tests.deploy import miniyaml
 from tests.deploy.support import require_haproxy
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -89,8 +90,53 @@ def test_render_replaces_only_the_server_block() -> None:
         render_haproxy_config([], template="defaults\n    mode http\n")
 
 
+MANIFESTS = [DEPLOY / "docker-compose.yml", *sorted(K8S.glob("*.yaml"))]
+# Plain scalars that YAML 1.1 (PyYAML, and Kubernetes' go-yaml v2) and YAML 1.2 (Compose's go-yaml
+# v3) read differently: 1.1 booleans, base-60 numbers, leading-zero octals, digits with `_`.
+YAML_11_ONLY = re.compile(
+    r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF"
+    r"|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?"
+    r"|[-+]?0[0-7_]+"
+    r"|[-+]?[0-9][0-9]*_[0-9_]*(\.[0-9_]*)?"
+)
+
+
+def plain_scalars(node: yaml.Node) -> Iterator[str]:
+    if isinstance(node, yaml.ScalarNode):
+        if node.style is None:
+            yield node.value
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from plain_scalars(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from plain_scalars(key)
+            yield from plain_scalars(value)
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda path: path.name)
+def test_manifest_reads_the_same_in_yaml_1_1_and_1_2(path: Path) -> None:
+    """PyYAML reads YAML 1.1: the manifests avoid what 1.2 readers (Compose) would read otherwise,
+    so what these tests check is what Docker and Kubernetes get (quote `"yes"`, `"0644"`)."""
+    ambiguous = [
+        value
+        for node in yaml.compose_all(path.read_text(), Loader=yaml.SafeLoader)
+        if node is not None
+        for value in plain_scalars(node)
+        if YAML_11_ONLY.fullmatch(value)
+    ]
+    assert ambiguous == []
+
+
+def test_yaml_1_1_only_scalars_are_found() -> None:
+    text = "a: yes\nb: [off, '0644', 0644, 1:30, \"no\", 1_000, 10, 0, 0.5, 0.0.0.0]\n"
+    (node,) = yaml.compose_all(text, Loader=yaml.SafeLoader)
+    found = [value for value in plain_scalars(node) if YAML_11_ONLY.fullmatch(value)]
+    assert found == ["yes", "off", "0644", "1:30", "1_000"]
+
+
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = miniyaml.load((DEPLOY / "docker-compose.yml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     return loaded
 
 
@@ -155,7 +201,9 @@ def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
-        for doc in miniyaml.load_all(path.read_text()):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is None:
+                continue  # an empty document (a stray `---`)
             key = (doc["kind"], doc["metadata"]["name"])
             assert key not in objects, key
             objects[key] = doc
@@ -163,7 +211,7 @@ def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    kustomization = miniyaml.load((K8S / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     names = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == names
 
@@ -192,6 +240,8 @@ def test_k8s_deployment() -> None:
     # Settings: LOGSYNC_STORE from the ConfigMap, pointing at the Redis Service.
     env_from = [source["configMapRef"]["name"] for source in container["envFrom"]]
     config = objects["ConfigMap", env_from[0]]["data"]
+    # ConfigMap data is string to string: the API server refuses `31337` or `true` unquoted.
+    assert all(isinstance(value, str) for value in config.values()), config
     assert config["LOGSYNC_STORE"].startswith("redis://redis:6379/")
     assert config["LOGSYNC_HOST"] == "0.0.0.0"
     assert config["LOGSYNC_PORT"] == str(PORT)
@@ -232,37 +282,3 @@ def test_k8s_redis_persists_with_aof() -> None:
     mount = next(m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
     assert mount["mountPath"] == data_dir
     assert claim["spec"]["resources"]["requests"]["storage"]
-
-
-def test_miniyaml_reads_the_subset() -> None:
-    text = """\
-# comment
-base: &base
-  a: 1
-  b: "two: 2"  # trailing comment
-child:
-  <<: *base
-  b: three
-list:
-  - x
-  - name: y
-    args: ["--flag", '']
-  -
-    - nested
-empty: {}
-none:
----
-second: true
-"""
-    first, second = miniyaml.load_all(text)
-    assert first == {
-        "base": {"a": 1, "b": "two: 2"},
-        "child": {"a": 1, "b": "three"},
-        "list": ["x", {"name": "y", "args": ["--flag", ""]}, ["nested"]],
-        "empty": {},
-        "none": None,
-    }
-    assert second == {"second": True}
-    for bad in ("a: yes\n", "a: |\n  text\n", "a: [[1]]\n", "a: 1\na: 2\n", "a: *missing\n"):
-        with pytest.raises(miniyaml.YamlError):
-            miniyaml.load(bad)
