@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 
@@ -167,17 +168,39 @@ async def test_handshake_through_haproxy(launched: Launched) -> None:
     assert connected[2] in {node["id"] for node in launched.info["nodes"]}
 
 
+async def node_sessions(node: dict[str, Any]) -> float:
+    """``logsync_sessions`` of one node's /metrics (asked directly, not through HAProxy)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(http_url(node["url"]) + "/metrics", timeout=aiohttp.ClientTimeout(5)) as response,
+    ):
+        assert response.status == 200
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("logsync_sessions "):
+            return float(line.split()[1])
+    raise AssertionError(f"no logsync_sessions in {node['id']}'s /metrics:\n{text}")
+
+
 async def test_connections_spread_over_nodes(launched: Launched) -> None:
-    clients = [await RawClient.open(launched.info["url"]) for _ in range(6)]
+    """HAProxy (leastconn, no stickiness) gives every node clients: none is left idle."""
+    nodes = launched.info["nodes"]
+    count = 2 * len(nodes)
+    # one at a time, each open before the next: leastconn sees the earlier ones
+    clients = [await RawClient.open(launched.info["url"]) for _ in range(count)]
     try:
         answers = await asyncio.gather(
-            *(client.connect(f"user{i}:client:tab") for i, client in enumerate(clients))
+            *(client.connect(f"spread{i}:client:tab") for i, client in enumerate(clients))
         )
+        servers = [connected[2] for connected in answers]
+        per_node = {node["id"]: servers.count(node["id"]) for node in nodes}
+        assert sum(per_node.values()) == count, servers  # every answer names one of the nodes
+        assert all(per_node.values()), per_node
+        # and each node counts them as its own sessions while they are open
+        for node in nodes:
+            assert await node_sessions(node) >= per_node[node["id"]], (node["id"], per_node)
     finally:
         await asyncio.gather(*(client.close() for client in clients))
-    servers = [connected[2] for connected in answers]
-    # leastconn with every socket still open: 2 per node; at least two nodes whatever the timing.
-    assert len(set(servers)) >= 2, servers
 
 
 def test_haproxy_accepts_the_generated_config(launched: Launched) -> None:

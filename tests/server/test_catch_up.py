@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,21 @@ import pytest
 from tests.server.test_flow import metrics
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
+
+# Every loop of reads here ends: after this long in all, whatever keeps arriving.
+DEADLINE = 60.0
+
+
+class Deadline:
+    """One overall limit for a loop of reads (each read also times out on its own)."""
+
+    def __init__(self, seconds: float = DEADLINE) -> None:
+        self.end = asyncio.get_running_loop().time() + seconds
+
+    def left(self) -> float:
+        left = self.end - asyncio.get_running_loop().time()
+        assert left > 0, "the deadline passed"
+        return min(left, 10.0)
 
 
 @pytest.fixture
@@ -47,23 +63,36 @@ async def send_chat(sender: RawClient, chat: str, count: int, batch: int = 500) 
         assert synced == ["synced", start + 1]
 
 
-async def read_chat(c: RawClient, expected: int) -> list[str]:
-    """Read (and acknowledge) syncs until ``expected`` chat messages came; returns their texts."""
+async def read_chat(c: RawClient, expected: int, answer: str | None = None) -> list[str]:
+    """Read (and acknowledge) syncs until ``expected`` chat messages came, and the answer to
+    ``answer`` (a subscription, which comes after its history); returns the texts."""
     texts: list[str] = []
-    while len(texts) < expected:
-        msg = await c.recv()
+    answered = answer is None
+    deadline = Deadline()
+    while len(texts) < expected or not answered:
+        msg = await c.recv(deadline.left())
         if msg[0] != "sync":
             continue
         texts += [a["text"] for a in msg[2::2] if a["type"] == "chat/message"]
+        answered = answered or any(a.get("id") == answer for a in msg[2::2])
         await c.send(["synced", msg[1]])
     return texts
 
 
 async def nothing_more(c: RawClient) -> list[list[Any]]:
-    """Round-trip a ping: every sync that arrives before the pong is returned."""
+    """Round-trip a ping: every sync that arrives before the pong is returned.
+
+    The server answers a ping after what it sent before it, so whatever was queued for this
+    client by then is in the list (and after it, only new actions can come).
+    """
     await c.send(["ping", 0])
     _, before = await c.recv_until("pong")
     return [m for m in before if m[0] == "sync"]
+
+
+def of_type(syncs: list[list[Any]], *types: str) -> list[dict[str, Any]]:
+    """The actions of ``syncs`` whose type is one of ``types``."""
+    return [a for m in syncs for a in m[2::2] if a["type"] in types]
 
 
 async def test_client_offline_while_10000_actions_went_to_its_channel(
@@ -82,12 +111,12 @@ async def test_client_offline_while_10000_actions_went_to_its_channel(
 
     reader = await RawClient.open(server.url)
     await reader.connect("reader:r:t", synced=watermark)
-    await reader.sync(1, {"type": "logux/subscribe", "channel": "chat/busy", "since": since})
-    texts = await read_chat(reader, 10_000)
+    [wire_id] = await reader.sync(
+        1, {"type": "logux/subscribe", "channel": "chat/busy", "since": since}
+    )
+    texts = await read_chat(reader, 10_000, reader.full_id(wire_id))
     assert texts == [f"m{i}" for i in range(10_000)]
-    assert [
-        m for m in await nothing_more(reader) if any(a["type"] == "chat/message" for a in m[2::2])
-    ] == []
+    assert of_type(await nothing_more(reader), "chat/message") == []
     await reader.close()
     await sender.close()
 
@@ -113,16 +142,19 @@ async def test_resubscribe_after_the_cursor_moved_on_still_gets_the_channel(
     await reader.connect("late:r:t", synced=watermark)
     # the user-addressed backlog is replayed first: the cursor passes the channel's messages
     got_notes: list[str] = []
+    deadline = Deadline()
     while len(got_notes) < 150:
-        msg = await reader.recv()
+        msg = await reader.recv(deadline.left())
         if msg[0] == "sync":
             got_notes += [a["text"] for a in msg[2::2] if a["type"] == "notify"]
             await reader.send(["synced", msg[1]])
     assert got_notes == [f"n{i}" for i in range(150)]
-    await reader.sync(1, {"type": "logux/subscribe", "channel": "chat/late", "since": since})
-    assert await read_chat(reader, 150) == [f"m{i}" for i in range(150)]
-    leftovers = await nothing_more(reader)
-    assert all(a["type"] not in ("chat/message", "notify") for m in leftovers for a in m[2::2])
+    [wire_id] = await reader.sync(
+        1, {"type": "logux/subscribe", "channel": "chat/late", "since": since}
+    )
+    texts = await read_chat(reader, 150, reader.full_id(wire_id))
+    assert texts == [f"m{i}" for i in range(150)]
+    assert of_type(await nothing_more(reader), "chat/message", "notify") == []
     await reader.close()
     await sender.close()
 
@@ -135,7 +167,7 @@ async def test_unknown_since_id_falls_back_to_time(server: ServerProcess) -> Non
     await reader.connect("bytime:r:t")
     await sender.close()
     # a time before everything: the whole history; an id the server never made
-    await reader.sync(
+    [wire_id] = await reader.sync(
         1,
         {
             "type": "logux/subscribe",
@@ -143,7 +175,9 @@ async def test_unknown_since_id_falls_back_to_time(server: ServerProcess) -> Non
             "since": {"id": "1 x:y:z 0", "time": 0},
         },
     )
-    assert await read_chat(reader, 5) == [f"m{i}" for i in range(5)]
+    texts = await read_chat(reader, 5, reader.full_id(wire_id))
+    assert texts == [f"m{i}" for i in range(5)]
+    assert of_type(await nothing_more(reader), "chat/message") == []
     await reader.close()
 
 
@@ -154,9 +188,10 @@ async def test_first_subscription_gets_no_history(server: ServerProcess) -> None
     reader = await RawClient.open(server.url)
     await reader.connect("fresh:r:t")
     await subscribe(reader, "chat/fresh")
-    assert all(a["type"] != "chat/message" for m in await nothing_more(reader) for a in m[2::2])
+    assert of_type(await nothing_more(reader), "chat/message") == []
     await send_chat(sender, "fresh", 1)
     assert await read_chat(reader, 1) == ["m0"]
+    assert of_type(await nothing_more(reader), "chat/message") == []
     await reader.close()
     await sender.close()
 
@@ -202,21 +237,25 @@ async def test_history_trimmed_past_since_reloads_instead_of_a_gap(server: Serve
         1, {"type": "logux/subscribe", "channel": "user/trim", "since": since}
     )
     seen: list[dict[str, Any]] = []
+    deadline = Deadline()
     while not any(a.get("id") == reader.full_id(wire_id) for a in seen):
-        msg = await reader.recv()
+        msg = await reader.recv(deadline.left())
         if msg[0] == "sync":
             seen += msg[2::2]
     # no partial history: the channel's load gives the current state instead
     assert [a for a in seen if a["type"] == "CHANGE_NAME"] == []
     assert {"type": "user/name", "user": "trim", "name": "e"} in seen
+    # and nothing after the answer: neither the history nor a second load
+    assert of_type(await nothing_more(reader), "CHANGE_NAME", "user/name") == []
     await reader.close()
 
 
 async def notifications(c: RawClient, count: int) -> list[tuple[int, str]]:
     """The next ``count`` notify actions with the ``added`` of their ``sync``, acknowledged."""
     received: list[tuple[int, str]] = []
+    deadline = Deadline()
     while len(received) < count:
-        msg = await c.recv()
+        msg = await c.recv(deadline.left())
         if msg[0] == "sync":
             received += [(msg[1], a["text"]) for a in msg[2::2] if a["type"] == "notify"]
             await c.send(["synced", msg[1]])
@@ -250,5 +289,8 @@ async def test_an_up_to_date_client_goes_live_without_reading_the_log(
     await third.connect("upd:c3:t", synced=0)
     assert [t for _, t in await notifications(third, 2)] == ["one", "two"]
     assert await log_reads() >= 1
+    # each got each notification once: nothing is on its way to any of them
+    for client in (first, second, third):
+        assert of_type(await nothing_more(client), "notify") == []
     for client in (sender, first, second, third):
         await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,25 @@ import pytest
 
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
+
+# Every wait of this module ends: a loop reading messages stops after this long in all.
+DEADLINE = 20.0
+
+
+class Deadline:
+    """One overall limit for a loop of reads (each read also times out on its own)."""
+
+    def __init__(self, seconds: float = DEADLINE) -> None:
+        self.end = asyncio.get_running_loop().time() + seconds
+
+    def left(self) -> float:
+        left = self.end - asyncio.get_running_loop().time()
+        assert left > 0, "the deadline passed"
+        return left
+
+
+async def recv(c: RawClient, deadline: Deadline) -> list[Any]:
+    return await c.recv(min(deadline.left(), 10.0))
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +52,14 @@ async def subscribe(c: RawClient, channel: str, **extra: Any) -> None:
     assert answer["type"] == "logux/processed", answer
 
 
-async def actions_until(c: RawClient, action_type: str) -> list[dict[str, Any]]:
+async def actions_until(
+    c: RawClient, action_type: str, deadline: Deadline | None = None
+) -> list[dict[str, Any]]:
     """Actions received up to and including the first of ``action_type``."""
     seen: list[dict[str, Any]] = []
+    deadline = deadline or Deadline()
     while True:
-        msg = await c.recv()
+        msg = await recv(c, deadline)
         if msg[0] == "sync":
             for action in msg[2::2]:
                 seen.append(action)
@@ -125,11 +148,30 @@ async def test_other_channel_and_regex_types(server: ServerProcess) -> None:
 
 
 async def test_one_client_queue_runs_actions_in_order(server: ServerProcess) -> None:
+    """One client's actions run one at a time: the fast one waits for the slow one before it.
+
+    rules_app's ``step/*`` processes append their name to one list; a ``step/slow`` sleeps first,
+    then sends the list back (an ``order`` action). Run concurrently, ``second`` (no sleep) would
+    be in the list before ``first``.
+    """
     a = await client(server, "q:a:t")
-    await a.sync(1, {"type": "step/slow", "name": "first"}, {"type": "step/fast", "name": "second"})
-    seen = await actions_until(a, "order")
-    assert seen[-1]["seen"][-1] == "first"
-    synced, _ = await a.recv_until("synced")
+    await a.sync(
+        1,
+        {"type": "step/slow", "name": "first"},
+        {"type": "step/fast", "name": "second"},
+        {"type": "step/slow", "name": "third"},
+    )
+    orders: list[list[str]] = []
+    deadline = Deadline()
+    while len(orders) < 2:
+        msg = await recv(a, deadline)
+        if msg[0] == "sync":
+            orders += [action["seen"] for action in msg[2::2] if action["type"] == "order"]
+    first, third = orders
+    # (the list is the app's: what ran before this test stays at its start)
+    assert third[-3:] == ["first", "second", "third"], third
+    assert first == third[:-2], (first, third)
+    synced, _ = await a.recv_until("synced", timeout=deadline.left())
     assert synced == ["synced", 1]
     await a.close()
 
@@ -141,8 +183,9 @@ async def test_unsubscribe_callback_runs_on_disconnect(server: ServerProcess) ->
     await leaver.close()
     # earlier tests' clients left rooms too; the watcher is told about each, the leaver last
     left: list[Any] = []
+    deadline = Deadline()
     while "leaver" not in left:
-        left.append((await actions_until(watcher, "presence/left"))[-1]["user"])
+        left.append((await actions_until(watcher, "presence/left", deadline))[-1]["user"])
     assert left.count("leaver") == 1
     await watcher.close()
 
@@ -160,8 +203,9 @@ async def test_offline_backlog_is_replayed_in_chunks_in_order_once(server: Serve
     await reader.connect("reader:r:t", synced=0, subprotocol=0)
     received: list[int] = []
     last_added = 0
+    deadline = Deadline()
     while len(received) < count:
-        msg = await reader.recv()
+        msg = await recv(reader, deadline)
         if msg[0] != "sync":
             continue
         assert msg[1] > last_added  # strictly increasing watermark
@@ -212,8 +256,9 @@ async def test_batch_types_are_appended_in_one_store_call(server: ServerProcess)
     assert (await writer.recv_until("synced"))[0] == ["synced", 2]
     reader = await client(server, "bulkreader:r:t")
     got: list[int] = []
+    deadline = Deadline()
     while len(got) < 50:
-        msg = await reader.recv()
+        msg = await recv(reader, deadline)
         if msg[0] == "sync":
             got += [a["n"] for a in msg[2::2] if a["type"] == "bulk"]
             await reader.send(["synced", msg[1]])
@@ -230,8 +275,9 @@ async def test_batch_types_still_check_and_process_each_in_order(server: ServerP
     ids = await writer.sync(1, *[{"type": "bulk/checked", "n": n} for n in range(6)])
     wanted = {writer.full_id(i): n for n, i in enumerate(ids)}
     answers: dict[int, dict[str, Any]] = {}
+    deadline = Deadline()
     while len(answers) < 6:
-        msg = await writer.recv()
+        msg = await recv(writer, deadline)
         if msg[0] == "sync":
             for action in msg[2::2]:
                 if action.get("id") in wanted:
