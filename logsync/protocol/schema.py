@@ -119,11 +119,6 @@ def check_subprotocol(value: Any) -> int:
     return check_whole(value, "subprotocol")
 
 
-def action_id(ms: Any, node_id: Any, seq: Any) -> str:
-    """The id string ``"<ms> <node> <seq>"`` of checked parts (``ms`` absolute)."""
-    return f"{check_whole(ms, 'id ms')} {check_node_id(node_id)} {check_whole(seq, 'id seq')}"
-
-
 def parse_action_id(text: Any) -> ActionId:
     """A full id string, parsed and checked: ms and seq in range, a valid node id."""
     match = _ACTION_ID.fullmatch(text) if type(text) is str else None
@@ -136,22 +131,27 @@ def parse_action_id(text: Any) -> ActionId:
 
 def wire_id(wire: Any, base_time: int, remote_node_id: str) -> str:
     """Expand and check a received compressed id: ``ms`` (relative to ``base_time``),
-    ``[ms, seq]`` or ``[ms, node, seq]``; ``remote_node_id`` is the sender's node for the first two.
+    ``[ms, seq]`` or ``[ms, node, seq]``, to ``"<ms> <node> <seq>"`` with ms (absolute) and seq in
+    range and a valid node. ``remote_node_id``, the sender's node for the first two forms, was
+    checked at ``connect`` and is not checked again.
     """
     if type(wire) is list:
         if len(wire) == 2:
-            return action_id(_relative(wire[0], base_time), remote_node_id, wire[1])
-        if len(wire) == 3:
-            return action_id(_relative(wire[0], base_time), wire[1], wire[2])
-        raise SchemaError(f"id must be ms, [ms, seq] or [ms, node, seq], got {_show(wire)}")
-    return action_id(_relative(wire, base_time), remote_node_id, 0)
+            ms, node, seq = wire[0], remote_node_id, wire[1]
+        elif len(wire) == 3:
+            ms, node, seq = wire[0], check_node_id(wire[1]), wire[2]
+        else:
+            raise SchemaError(f"id must be ms, [ms, seq] or [ms, node, seq], got {_show(wire)}")
+    else:
+        ms, node, seq = wire, remote_node_id, 0
+    return f"{check_whole(_relative(ms, base_time), 'id ms')} {node} {check_whole(seq, 'id seq')}"
 
 
 def _relative(ms: Any, base_time: int) -> Any:
     kind = type(ms)
     if kind is int or (kind is float and ms.is_integer()):
         return int(ms) + base_time
-    return ms  # action_id() refuses it
+    return ms  # check_whole() refuses it
 
 
 # -- actions -----------------------------------------------------------------------------------
