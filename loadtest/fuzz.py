@@ -95,6 +95,7 @@ CONNECT_TIMEOUT = 5.0
 BARRIER_TIMEOUT = 10.0
 SYNC_TIMEOUT = 15.0
 ANSWER_GRACE = 3.0  # after `synced`, how long an answer may still take (undos go through the log)
+SUBSCRIBE_GRACE = 20.0
 PRE_WAIT = 0.03  # after an input before auth, how long to look for the server closing
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
 
@@ -749,7 +750,7 @@ class Report:
 
     def anomaly(self, kind: str, text: str) -> None:
         self.anomalies[kind] += 1
-        self.anomaly_examples.setdefault(kind, text[:500])
+        self.anomaly_examples.setdefault(kind, text[-2000:] if "Traceback" in text else text[:500])
 
 
 class Fuzzer:
@@ -917,7 +918,8 @@ class Fuzzer:
 
         await life.wait(lambda: all(p.synced for p in mine) or settled(), SYNC_TIMEOUT)
         if all(p.synced for p in mine) and not settled():
-            await life.wait(settled, ANSWER_GRACE)
+            # a resubscription's answer comes after the channel history it replays
+            await life.wait(settled, SUBSCRIBE_GRACE if inp.kind == "subscribe" else ANSWER_GRACE)
         outcomes = set()
         for pending in mine:
             life.syncs.remove(pending)
@@ -1079,6 +1081,9 @@ class Fuzzer:
             if isinstance(options, dict) and rng.random() < 0.2:
                 options[gen.string()] = gen.value()
         frames = [life.encode(message)]
+        decoded = decode_sent(frames[0])  # the node id as the server reads it (lone surrogates)
+        if isinstance(decoded, list) and len(decoded) > 2 and isinstance(decoded[2], str):
+            life.node_id = decoded[2]
         if rng.random() < 0.05:  # what comes in the same write as `connect`
             frames.append(life.encode(["connect", 5, life.node_id, 0, options]))
         return Input(kind, frames, connect=True)
