@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import dataclasses
 import importlib
-import logging
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ import orjson
 
 from logsync.app import App
 from logsync.log.entry import Entry
+from logsync.logfmt import configure_logging
 from logsync.settings import LIMITS, Settings
 
 # flag → (settings field, help)
@@ -111,25 +111,6 @@ def load_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if getattr(settings, name) <= 0:
             raise SystemExit(f"setting {name} must be positive, not {getattr(settings, name)!r}")
     return settings
-
-
-def configure_logging(settings: Settings) -> None:
-    """Log lines to stderr: text, or with ``log_format = "json"`` one JSON object per line
-    (``time``, ``level``, ``logger``, ``message``, and ``client``/``reason`` where the server
-    knows them)."""
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
-
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
 def load_app(spec: str | None) -> App:

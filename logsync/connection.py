@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from logsync.app import Context, Filter
 from logsync.log.entry import Entry
 from logsync.log.store import StoreUnavailable
+from logsync.logfmt import shorten
 from logsync.protocol import (
     ActionsReceived,
     CloseRequested,
@@ -42,11 +43,6 @@ logger = logging.getLogger("logsync.connection")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters for a log line (client-sent values never go whole)."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
 class Transport(Protocol):
@@ -214,7 +210,7 @@ class Connection:
                     "client %s reported error %s %s",
                     self.remote,
                     shorten(event.type, limit),
-                    shorten(repr(event.options), limit),
+                    shorten(event.options, limit),
                     extra={"client": self._client_or_none(), "reason": "client error"},
                 )
         self.flush()

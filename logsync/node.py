@@ -35,7 +35,7 @@ from logsync.app import (
     resolve,
 )
 from logsync.broker import Broker
-from logsync.connection import Connection, Subscription, now_ms, shorten
+from logsync.connection import Connection, Subscription, now_ms
 from logsync.log import (
     ERROR,
     PROCESSED,
@@ -47,6 +47,7 @@ from logsync.log import (
     StoreUnavailable,
     encodes,
 )
+from logsync.logfmt import shorten
 from logsync.metrics import Metrics, Snapshot
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.clock import HybridClock

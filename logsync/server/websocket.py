@@ -99,7 +99,7 @@ def parse_request_head(data: bytes | bytearray, searched: int = 0) -> RequestHea
     ``searched``: how many bytes of ``data`` an earlier call already saw without finding the
     end of the head (so bytes arriving one at a time are not searched again and again)."""
     end = data.find(b"\r\n\r\n", max(0, searched - 3))
-    if end < 0:
+    if end < 0 or end > MAX_HEAD_BYTES:
         if len(data) > MAX_HEAD_BYTES:
             raise HandshakeError(431, "request head too large")
         return None

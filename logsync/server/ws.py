@@ -26,6 +26,7 @@ from http.cookies import SimpleCookie
 from typing import cast
 
 from logsync.connection import Connection, now_ms
+from logsync.logfmt import shorten
 from logsync.node import ServerNode
 from logsync.protocol import ProtocolError
 from logsync.server.websocket import (
@@ -50,13 +51,6 @@ logger = logging.getLogger("logsync.ws")
 # A closing handshake the peer does not answer is cut after this. (The request head's deadline
 # is the `head_timeout_ms` setting.)
 CLOSE_TIMEOUT_S = 5.0
-
-
-def shorten(value: object, limit: int) -> str:
-    """``value`` as text for a log line, cut to ``limit`` characters (client-sent text may be
-    anything, of any length)."""
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _Flusher:
