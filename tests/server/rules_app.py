@@ -89,6 +89,9 @@ def fast(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
 
 app.type("step/slow", access=allow, process=slow)
 app.type("step/fast", access=allow, process=fast)
+# allowed only once the named step's `process` has run: proves `access` waits for the action
+# queued before it
+app.type("step/after", access=lambda ctx, action, meta: action["name"] in order)
 app.type(re.compile(r"regex/.+"), access=allow)
 app.type("mail", access=allow, resend=lambda ctx, action, meta: {"user": action["to"]})
 

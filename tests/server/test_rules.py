@@ -176,6 +176,18 @@ async def test_one_client_queue_runs_actions_in_order(server: ServerProcess) -> 
     await a.close()
 
 
+async def test_the_next_access_sees_what_the_previous_process_did(server: ServerProcess) -> None:
+    """``step/after`` is allowed only once the step it names was processed: sent right behind a
+    ``step/slow`` (which sleeps before it records itself), it is processed, not denied."""
+    a = await client(server, "q:b:t")
+    ids = await a.sync(
+        1, {"type": "step/slow", "name": "gate"}, {"type": "step/after", "name": "gate"}
+    )
+    answer = await a.answer(a.full_id(ids[1]))
+    assert answer["type"] == "logux/processed", answer
+    await a.close()
+
+
 async def test_unsubscribe_callback_runs_on_disconnect(server: ServerProcess) -> None:
     watcher = await client(server, "watcher:w:t")
     leaver = await client(server, "leaver:l:t")
