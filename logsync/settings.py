@@ -1,102 +1,304 @@
-"""Server settings with their defaults; the CLI fills them from flags, ``LOGSYNC_*`` env or TOML."""
+"""Server settings: their types, bounds, defaults and descriptions, and how they are loaded.
+
+``Settings(**values)`` is the defaults with ``values`` on top, validated. ``Settings.load`` is what
+``logsync serve`` uses: pydantic-settings sources in rising priority — defaults, a TOML file
+(``--config`` or ``LOGSYNC_CONFIG``), ``LOGSYNC_*`` environment variables, then flags (given as
+init values). A value that does not fit its field raises :class:`SettingsError`, one line naming
+the setting and where the value came from.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic._internal._model_construction import ModelMetaclass
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "LOGSYNC_"
 
 
-@dataclass
-class Settings:
+class SettingsError(ValueError):
+    """A setting's value is refused (or the config file cannot be read); the message is one line."""
+
+
+class _DefaultsOnTheClass(ModelMetaclass):
+    """``Settings.port`` is the default, as it was on the dataclass (pydantic keeps field defaults
+    off the class)."""
+
+    def __getattr__(cls, name: str) -> Any:
+        fields = cls.__dict__.get("__pydantic_fields__")
+        if fields is not None and name in fields:
+            return fields[name].default
+        private = cls.__dict__.get("__private_attributes__")
+        if private and name in private:  # what ModelMetaclass.__getattr__ does
+            return private[name]
+        raise AttributeError(name)
+
+
+class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     """Everything a node can be tuned by. Times are in milliseconds."""
 
-    host: str = "127.0.0.1"
-    port: int = 31337
-    # "development" sends ['headers', {env: 'development'}] and `debug` messages with error details.
-    env: str = "production"
-    # The embedded default: a SQLite file in the working directory.
-    store: str = "sqlite:///logsync.db"
-    # Empty: Redis pub/sub when the store is Redis, else in-process.
-    broker: str = ""
-    node_id: str | None = None
-    ping_ms: int = 20_000
-    timeout_ms: int = 70_000
-    max_frame_bytes: int = 1 << 20
-    # -- Bounds on what one client may make the server hold or do (README "Limits"). Each is
-    # rendered as `logsync_limit{setting="…"}` in /metrics.
-    # Before `connect` is accepted: the largest frame, how many messages may wait for the
-    # handshake and their bytes, and how long a socket may take to send `connect`.
-    preauth_frame_bytes: int = 16 * 1024
-    preauth_held_messages: int = 100
-    preauth_held_bytes: int = 64 * 1024
-    connect_timeout_ms: int = 5_000
-    # Received actions of one connection waiting for their answer, by count and by frame bytes:
-    # past either, the server stops reading that socket until they drain.
-    inbound_max_actions: int = 1_000
-    inbound_max_bytes: int = 1 << 20
-    # Channels one connection may be subscribed to at once (past it: undo reason "limit").
-    max_subscriptions: int = 1_000
-    # Longest channel name a client may subscribe to.
-    max_channel_length: int = 512
-    # How much of anything a client sent (error options, ids) goes into a log line.
-    log_value_chars: int = 200
-    # The HTTP request head must arrive within this; an idle kept-alive plain HTTP connection
-    # is closed after `http_keepalive_ms`.
-    head_timeout_ms: int = 10_000
-    http_keepalive_ms: int = 15_000
-    # Brute-force lock: this many refused credentials from one address within the window lock
-    # it out until the window has passed since the last real failure.
-    bruteforce_failures: int = 3
-    bruteforce_window_ms: int = 3_000
-    # WebSocket upgrades whose Origin is not listed are refused with 403. Empty: a request with
-    # no Origin, or one whose Origin names the Host it was sent to. "*" allows any origin.
-    allowed_origins: str = ""
-    # /metrics: served on `metrics_listen` ("host:port") instead of the public port when set,
-    # and requiring `Authorization: Bearer <metrics_token>` when that is set.
-    metrics_listen: str = ""
-    metrics_token: str = ""
-    # "text" or "json" (one JSON object per line, with the client id and a reason).
-    log_format: str = "text"
-    # Client actions whose meta.time is further ahead of the server clock are refused.
-    max_future_ms: int = 60_000
-    # Catch-up from the log: actions per `sync`, and `sync` messages awaiting `synced` at once.
-    replay_chunk: int = 100
-    replay_window: int = 4
-    # Live `sync` messages a client may leave unacknowledged, and bytes queued for its socket,
-    # before it is served from the log instead (memory stays bounded by connections).
-    live_window: int = 256
-    outbound_high_water_bytes: int = 1 << 20
-    # Chunks read from the log and sent at once, over all catching-up sessions of this node.
-    replay_concurrency: int = 32
-    # Reconnect storms: handshakes admitted per second, at once, and waiting beyond those; past
-    # the queue a handshake is refused (close 1013 / HTTP 503) with a jittered retry hint.
-    handshake_rate: float = 500.0
-    handshake_burst: int = 100
-    handshake_queue: int = 5000
-    # A resent action that another node appended and has not processed after this long is
-    # processed here (that node is taken for dead; `process` is at-least-once in that case).
-    takeover_ms: int = 10_000
-    # Retention: channel (and other index) history older than this is trimmed (0: keep forever),
-    # and each channel keeps at most `history_keep_last` actions (0: no limit). Resubscriptions
-    # from before the trimmed part get the channel's `load` instead of history.
-    history_max_age_ms: int = 30 * 24 * 3600 * 1000
-    history_keep_last: int = 0
-    # How long an action id is remembered to refuse duplicates (0: forever).
-    id_retention_ms: int = 30 * 24 * 3600 * 1000
-    trim_interval_ms: int = 60_000
-    # Load balancers whose X-Forwarded-For is believed (comma-separated addresses or networks):
-    # the client address then comes from that header, for the brute-force lock and logs.
-    trusted_proxies: str = ""
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    log_level: str = "info"
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(31337, ge=0, le=65535, description="port to listen on; 0 picks a free one")
+    env: Literal["production", "development"] = Field(
+        "production",
+        description="development sends ['headers', {env: 'development'}] and `debug` messages "
+        "with error details",
+    )
+    store: str = Field(
+        "sqlite:///logsync.db",
+        description="log store URL: sqlite:///FILE (the embedded default, in the working "
+        "directory), memory://, redis://…",
+    )
+    broker: str = Field(
+        "", description="local:// or redis://; empty: redis pub/sub with a Redis store, else local"
+    )
+    node_id: str | None = Field(None, description="this node's id (server:<id>); random if unset")
+    ping_ms: int = Field(20_000, gt=0, description="silence before the server pings a client")
+    timeout_ms: int = Field(70_000, gt=0, description="wait for an answer before closing")
+    max_frame_bytes: int = Field(1 << 20, gt=0, description="largest accepted WebSocket frame")
+    # -- Bounds on what one client may make the server hold or do (README "Limits"), the names in
+    # LIMITS below: each must be positive and is rendered as `logsync_limit{setting="…"}`.
+    preauth_frame_bytes: int = Field(16 * 1024, gt=0, description="largest frame before `connect`")
+    preauth_held_messages: int = Field(
+        100, gt=0, description="messages that may wait for the handshake"
+    )
+    preauth_held_bytes: int = Field(
+        64 * 1024, gt=0, description="bytes of messages that may wait for the handshake"
+    )
+    connect_timeout_ms: int = Field(5_000, gt=0, description="how long a socket has to `connect`")
+    inbound_max_actions: int = Field(
+        1_000,
+        gt=0,
+        description="received actions of one connection waiting for their answer; past it (or "
+        "inbound_max_bytes) the socket is not read until they drain",
+    )
+    inbound_max_bytes: int = Field(
+        1 << 20, gt=0, description="frame bytes of those actions waiting for their answer"
+    )
+    max_subscriptions: int = Field(
+        1_000, gt=0, description="channels one connection may be subscribed to (undo 'limit')"
+    )
+    max_channel_length: int = Field(512, gt=0, description="longest channel name")
+    log_value_chars: int = Field(
+        200, gt=0, description="how much of a client-sent value (error options, ids) is logged"
+    )
+    head_timeout_ms: int = Field(10_000, gt=0, description="the HTTP request head must arrive in")
+    http_keepalive_ms: int = Field(
+        15_000, gt=0, description="an idle kept-alive plain HTTP connection is closed after"
+    )
+    bruteforce_failures: int = Field(
+        3, gt=0, description="refused credentials from one address within the window that lock it"
+    )
+    bruteforce_window_ms: int = Field(
+        3_000, gt=0, description="the window, and the lock after the last real failure"
+    )
+    allowed_origins: str = Field(
+        "",
+        description="comma-separated Origins allowed to upgrade (others get 403); empty: none or "
+        "the Host's own; * allows any",
+    )
+    metrics_listen: str = Field(
+        "", description="host:port serving /metrics instead of the public port"
+    )
+    metrics_token: str = Field("", description="bearer token /metrics requires")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json (one object per line, with the client id and reason)"
+    )
+    max_future_ms: int = Field(
+        60_000, gt=0, description="how far ahead of the server clock meta.time may be"
+    )
+    replay_chunk: int = Field(100, gt=0, description="actions per `sync` when catching up")
+    replay_window: int = Field(4, gt=0, description="catch-up `sync` messages awaiting `synced`")
+    live_window: int = Field(
+        256, gt=0, description="live `sync` messages unacknowledged before serving from the log"
+    )
+    outbound_high_water_bytes: int = Field(
+        1 << 20, gt=0, description="bytes queued for a socket before serving it from the log"
+    )
+    replay_concurrency: int = Field(
+        32, gt=0, description="log chunks read and sent at once, over all catching-up sessions"
+    )
+    handshake_rate: float = Field(
+        500.0, gt=0, allow_inf_nan=False, description="handshakes admitted per second"
+    )
+    handshake_burst: int = Field(100, gt=0, description="handshakes admitted at once")
+    handshake_queue: int = Field(
+        5000, gt=0, description="handshakes waiting beyond those; past it: 1013 / 503 with retry"
+    )
+    takeover_ms: int = Field(
+        10_000,
+        ge=0,
+        description="a resent action another node appended and has not processed after this is "
+        "processed here (at-least-once then)",
+    )
+    history_max_age_ms: int = Field(
+        30 * 24 * 3600 * 1000,
+        ge=0,
+        description="trim channel history older than this (0: keep); older resubscriptions get "
+        "the channel's `load`",
+    )
+    history_keep_last: int = Field(0, ge=0, description="actions each channel keeps (0: no limit)")
+    id_retention_ms: int = Field(
+        30 * 24 * 3600 * 1000, ge=0, description="how long duplicate ids are refused (0: forever)"
+    )
+    trim_interval_ms: int = Field(60_000, ge=0, description="how often to trim (0: never)")
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated load balancer addresses or networks whose X-Forwarded-For "
+        "gives the client address",
+    )
+    tls_cert: str | None = Field(None, description="PEM certificate file (with tls_key: wss://)")
+    tls_key: str | None = Field(None, description="PEM private key file")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="the lowest level logged (any case)"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def development(self) -> bool:
         return self.env == "development"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init values only, unless :meth:`load` is running: then init (the flags), ``LOGSYNC_*``
+        from its environ, the TOML file (each wins over the ones after it; defaults come last)."""
+        loading = _LOADING.get()
+        if loading is None:
+            return (init_settings,)
+        environ, config = loading
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _EnvironSource(settings_cls, environ),
+        ]
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config: str | None = None,
+        flag_names: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Defaults < the TOML file ``config`` (else ``environ["LOGSYNC_CONFIG"]``) <
+        ``LOGSYNC_*`` in ``environ`` < ``flags`` (by setting name; None values are left out).
+
+        ``flag_names`` (setting → flag) only names the flag in error messages.
+        """
+        given: dict[str, Any] = {k: v for k, v in (flags or {}).items() if v is not None}
+        environ = environ if environ is not None else {}
+        config = config or environ.get(ENV_PREFIX + "CONFIG") or None
+        path = Path(config) if config else None
+        if path is not None and not path.is_file():
+            raise SettingsError(f"config file {config} not found")
+        token = _LOADING.set((environ, path))
+        try:
+            return cls(**given)
+        except ValidationError as error:
+            origins = _Origins(given, environ, config, flag_names or {})
+            raise SettingsError("; ".join(_describe(e, origins) for e in error.errors())) from None
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"config file {config}: {error}") from None
+        finally:
+            _LOADING.reset(token)
+
+
+# While Settings.load builds an instance: (environ, TOML file).
+_LOADING: ContextVar[tuple[Mapping[str, str], Path | None] | None] = ContextVar(
+    "logsync_settings_loading", default=None
+)
+
+
+class _EnvironSource(EnvSettingsSource):
+    """``LOGSYNC_<NAME>`` (any case) from a given mapping instead of ``os.environ``; variables that
+    name no setting (``LOGSYNC_CONFIG``, ``LOGSYNC_INTEROP_TARGET``…) are not looked at."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+
+class _Origins:
+    """Where a refused value came from, for the error message."""
+
+    def __init__(
+        self,
+        flags: Mapping[str, object],
+        environ: Mapping[str, str],
+        config: str | None,
+        flag_names: Mapping[str, str],
+    ) -> None:
+        self.flags, self.config, self.flag_names = flags, config, flag_names
+        self.environ = {key.upper(): key for key in environ}
+
+    def __call__(self, name: str) -> str:
+        if name in self.flags:
+            return self.flag_names.get(name, name)
+        variable = ENV_PREFIX + name.upper()
+        if variable in self.environ:
+            return self.environ[variable]
+        return self.config or "defaults"
+
+
+def _describe(error: Any, origin: _Origins) -> str:
+    """One pydantic error as ``setting port must be a whole number, not 'x' (from --port)``."""
+    name = ".".join(str(part) for part in error["loc"]) or "?"
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    source = origin(name)
+    if kind == "extra_forbidden":
+        return f"unknown setting {name!r} in {source}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        problem = "must be a whole number"
+    elif kind in ("float_parsing", "float_type", "finite_number"):
+        problem = "must be a number"
+    elif kind == "greater_than":
+        problem = "must be positive" if ctx.get("gt") == 0 else f"must be greater than {ctx['gt']}"
+    elif kind == "greater_than_equal":
+        problem = "must not be negative" if ctx.get("ge") == 0 else f"must be at least {ctx['ge']}"
+    elif kind == "less_than_equal":
+        problem = f"must be at most {ctx['le']}"
+    elif kind == "literal_error":
+        problem = "must be " + str(ctx.get("expected", "")).replace("'", "")
+    elif kind == "string_type":
+        problem = "must be a string"
+    else:
+        problem = f"is refused: {error['msg']}"
+    return f"setting {name} {problem}, not {value!r} (from {source})"
+
 
 # The settings that bound what a client can make a node hold or do: each is shown in /metrics
-# as ``logsync_limit{setting="<name>"}`` and listed in the README's "Limits" table.
+# as ``logsync_limit{setting="<name>"}`` and listed in the README's "Limits" table; each must be
+# positive (``gt=0`` on its field).
 LIMITS = (
     "max_frame_bytes",
     "preauth_frame_bytes",
