@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic._internal._model_construction import ModelMetaclass
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -32,21 +31,7 @@ class SettingsError(ValueError):
     """A setting's value is refused (or the config file cannot be read); the message is one line."""
 
 
-class _DefaultsOnTheClass(ModelMetaclass):
-    """``Settings.port`` is the default, as it was on the dataclass (pydantic keeps field defaults
-    off the class)."""
-
-    def __getattr__(cls, name: str) -> Any:
-        fields = cls.__dict__.get("__pydantic_fields__")
-        if fields is not None and name in fields:
-            return fields[name].default
-        private = cls.__dict__.get("__private_attributes__")
-        if private and name in private:  # what ModelMetaclass.__getattr__ does
-            return private[name]
-        raise AttributeError(name)
-
-
-class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
+class Settings(BaseSettings):
     """Everything a node can be tuned by. Times are in milliseconds."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
