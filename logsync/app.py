@@ -14,22 +14,26 @@ Build an :class:`App`, register rules, and pass it to ``logsync serve module:app
 Every callback may be a plain function or a coroutine function. Callbacks that raise become
 ``logux/undo`` with reason ``error`` (and the details in development mode), never a crash; raise
 :class:`Undo` for a custom reason or :class:`NotFound` from ``load`` for ``notFound``.
-The rules run in :class:`~logsync.node.ServerNode`, which calls them in Logux's order.
+The rules run in the engine (:mod:`logsync.engine`), which calls them in Logux's order; what
+they may ask of the server in return is the small :class:`Outbox` (add an action, subscribe a
+node), never the node itself.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from logsync.log import Entry
-    from logsync.node import ServerNode
+
+logger = logging.getLogger("logsync.app")
 
 T = TypeVar("T")
 MaybeAwaitable: TypeAlias = T | Awaitable[T]
@@ -63,6 +67,34 @@ async def resolve(value: MaybeAwaitable[T]) -> T:
     return value
 
 
+async def call_quietly(fn: Any, ctx: Any, action: Any, meta: dict[str, Any]) -> None:
+    """Call a rule callback whose failure must not change the answer (``finally_``,
+    ``unsubscribe``): an exception is logged, not raised."""
+    try:
+        await resolve(fn(ctx, action, meta))
+    except Exception:
+        logger.exception("error in %s", getattr(fn, "__name__", fn))
+
+
+class Outbox(Protocol):
+    """What rules may ask of the server: append a server action to a route, or subscribe a
+    connected node to a channel (``logux/subscribed``). The engine's node provides it."""
+
+    async def add(
+        self,
+        action: dict[str, Any],
+        *,
+        channels: Any = (),
+        users: Any = (),
+        clients: Any = (),
+        nodes: Any = (),
+        exclude_clients: Any = (),
+        meta: dict[str, Any] | None = None,
+    ) -> Entry: ...
+
+    async def subscribe(self, node_id: str, channel: str) -> bool: ...
+
+
 @dataclass
 class AuthContext:
     """What ``auth`` sees of a connecting client."""
@@ -81,7 +113,8 @@ class AuthContext:
 class Context:
     """What rule callbacks see: who sent the action, channel params, and a scratch ``data`` dict."""
 
-    node: ServerNode
+    # the server, as rules see it
+    node: Outbox
     user_id: str | None
     client_id: str
     node_id: str
@@ -248,7 +281,7 @@ class App:
         self.fallback_type: TypeRule | None = None
         self.channels: list[ChannelRule] = []
         self.fallback_channel: ChannelRule | None = None
-        self.node: ServerNode | None = None
+        self.node: Outbox | None = None
 
     def auth(self, fn: AuthFn) -> AuthFn:
         """Register the authenticator (use as a decorator). Without one, every client is refused."""

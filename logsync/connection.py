@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from logsync.app import Context, Filter
+from logsync.app import Context
+from logsync.engine.peer import Host, Subscription
 from logsync.log.entry import Entry
 from logsync.log.store import StoreUnavailable
 from logsync.logfmt import shorten
@@ -34,15 +33,11 @@ from logsync.protocol import (
     SyncedReceived,
 )
 from logsync.protocol.codec import JSON, Codec, codec_for
+from logsync.wallclock import now_ms
 
-if TYPE_CHECKING:
-    from logsync.node import ServerNode
+__all__ = ["Connection", "Transport", "now_ms"]
 
 logger = logging.getLogger("logsync.connection")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Transport(Protocol):
@@ -71,27 +66,13 @@ class Transport(Protocol):
         """Read the socket again."""
 
 
-@dataclass
-class Subscription:
-    """A channel this connection receives, with one predicate per distinct subscribe filter."""
-
-    from_added: int
-    filters: dict[str, Filter | None] = field(default_factory=dict)
-
-    def accepts(self, entry: Entry) -> bool:
-        filters = self.filters.values()
-        if None in filters:
-            return True
-        meta = entry.meta()
-        return any(f is not None and f(entry.action, meta) for f in filters)
-
-
 class Connection:
-    """Feed it frames with :meth:`receive`; the node calls :meth:`offer` with published entries."""
+    """The WebSocket :class:`~logsync.engine.peer.Peer`: feed it frames with :meth:`receive`; the
+    engine (its :class:`~logsync.engine.peer.Host`) answers through the Peer methods."""
 
     def __init__(
         self,
-        node: ServerNode,
+        node: Host,
         transport: Transport,
         *,
         remote: str | None = None,
@@ -128,14 +109,10 @@ class Connection:
         self._own: tuple[str, ...] | None = None
         # The client's `synced` value at connect: it has everything addressed to it up to here.
         self.connect_synced = 0
+        # what `accept` left to handle once delivery has started (messages held before auth)
+        self._accepted_events: list[Event] = []
         # Channel history to send that lies below the cursor: (channel, after, up to).
         self._rewinds: list[tuple[str, int, int]] = []
-        # Received actions not answered yet, and the bytes of their frames (until `synced`):
-        # past `inbound_max_actions` or `inbound_max_bytes` the socket is not read.
-        self.inbound_actions = 0
-        self.inbound_bytes = 0
-        self.reading_paused = False
-        self._resuming: asyncio.Task[None] | None = None
         self._frame_size = 0
         # What this connection told other nodes when it took its client id (Broker.claim), and
         # whether that claim has come back through the broker.
@@ -158,6 +135,14 @@ class Connection:
     def user_id(self) -> str | None:
         assert self.session.node is not None
         return self.session.node.user_id
+
+    @property
+    def subprotocol(self) -> int | None:
+        return self.session.subprotocol
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.transport.buffered_bytes
 
     def context(self) -> Context:
         """A fresh rule context for an action this client sent."""
@@ -218,52 +203,17 @@ class Connection:
     def _client_or_none(self) -> str | None:
         return None if self.session.node is None else self.session.node.client_id
 
-    # -- inbound bound -----------------------------------------------------------------------
+    # -- flow control (Peer) --------------------------------------------------------------------
 
-    def inbound_received(self, actions: int, size: int) -> None:
-        """The node queued ``actions`` from a frame of ``size`` bytes: past the bound (or while
-        the client does not read what it is sent), the socket is not read."""
-        self.inbound_actions += actions
-        self.inbound_bytes += size
-        if not self.reading_paused and not self._may_read():
-            self.reading_paused = True
-            self.node.metrics.reading_paused += 1
-            self.transport.pause_reading()
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
 
-    def inbound_answered(self, actions: int, size: int) -> None:
-        """``actions`` were answered, or a frame of ``size`` bytes was acknowledged."""
-        self.inbound_actions -= actions
-        self.inbound_bytes -= size
-        if self.reading_paused and self._resuming is None:
-            self._resume_when_ready()
+    def resume_reading(self) -> None:
+        if not self.closed:
+            self.transport.resume_reading()
 
-    def _may_read(self, share: float = 1.0) -> bool:
-        settings = self.node.settings
-        return (
-            self.inbound_actions <= settings.inbound_max_actions * share
-            and self.inbound_bytes <= settings.inbound_max_bytes * share
-            and self.transport.buffered_bytes < settings.outbound_high_water_bytes
-        )
-
-    def _resume_when_ready(self) -> None:
-        """Read again once the unanswered actions are under half their bound and the client has
-        read what it was sent (its answers must not pile up in our buffer instead)."""
-        if self.closed or not self._may_read(0.5):
-            if not self.closed and self.transport.buffered_bytes >= (
-                self.node.settings.outbound_high_water_bytes
-            ):
-                self._resuming = self.node.spawn(self._resume_after_drain())
-            return
-        self.reading_paused = False
-        self.transport.resume_reading()
-
-    async def _resume_after_drain(self) -> None:
-        try:
-            await self.transport.wait_below(self.node.settings.outbound_high_water_bytes // 2)
-        finally:
-            self._resuming = None
-        if self.reading_paused:
-            self._resume_when_ready()
+    async def wait_drained(self, limit: int) -> None:
+        await self.transport.wait_below(limit)
 
     def on_timer(self) -> None:
         self.dispatch(self.session.on_timer(now_ms()))
@@ -288,6 +238,25 @@ class Connection:
         """Send a protocol error and close."""
         self.dispatch(self.session.send_error(error))
 
+    # -- the handshake, debug, close (Peer) -----------------------------------------------------
+
+    def accept(self, now: int, options: dict[str, Any], headers: dict[str, Any] | None) -> None:
+        self._accepted_events = self.session.accept(now, options, headers)
+        self.flush()
+
+    def refuse(self, error: ProtocolError) -> None:
+        self.error(error)
+
+    def debug(self, text: str) -> None:
+        self.session.send_debug(text)
+        self.flush()
+
+    def close(self, code: int, reason: str) -> None:
+        self.transport.close(code, reason)
+
+    async def wait_closed(self) -> None:
+        await self.transport.wait_closed()
+
     # -- output ------------------------------------------------------------------------------
 
     def start_delivery(self, synced: int, *, up_to_date: bool = False) -> None:
@@ -300,8 +269,10 @@ class Connection:
             self.live = True
             self._release_held(lambda barrier: True)
             self.flush()
-            return
-        self._start_catch_up()
+        else:
+            self._start_catch_up()
+        events, self._accepted_events = self._accepted_events, []
+        self.dispatch(events)
 
     def replay_channel(self, channel: str, after: int) -> None:
         """Send ``channel``'s history after ``after`` (a resubscription with ``since``), even where
@@ -462,16 +433,14 @@ class Connection:
             if self.closed:
                 return
             metrics = self.node.metrics
-            async with self.node.replay_slots:
-                try:
-                    with metrics.timed("read"):
-                        result = await self.node.store.read(
-                            self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
-                        )
-                except StoreUnavailable as error:
-                    # stay off live delivery; the node resyncs every session when it is back
-                    self.node.store_failed(error)
-                    return
+            try:
+                result = await self.node.read(
+                    self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
+                )
+            except StoreUnavailable as error:
+                # stay off live delivery; the node resyncs every session when it is back
+                self.node.store_failed(error)
+                return
             if self.closed:
                 return
             batch = [

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
         60_000, gt=0, description="how far ahead of the server clock meta.time may be"
     )
     replay_chunk: int = Field(100, gt=0, description="actions per `sync` when catching up")
+    inbound_batch: int = Field(
+        100, gt=0, description="`batch=True` actions of one client appended in one store call"
+    )
     replay_window: int = Field(4, gt=0, description="catch-up `sync` messages awaiting `synced`")
     live_window: int = Field(
         256, gt=0, description="live `sync` messages unacknowledged before serving from the log"
@@ -302,6 +305,7 @@ LIMITS = (
     "bruteforce_failures",
     "bruteforce_window_ms",
     "replay_chunk",
+    "inbound_batch",
     "replay_window",
     "live_window",
     "outbound_high_water_bytes",

@@ -23,9 +23,9 @@ from aiohttp import web
 
 from logsync.app import App
 from logsync.broker import open_broker
+from logsync.engine import ServerNode
 from logsync.log import open_store
 from logsync.metrics import render
-from logsync.node import ServerNode
 from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from logsync.log import PROCESSED, LogStore, open_store
 from tests.support.server import ServerProcess
@@ -85,11 +86,14 @@ async def test_a_resend_is_answered_again_and_not_processed_again(
 
 
 def histogram_count(text: str, name: str, labels: str) -> float:
-    prefix = f"{name}_count{{{labels}}} " if labels else f"{name}_count "
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    raise AssertionError(f"no {prefix!r} in /metrics")
+    """The ``_count`` of the histogram series ``name{labels}`` (labels in any order)."""
+    wanted = dict(pair.split("=", 1) for pair in labels.split(",")) if labels else {}
+    wanted = {key: value.strip('"') for key, value in wanted.items()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_count" and sample.labels == wanted:
+                return float(sample.value)
+    raise AssertionError(f"no {name}_count{{{labels}}} in /metrics")
 
 
 async def test_metrics_time_each_stage_of_an_action(

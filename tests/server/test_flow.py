@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from logsync.server.flow import TokenBucket
+from logsync.engine.admission import TokenBucket
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def read_until_synced(
-    client: RawClient, added: int, timeout: float = 10.0
+    client: RawClient, added: int, timeout: float = 30.0
 ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     """Read until ``['synced', added]``: the answers (processed/undo) that came before it, and
     every other message read on the way."""
@@ -383,4 +383,4 @@ async def test_every_bound_is_in_metrics(shared_server: ServerProcess) -> None:
     for name in LIMITS:
         assert f'logsync_limit{{setting="{name}"}}' in values, name
     assert values['logsync_limit{setting="max_frame_bytes"}'] == 4096  # the module's server
-    assert values['logsync_limit{setting="inbound_max_actions"}'] == Settings.inbound_max_actions
+    assert values['logsync_limit{setting="inbound_max_actions"}'] == Settings().inbound_max_actions

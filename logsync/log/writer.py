@@ -1,0 +1,43 @@
+"""The one append path: :class:`LogWriter` appends to the store, times it and publishes what it
+created, so every caller (client actions, server actions, undos) does the three the same way.
+
+Publishing means "hand the entry to the broker". A store may already have published as part of
+its append (the Redis store's script ``PUBLISH``es atomically with the write); its broker's
+``publish`` then does nothing, so the semantics are the same for every store: each created entry
+is published exactly once, after it is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from logsync.log.entry import Entry, NewEntry
+from logsync.log.store import Appended, LogStore
+from logsync.metrics import Metrics
+
+
+class Publisher(Protocol):
+    """What the writer publishes to (a :class:`~logsync.broker.Broker`)."""
+
+    async def publish(self, entry: Entry) -> None: ...
+
+
+class LogWriter:
+    """Append entries: ``await writer.append([...])`` returns one :class:`Appended` per entry
+    (``created`` False for an id the log had already: nothing is published for it)."""
+
+    def __init__(self, store: LogStore, publisher: Publisher, metrics: Metrics) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+
+    async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
+        metrics = self.metrics
+        with metrics.timed("append"):
+            appended = await self.store.append(entries)
+        for result in appended:
+            if result.created:
+                metrics.actions_appended += 1
+                await self.publisher.publish(result.entry)
+        return appended
