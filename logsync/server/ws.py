@@ -1,8 +1,11 @@
 """The socket side: an asyncio protocol per TCP connection that reads the HTTP request head,
-upgrades WebSocket requests itself (with :mod:`logsync.server.websocket`, which does the parsing)
-and feeds each message to a :class:`~logsync.connection.Connection`, writing what it returns.
+upgrades WebSocket requests itself (:mod:`logsync.websocket.handshake`) and then feeds the
+socket's bytes to a pure :class:`~logsync.websocket.protocol.ServerProtocol`, handing the
+messages it reports to a :class:`~logsync.connection.Connection` and writing what it queues.
 Any other request is handed to the aiohttp application (health, metrics, hello page) by giving
-it the socket. No Logux decisions here.
+it the socket. RFC 6455 rules are the protocol object's; what stays here is asyncio's: the
+socket, deadlines, pausing reading and writing, when to end the TCP connection — and one Logux
+rule, a message over ``max_frame_bytes`` is a ``wrong-format`` error.
 
 Data is handled in ``data_received`` as it arrives: no task and no queue per connection. Frames
 the connection is sent during one event-loop turn go out in one socket write at its end.
@@ -29,22 +32,24 @@ from logsync.connection import Connection, now_ms
 from logsync.logfmt import shorten
 from logsync.node import ServerNode
 from logsync.protocol import ProtocolError
-from logsync.server.websocket import (
-    CloseCode,
-    FrameError,
-    FrameReader,
+from logsync.settings import Settings
+from logsync.websocket.handshake import (
     HandshakeError,
-    Opcode,
     RequestHead,
     accept,
-    close_payload,
-    frame,
-    frame_header,
     http_response,
-    parse_close,
     parse_request_head,
 )
-from logsync.settings import Settings
+from logsync.websocket.protocol import (
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    MessageTooBig,
+    ProtocolFailed,
+    ServerProtocol,
+    State,
+    TextMessage,
+)
 
 logger = logging.getLogger("logsync.ws")
 
@@ -77,8 +82,12 @@ _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
 )
 
 
+_OPEN = State.OPEN
+
+
 class WebSocketProtocol(asyncio.Protocol):
-    """One TCP connection. Before the upgrade it reads the request head; after it, it is the
+    """One TCP connection. Before the upgrade it reads the request head; after it, it feeds a
+    :class:`~logsync.websocket.protocol.ServerProtocol` and is the
     :class:`~logsync.connection.Transport` of its connection: :meth:`write`, :meth:`close`."""
 
     def __init__(self, node: ServerNode, http: Callable[[], asyncio.Protocol]) -> None:
@@ -92,24 +101,21 @@ class WebSocketProtocol(asyncio.Protocol):
         self._socket: asyncio.Transport | None = None
         self._head: bytearray | None = bytearray()
         self._searched = 0  # bytes of the head already searched for its end
-        self._reader: FrameReader | None = None
-        self._failed = False  # the client broke the frame format: what it sends is dropped
+        self._protocol: ServerProtocol | None = None  # after the upgrade
+        self._lifted = False  # the protocol has the limit of an authenticated connection
+        # This side ended the connection (close() was called, or the client broke RFC 6455):
+        # messages the protocol reported before are no longer handed to the connection.
+        self._closing = False
         self.conn: Connection | None = None
         self._timer: _Timer | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._close_sent = False
         self._closed = self._loop.create_future()
-        self._paused = False
+        self._paused = False  # the socket's write buffer is over its mark
         self._drained: list[asyncio.Future[None]] = []
-        # While the socket's write buffer is full, only the last ping is answered (when it
-        # drains): a client that sends pings and reads nothing can't grow the buffer with pongs.
-        self._pong: bytes | None = None
-        # Reading paused by the connection (inbound backpressure), and the messages of the last
+        # Reading paused by the connection (inbound backpressure), and the events of the last
         # read that came after the pause, handed over once reading resumes.
         self._reading_paused = False
-        self._held: list[tuple[Opcode, bytes]] = []
+        self._held: list[Event] = []
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -119,8 +125,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._deadline = self._loop.call_later(timeout, self._socket.abort)
 
     def data_received(self, data: bytes) -> None:
-        if self._reader is not None:
-            self._frames(data)
+        protocol = self._protocol
+        if protocol is not None:
+            self._frames(protocol, data)
             return
         if self._head is None:
             return  # refused: closing
@@ -145,7 +152,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer.cancel()
         if self.conn is not None:
             self._node.detach(self.conn)
-        self._pending.clear()
+        if self._protocol is not None:
+            self._protocol.data_to_send()  # dropped: nowhere to write it
         self._held.clear()
         self._resume_waiters()
         if not self._closed.done():
@@ -153,12 +161,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused = True
+        if self._protocol is not None:
+            # A client that sends pings and reads nothing can't grow the buffer with pongs.
+            self._protocol.hold_pongs()
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._pong is not None:
-            pong, self._pong = self._pong, None
-            self._write_now(frame(Opcode.PONG, pong))
+        if self._protocol is not None and self._protocol.release_pongs():
+            self.flush()
         self._resume_waiters()
 
     # -- before the upgrade --------------------------------------------------------------------
@@ -206,9 +216,11 @@ class WebSocketProtocol(asyncio.Protocol):
         # The socket pauses us once its buffer passes a quarter of the connection's high-water
         # mark, so wait_below (called with half of it) has a pause to wait for.
         self._socket.set_write_buffer_limits(high=max(1, settings.outbound_high_water_bytes // 4))
-        # Frames over max_frame_bytes get a Logux error; over 4 times that, the connection is
-        # closed with 1009 before the payload is read.
-        self._reader = FrameReader(settings.max_frame_bytes * 4)
+        # Before `connect` is accepted a socket may hold only small frames (longer: 1009 before
+        # the payload is read); after it, see _frames.
+        protocol = ServerProtocol(
+            settings.preauth_frame_bytes, soft_message_bytes=settings.max_frame_bytes
+        )
         peer = self._socket.get_extra_info("peername")
         remote = client_address(
             peer[0] if peer else None, head.headers.get("x-forwarded-for", ""), settings
@@ -219,96 +231,102 @@ class WebSocketProtocol(asyncio.Protocol):
         )
         node.attach(self.conn)
         self._timer = _Timer(self.conn)
+        self._protocol = protocol
         rest = bytes(self._head[head.size :])
         self._head = None
         if rest:
-            self._frames(rest)
+            self._frames(protocol, rest)
 
     # -- after it ------------------------------------------------------------------------------
 
-    def _frames(self, data: bytes) -> None:
-        assert self._reader is not None and self.conn is not None
-        if self._failed:
+    def _frames(self, protocol: ServerProtocol, data: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        if not self._lifted and conn.authenticated:
+            # Authenticated: frames over max_frame_bytes get a Logux error (the protocol's
+            # MessageTooBig); over 4 times that, the connection is closed with 1009 before the
+            # payload is read.
+            protocol.max_message_bytes = self._node.settings.max_frame_bytes * 4
+            self._lifted = True
+        queued = protocol.pending_bytes
+        events = protocol.receive_data(data)
+        if not events:
             return
-        settings = self._node.settings
-        # Before `connect` is accepted a socket may hold only small frames.
-        self._reader.max_message_bytes = (
-            settings.max_frame_bytes * 4
-            if self.conn.authenticated
-            else settings.preauth_frame_bytes
-        )
-        try:
-            messages = self._reader.feed(data)
-        except FrameError as error:
-            self._fail(error.code, error.reason)
-            return
+        if not queued and protocol.pending_bytes:
+            self._flusher.mark(self)  # pongs, the answer to a close: at the end of the turn
         if self._held:
-            self._held.extend(messages)
+            self._hold(events)
         else:
-            self._dispatch(messages)
+            self._dispatch(events)
 
-    def _dispatch(self, messages: list[tuple[Opcode, bytes]]) -> None:
-        assert self.conn is not None
-        conn, limit = self.conn, self._node.settings.max_frame_bytes
-        for index, (opcode, payload) in enumerate(messages):
+    def _dispatch(self, events: list[Event]) -> None:
+        conn = self.conn
+        assert conn is not None
+        for index, event in enumerate(events):
             if self._reading_paused:
                 # The connection asked for no more input: the rest waits for resume_reading.
-                self._held = messages[index:]
+                self._hold(events[index:])
                 return
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if self._close_sent:
-                    continue  # closing: what the client still sends is not read
-                if len(payload) > limit:
+            if isinstance(event, (TextMessage, BinaryMessage)):
+                if not self._closing:
+                    conn.receive(event)
+            elif isinstance(event, MessageTooBig):
+                if not self._closing:
+                    limit = event.limit
                     conn.error(ProtocolError("wrong-format", f"frame is larger than {limit} bytes"))
-                    continue
-                if opcode is Opcode.BINARY:
-                    conn.receive(payload)
-                    continue
-                try:
-                    text = payload.decode()
-                except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_DATA, "text frame is not UTF-8")
-                    return
-                conn.receive(text)
-            elif opcode is Opcode.PING:
-                if self._paused:
-                    self._pong = payload  # RFC 6455 §5.5.3: the most recent ping is enough
-                else:
-                    self._write_now(frame(Opcode.PONG, payload))
-            elif opcode is Opcode.CLOSE:
-                self._on_close_frame(payload)
+            elif isinstance(event, CloseReceived):
+                # The protocol answered it: write that, and end the TCP connection (the server
+                # ends it first, RFC 6455 §7.1.1).
+                assert self._socket is not None
+                self.flush()
+                self._socket.close()
+                return
+            elif isinstance(event, ProtocolFailed):
+                self._fail(event)
                 return
 
-    def _on_close_frame(self, payload: bytes) -> None:
-        assert self._socket is not None
-        try:
-            code, _ = parse_close(payload)
-        except FrameError as error:
-            self._fail(error.code, error.reason)
-            return
-        if not self._close_sent:
-            self.flush()
-            self._write_now(frame(Opcode.CLOSE, close_payload(code or CloseCode.NORMAL, "")))
-            self._close_sent = True
-        self._socket.close()
+    def _hold(self, events: list[Event]) -> None:
+        """Reading is paused: keep ``events`` for resume_reading, but act on a failure at once
+        (what the client sent before it is dropped with it)."""
+        last = events[-1]
+        if isinstance(last, ProtocolFailed):
+            self._fail(last)
+        else:
+            self._held.extend(events)
 
-    def _fail(self, code: CloseCode, reason: str) -> None:
-        """The client broke the frame format: send the close frame and end the TCP connection
-        without waiting for an answer (RFC 6455 §7.1.7); what it still sends is dropped unread."""
+    def _fail(self, failure: ProtocolFailed) -> None:
+        """The client broke RFC 6455: write the close frame the protocol queued and end the TCP
+        connection without waiting for an answer (RFC 6455 §7.1.7); what it still sends is
+        dropped unread (by the protocol)."""
         assert self._socket is not None
         remote = shorten(
             self.conn.remote if self.conn else None, self._node.settings.log_value_chars
         )
-        logger.info("closing %s: %s", remote, reason)
-        self._failed = True
+        logger.info("closing %s: %s", remote, failure.reason)
         self._held.clear()
-        self.close(code, reason)
+        self._end()
         socket = self._socket
         if socket.can_write_eof():
             # FIN after the close frame; the socket closes at the client's EOF (or at the close
             # deadline). Closing it now, with unread bytes, would reset it, and a reset may make
             # the client drop the close frame unread.
             socket.write_eof()
+
+    def _end(self) -> None:
+        """Our close frame is queued: write it (after what was queued before it), read on (the
+        client's answer, its EOF) and abort the socket if that takes over ``CLOSE_TIMEOUT_S``."""
+        assert self._socket is not None
+        first = not self._closing
+        self._closing = True
+        self.flush()
+        if not first:
+            return  # a failure after our close: its deadline stands
+        if self._reading_paused:
+            # The client's answer to the close must be read.
+            self.resume_reading()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self._loop.call_later(CLOSE_TIMEOUT_S, self._socket.abort)
 
     def _write_now(self, data: bytes) -> None:
         assert self._socket is not None
@@ -318,27 +336,25 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- the Connection's transport ------------------------------------------------------------
 
     def write(self, payloads: list[bytes], binary: bool) -> None:
-        if self._close_sent:
-            return
-        if not self._pending:
+        protocol = self._protocol
+        if protocol is None or protocol.state is not _OPEN:
+            return  # closing: nothing more is sent
+        if not protocol.pending_bytes:
             self._flusher.mark(self)
-        opcode = Opcode.BINARY if binary else Opcode.TEXT
-        for payload in payloads:
-            self._pending.append(frame_header(len(payload), opcode))
-            self._pending.append(payload)
-            self._pending_bytes += len(payload)
+        protocol.send_messages(payloads, binary)
 
     def flush(self) -> None:
         """Write what was collected (the flusher calls this at the end of the loop turn)."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._pending_bytes = 0
-            self._write_now(b"".join(pending))
+        protocol = self._protocol
+        if protocol is not None and protocol.pending_bytes:
+            self._write_now(protocol.data_to_send())
 
     @property
     def buffered_bytes(self) -> int:
-        socket = self._socket
-        return self._pending_bytes + (socket.get_write_buffer_size() if socket else 0)
+        socket, protocol = self._socket, self._protocol
+        return (protocol.pending_bytes if protocol else 0) + (
+            socket.get_write_buffer_size() if socket else 0
+        )
 
     async def wait_below(self, limit: int) -> None:
         self.flush()
@@ -357,7 +373,7 @@ class WebSocketProtocol(asyncio.Protocol):
         """Stop reading the socket (inbound backpressure): no more messages reach the
         connection, not even those already read, until :meth:`resume_reading`. Idempotent; a
         no-op once the socket is closing."""
-        if self._reading_paused or self._close_sent:
+        if self._reading_paused or self._closing:
             return
         self._reading_paused = True
         socket = self._socket
@@ -390,17 +406,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send what is queued and a close frame; the socket closes when the client answers (or
         after ``CLOSE_TIMEOUT_S``)."""
-        if self._close_sent or self._socket is None:
+        protocol = self._protocol
+        if protocol is None or protocol.state is not _OPEN:
             return
-        self.flush()
-        self._write_now(frame(Opcode.CLOSE, close_payload(code, reason)))
-        self._close_sent = True
-        if self._reading_paused:
-            # The client's answer to the close must be read.
-            self.resume_reading()
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = self._loop.call_later(CLOSE_TIMEOUT_S, self._socket.abort)
+        protocol.send_close(code, reason)
+        self._end()
 
     async def wait_closed(self) -> None:
         try:

@@ -21,12 +21,12 @@ import pytest
 
 from loadtest.servers import cpu_seconds, rss_kib
 from logsync.server import ws as ws_module
-from logsync.server.websocket import Opcode, close_payload
 from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
-from tests.server.test_websocket_frames import client_frame
+from logsync.websocket.frames import Opcode, close_payload
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
+from tests.websocket.test_frames import client_frame
 
 APP = "tests.interop.app:app"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="

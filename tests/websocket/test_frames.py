@@ -1,4 +1,4 @@
-"""RFC 6455 handshake and frames (logsync.server.websocket), without sockets."""
+"""RFC 6455 handshake and frames (logsync.websocket.handshake, .frames), without sockets."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logsync.server.websocket import (
+from logsync.websocket.frames import (
     CloseCode,
     FrameError,
     FrameReader,
-    HandshakeError,
     Opcode,
-    accept,
-    check_origin,
     close_code,
     close_payload,
     frame,
-    http_response,
     is_valid_close_code,
     parse_close,
+)
+from logsync.websocket.handshake import (
+    HandshakeError,
+    accept,
+    check_origin,
+    http_response,
     parse_request_head,
 )
 
