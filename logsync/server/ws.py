@@ -29,8 +29,8 @@ from http.cookies import SimpleCookie
 from typing import cast
 
 from logsync.connection import Connection, now_ms
+from logsync.engine import ServerNode
 from logsync.logfmt import shorten
-from logsync.node import ServerNode
 from logsync.protocol import ProtocolError
 from logsync.settings import Settings
 from logsync.websocket.handshake import (
