@@ -1,14 +1,19 @@
-"""logsync.syncmap without a server: field groups, ``since``, filter predicates, and the rules it
-registers, run against a recording stand-in for the node."""
+"""logsync.syncmap without sockets: field groups, ``since``, filter predicates, and the rules it
+registers, run on a real node (memory store) whose log shows what they added."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from logsync import App, Context, NotFound, Undo
+from logsync.broker import LocalBroker
+from logsync.engine import ServerNode
+from logsync.log import Entry, MemoryStore
+from logsync.settings import Settings
 from logsync.syncmap import (
     ChangedAt,
     NoConflictResolution,
@@ -22,6 +27,9 @@ from logsync.syncmap import (
     same_value,
     since_time,
 )
+from tests.engine.peers import RecordingPeer
+
+pytestmark = pytest.mark.timeout(20)
 
 # -- field groups ------------------------------------------------------------------------------
 
@@ -144,41 +152,12 @@ def test_filter_predicate_and_custom_predicate() -> None:
     assert not accepts({"type": "notes/created", "id": "1", "fields": {"project": "q"}}, {})
 
 
-# -- the registered rules, against a recording node ---------------------------------------------
+# -- the registered rules, on a real node -------------------------------------------------------
+#
+# A ServerNode on the memory store: what the rules add is read back from its log, what they
+# subscribe from the connected peer's subscriptions.
 
-
-@dataclass
-class _Entry:
-    added: int
-
-
-@dataclass
-class FakeNode:
-    """Records what the rules ask of a ServerNode."""
-
-    added: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    subscribed: list[tuple[str, str]] = field(default_factory=list)
-
-    async def add(self, action: dict[str, Any], **route: Any) -> _Entry:
-        self.added.append((action, route))
-        return _Entry(len(self.added))
-
-    async def subscribe(self, node_id: str, channel: str) -> bool:
-        self.subscribed.append((node_id, channel))
-        self.added.append(({"type": "logux/subscribed", "channel": channel}, {"nodes": [node_id]}))
-        return True
-
-
-def context(node: FakeNode, **params: str) -> Context:
-    return Context(
-        node=node,
-        user_id="u",
-        client_id="u:c",
-        node_id="u:c:t",
-        subprotocol=None,
-        headers={},
-        params=dict(params),
-    )
+NODE_ID = "u:c:t"  # the client whose action the rules handle: user "u", client "u:c"
 
 
 class Store:
@@ -229,6 +208,50 @@ def app(store: Store) -> App:
     return app
 
 
+@asynccontextmanager
+async def running(app: App) -> AsyncIterator[ServerNode]:
+    """A started node serving ``app`` on a fresh memory store; stopped after."""
+    node = ServerNode(app, MemoryStore(), LocalBroker(), Settings())
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+async def node(app: App) -> AsyncIterator[ServerNode]:
+    async with running(app) as started:
+        yield started
+
+
+def connect(node: ServerNode, node_id: str = NODE_ID) -> RecordingPeer:
+    """A connected client: the node can subscribe it from the server side."""
+    peer = RecordingPeer(node, node_id)
+    node.attach(peer)
+    node.registry.register(peer)
+    return peer
+
+
+def context(node: ServerNode, **params: str) -> Context:
+    return Context(
+        node=node,
+        user_id="u",
+        client_id="u:c",
+        node_id=NODE_ID,
+        subprotocol=None,
+        headers={},
+        params=dict(params),
+    )
+
+
+async def log(node: ServerNode, *indexes: str) -> list[Entry]:
+    """What the node's log holds under ``indexes``, in log order."""
+    found = await node.store.read(list(indexes), 0, 100)
+    assert not found.more
+    return found.entries
+
+
 async def call(fn: Any, *args: Any) -> Any:
     result = fn(*args)
     if hasattr(result, "__await__"):
@@ -242,19 +265,18 @@ def rule(app: App, name: str) -> Any:
     return found
 
 
-async def test_server_types_are_denied_to_clients(app: App) -> None:
-    node = FakeNode()
+async def test_server_types_are_denied_to_clients(app: App, node: ServerNode) -> None:
     for kind in ("notes/created", "notes/changed", "notes/deleted"):
         assert (
             await call(rule(app, kind).access, context(node), {"type": kind, "id": "n1"}, {})
             is False
         )
+    assert await node.store.head() == 0
 
 
 async def test_create_adds_created_with_the_client_time_to_both_channels(
-    app: App, store: Store
+    app: App, store: Store, node: ServerNode
 ) -> None:
-    node = FakeNode()
     ctx = context(node)
     action = {"type": "notes/create", "id": "n2", "fields": {"title": "two"}}
     meta = {"id": "1 u:c:t 0", "time": 1234}
@@ -262,34 +284,38 @@ async def test_create_adds_created_with_the_client_time_to_both_channels(
     assert await call(create.access, ctx, action, meta) is True
     await call(create.process, ctx, action, meta)
     assert store.calls == [("access", "n2"), ("create", "n2", {"title": "two"}, 1234)]
-    assert node.added == [
-        (
-            {"type": "notes/created", "id": "n2", "fields": {"title": "two"}},
-            {
-                "channels": ["notes", "notes/n2"],
-                "exclude_clients": ["u:c"],
-                "meta": {"time": 1234},
-            },
-        )
-    ]
+    # one server action in the log, filed under both channels, kept from the sending client
+    assert await node.store.head() == 1
+    [created] = await log(node, "channel:notes")
+    assert await log(node, "channel:notes/n2") == [created]
+    assert await node.store.get(created.id) == created
+    assert created.action == {"type": "notes/created", "id": "n2", "fields": {"title": "two"}}
+    assert created.indexes == ["channel:notes", "channel:notes/n2"]
+    assert created.exclude_clients == ["u:c"]
+    assert created.time == 1234
+    assert created.id != meta["id"] and created.id.split(" ")[1] == node.node_id
 
 
-async def test_change_false_is_not_resent_and_delete_goes_to_the_map_channel(app: App) -> None:
-    node = FakeNode()
+async def test_change_false_is_not_resent_and_delete_goes_to_the_map_channel(
+    app: App, node: ServerNode
+) -> None:
     ctx = context(node)
     change = rule(app, "notes/change")
     quiet = {"type": "notes/change", "id": "n1", "fields": {"quiet": True}}
     await call(change.process, ctx, quiet, {"time": 5})
-    assert node.added == []
+    assert await node.store.head() == 0
     loud = {"type": "notes/change", "id": "n1", "fields": {"title": "x"}}
     await call(change.process, ctx, loud, {"time": 6})
     await call(
         rule(app, "notes/delete").process, ctx, {"type": "notes/delete", "id": "n1"}, {"time": 7}
     )
-    assert [(a["type"], r["channels"], r["meta"]) for a, r in node.added] == [
-        ("notes/changed", ["notes", "notes/n1"], {"time": 6}),
-        ("notes/deleted", ["notes/n1"], {"time": 7}),
+    entries = await log(node, "channel:notes", "channel:notes/n1")
+    assert [(e.action["type"], e.indexes, e.time, e.exclude_clients) for e in entries] == [
+        ("notes/changed", ["channel:notes", "channel:notes/n1"], 6, ["u:c"]),
+        ("notes/deleted", ["channel:notes/n1"], 7, ["u:c"]),
     ]
+    assert entries[0].action["fields"] == {"title": "x"}
+    assert await node.store.head() == 2
 
 
 @pytest.mark.parametrize(
@@ -302,26 +328,30 @@ async def test_change_false_is_not_resent_and_delete_goes_to_the_map_channel(app
         {"type": "notes/create", "id": "n1"},
     ],
 )
-async def test_malformed_actions_are_undone_with_error(app: App, action: dict[str, Any]) -> None:
+async def test_malformed_actions_are_undone_with_error(
+    app: App, node: ServerNode, action: dict[str, Any]
+) -> None:
     with pytest.raises(Undo) as raised:
-        await call(rule(app, action["type"]).access, context(FakeNode()), action, {})
+        await call(rule(app, action["type"]).access, context(node), action, {})
     assert raised.value.reason == "error"
 
 
-async def test_access_refusal_and_delete_without_fields(app: App) -> None:
-    ctx = context(FakeNode())
+async def test_access_refusal_and_delete_without_fields(app: App, node: ServerNode) -> None:
+    ctx = context(node)
     change = {"type": "notes/change", "id": "secret", "fields": {}}
     assert await call(rule(app, "notes/change").access, ctx, change, {}) is False
     delete = {"type": "notes/delete", "id": "n1"}
     assert await call(rule(app, "notes/delete").access, ctx, delete, {}) is True
 
 
-async def test_channel_load_sends_groups_since_and_skips_creating(app: App, store: Store) -> None:
+async def test_channel_load_sends_groups_since_and_skips_creating(
+    app: App, store: Store, node: ServerNode
+) -> None:
     found = app.find_channel("notes/n1")
     assert found is not None
     channel, params = found
     assert params == {"id": "n1"}
-    ctx = context(FakeNode(), **params)
+    ctx = context(node, **params)
     subscribe = {"type": "logux/subscribe", "channel": "notes/n1"}
     assert await call(channel.access, ctx, subscribe, {}) is True
     assert await call(channel.load, ctx, subscribe, {}) == [
@@ -334,12 +364,14 @@ async def test_channel_load_sends_groups_since_and_skips_creating(app: App, stor
     ]
     assert await call(channel.load, ctx, {**subscribe, "creating": True}, {}) == []
     assert store.calls == [("access", "n1"), ("load", "n1", 0), ("load", "n1", 150)]
+    # `load` returns what to send; the node (not the rule) appends it
+    assert await node.store.head() == 0
 
 
-async def test_channel_load_of_a_missing_map_is_not_found(app: App) -> None:
+async def test_channel_load_of_a_missing_map_is_not_found(app: App, node: ServerNode) -> None:
     found = app.find_channel("notes/zzz")
     assert found is not None
-    ctx = context(FakeNode(), **found[1])
+    ctx = context(node, **found[1])
     with pytest.raises(NotFound):
         await call(found[0].load, ctx, {"type": "logux/subscribe", "channel": "notes/zzz"}, {})
 
@@ -348,16 +380,17 @@ async def test_channel_load_none_is_not_found_but_empty_map_is_fine() -> None:
     app = App()
     maps: dict[str, Any] = {"empty": {}}
     add_sync_map(app, "notes", access=lambda *a: True, load=lambda ctx, id, *a: maps.get(id))
-    for name, expected in (("empty", []), ("none", None)):
-        found = app.find_channel(f"notes/{name}")
-        assert found is not None
-        ctx = context(FakeNode(), **found[1])
-        action = {"type": "logux/subscribe", "channel": f"notes/{name}"}
-        if expected is None:
-            with pytest.raises(NotFound):
-                await call(found[0].load, ctx, action, {})
-        else:
-            assert await call(found[0].load, ctx, action, {}) == expected
+    async with running(app) as node:
+        for name, expected in (("empty", []), ("none", None)):
+            found = app.find_channel(f"notes/{name}")
+            assert found is not None
+            ctx = context(node, **found[1])
+            action = {"type": "logux/subscribe", "channel": f"notes/{name}"}
+            if expected is None:
+                with pytest.raises(NotFound):
+                    await call(found[0].load, ctx, action, {})
+            else:
+                assert await call(found[0].load, ctx, action, {}) == expected
     # no create/change/delete callbacks: those types stay unknown
     assert app.find_type("notes/create") is None
 
@@ -394,24 +427,35 @@ async def test_filter_subscribe_sends_subscribed_and_fields_per_map() -> None:
     found = app.find_channel("notes")
     assert found is not None
     channel = found[0]
-    node = FakeNode()
-    ctx = context(node)
-    action = {"type": "logux/subscribe", "channel": "notes", "filter": {"project": "p"}}
-    assert await call(channel.access, ctx, action, {}) is True
-    assert await call(channel.access, ctx, {**action, "filter": {"secret": 1}}, {}) is False
-    predicate = await call(channel.filter, ctx, action, {})
-    assert predicate({"type": "notes/created", "id": "x", "fields": {"project": "p"}}, {})
-    assert not predicate({"type": "notes/created", "id": "x", "fields": {"project": "q"}}, {})
-    assert not predicate({"type": "notes/created", "id": "hidden", "fields": {"project": "p"}}, {})
-    await call(channel.load, ctx, action, {})
-    assert calls == [("initial", {"project": "p"}, 0)]
-    assert node.subscribed == [("u:c:t", "notes/a")]
-    assert [(a["type"], a.get("fields"), r.get("meta")) for a, r in node.added] == [
-        ("logux/subscribed", None, None),
-        ("notes/changed", {"project": "p"}, {"time": 10}),
-        ("notes/changed", {"title": "A"}, {"time": 20}),
-    ]
-    assert all(r.get("clients", ["u:c"]) == ["u:c"] for _, r in node.added)
+    async with running(app) as node:
+        peer = connect(node)
+        ctx = context(node)
+        action = {"type": "logux/subscribe", "channel": "notes", "filter": {"project": "p"}}
+        assert await call(channel.access, ctx, action, {}) is True
+        assert await call(channel.access, ctx, {**action, "filter": {"secret": 1}}, {}) is False
+        predicate = await call(channel.filter, ctx, action, {})
+        assert predicate({"type": "notes/created", "id": "x", "fields": {"project": "p"}}, {})
+        assert not predicate({"type": "notes/created", "id": "x", "fields": {"project": "q"}}, {})
+        hidden = {"type": "notes/created", "id": "hidden", "fields": {"project": "p"}}
+        assert not predicate(hidden, {})
+        await call(channel.load, ctx, action, {})
+        assert calls == [("initial", {"project": "p"}, 0)]
+        # the client is subscribed, from the server side, to the one matching map
+        assert list(peer.subscriptions) == ["notes/a"]
+        assert node.registry.subscribers["notes/a"] == {peer}
+        # the log: `logux/subscribed` to that node, then the map's fields to that client only,
+        # one action per change time, the filter's field first
+        entries = await log(node, f"node:{NODE_ID}", "client:u:c")
+        assert [(e.action["type"], e.action.get("fields"), e.indexes) for e in entries] == [
+            ("logux/subscribed", None, [f"node:{NODE_ID}"]),
+            ("notes/changed", {"project": "p"}, ["client:u:c"]),
+            ("notes/changed", {"title": "A"}, ["client:u:c"]),
+        ]
+        assert entries[0].action == {"type": "logux/subscribed", "channel": "notes/a"}
+        assert [e.time for e in entries[1:]] == [10, 20]
+        assert all(e.action.get("id") == "a" for e in entries[1:])
+        assert await node.store.head() == len(entries)  # nothing else, nothing to a channel
+        assert ctx.last_added == entries[-1].added
 
 
 async def test_resumed_filter_subscription_restores_item_subscriptions_only() -> None:
@@ -420,14 +464,26 @@ async def test_resumed_filter_subscription_restores_item_subscriptions_only() ->
     app = filter_app(MAPS, calls)
     found = app.find_channel("notes")
     assert found is not None
-    channel, node = found[0], FakeNode()
-    ctx = context(node)
-    action = {"type": "logux/subscribe", "channel": "notes", "since": {"id": "1 x 0", "time": 15}}
-    await call(channel.filter, ctx, action, {})
-    await call(channel.resume, ctx, action, {})
-    assert calls == [("initial", {}, 15)]
-    assert node.subscribed == [("u:c:t", "notes/a"), ("u:c:t", "notes/b")]
-    assert [a["type"] for a, _ in node.added] == ["logux/subscribed", "logux/subscribed"]
+    channel = found[0]
+    async with running(app) as node:
+        peer = connect(node)
+        ctx = context(node)
+        action = {
+            "type": "logux/subscribe",
+            "channel": "notes",
+            "since": {"id": "1 x 0", "time": 15},
+        }
+        await call(channel.filter, ctx, action, {})
+        await call(channel.resume, ctx, action, {})
+        assert calls == [("initial", {}, 15)]
+        assert list(peer.subscriptions) == ["notes/a", "notes/b"]
+        assert all(node.registry.subscribers[c] == {peer} for c in peer.subscriptions)
+        entries = await log(node, f"node:{NODE_ID}", "client:u:c")
+        assert [(e.action["type"], e.action["channel"]) for e in entries] == [
+            ("logux/subscribed", "notes/a"),
+            ("logux/subscribed", "notes/b"),
+        ]
+        assert await node.store.head() == 2  # no fields: the history replay brings them
 
 
 async def test_filter_must_be_an_object_and_no_filter_means_everything() -> None:
@@ -435,8 +491,9 @@ async def test_filter_must_be_an_object_and_no_filter_means_everything() -> None
     add_sync_map_filter(app, "notes", access=lambda *a: True, initial=lambda *a: [])
     found = app.find_channel("notes")
     assert found is not None
-    ctx = context(FakeNode())
-    with pytest.raises(Undo):
-        await call(found[0].access, ctx, {"type": "logux/subscribe", "filter": [1]}, {})
-    assert await call(found[0].filter, ctx, {"type": "logux/subscribe"}, {}) is None
+    async with running(app) as node:
+        ctx = context(node)
+        with pytest.raises(Undo):
+            await call(found[0].access, ctx, {"type": "logux/subscribe", "filter": [1]}, {})
+        assert await call(found[0].filter, ctx, {"type": "logux/subscribe"}, {}) is None
     assert app.find_channel("notesx") is None and app.find_channel("notes/1") is None
