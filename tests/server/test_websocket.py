@@ -7,6 +7,7 @@ import signal
 import ssl
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import aiohttp
 import msgpack
 
 from logsync.protocol.ids import is_first_older
+from tests.support.redis import start_redis
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
@@ -371,9 +373,102 @@ async def test_brute_force_lock_uses_the_client_address_behind_a_trusted_proxy()
         server.stop()
 
 
-async def test_liveness_answers_while_readiness_may_not(shared_server: ServerProcess) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(shared_server.http_url + "health/live") as response,
-    ):
-        assert response.status == 200
+class KeptAlive:
+    """One plain HTTP/1.1 connection, kept alive across requests. Opened before a shutdown, it is
+    still served during it (the listening socket is closed first; open connections are not)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, http_url: str) -> KeptAlive:
+        host, port = http_url.split("//")[1].rstrip("/").split(":")
+        return cls(*await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout=10))
+
+    async def get(self, path: str) -> tuple[int, str]:
+        """Status and body of ``GET path`` on this connection."""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout=10)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+        body = await asyncio.wait_for(
+            self.reader.readexactly(int(headers["content-length"])), timeout=10
+        )
+        return int(lines[0].split(" ")[1]), body.decode()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+OK = (200, "OK\n")
+
+
+async def test_readiness_fails_while_stopping_but_liveness_answers() -> None:
+    server = ServerProcess("tests.interop.app:app")
+    http: KeptAlive | None = None
+    try:
+        http = await KeptAlive.open(server.http_url)
+        assert await http.get("/health") == OK
+        assert await http.get("/health/live") == OK
+        # This client does not answer the server's close frame (autoclose off), so the shutdown
+        # stays in `node.stop()` (waiting for it, up to the close timeout) until it does.
+        client = await RawClient.open(server.url, autoclose=False)
+        await client.connect("stopping:c1:t1")
+        server.process.send_signal(signal.SIGTERM)
+        # the close frame comes from node.stop(), after it has set `stopping`
+        assert await client.closed() == 1001
+        assert await http.get("/health") == (503, "stopping\n")
+        assert await http.get("/health/live") == OK
+        await client.close()  # answers the close frame: the shutdown goes on
+        code = await asyncio.get_running_loop().run_in_executor(None, server.process.wait, 20)
+        assert code == 0
+    finally:
+        if http is not None:
+            http.close()
+        server.stop()
+
+
+async def test_readiness_fails_while_the_store_is_down_but_liveness_answers(
+    tmp_path: Path,
+) -> None:
+    redis = start_redis(tmp_path)
+    try:
+        server = ServerProcess(
+            "tests.interop.app:app", store=f"{redis.url}?prefix=t{uuid.uuid4().hex[:8]}"
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+
+                async def get(path: str) -> tuple[int, str]:
+                    async with http.get(server.http_url + path.lstrip("/")) as response:
+                        return response.status, await response.text()
+
+                client = await RawClient.open(server.url)
+                await client.connect("storedown:c1:t1")
+                assert await get("/health") == OK
+                assert await get("/health/live") == OK
+
+                await asyncio.get_running_loop().run_in_executor(None, redis.stop)
+                # a write now is refused; once it is, the node knows its store is down
+                action = {"type": "chat/message", "chat": "down", "text": "lost?"}
+                [wire_id] = await client.sync(1, action)
+                undo = await client.answer(client.full_id(wire_id), timeout=60)
+                assert undo["type"] == "logux/undo" and "unavailable" in undo["details"]
+                assert await get("/health") == (503, "log store or broker unavailable\n")
+                assert await get("/health/live") == OK
+
+                await asyncio.get_running_loop().run_in_executor(None, redis.start)
+                # the node finds the store back by probing it on its own: nothing to await here
+                # but its answer, so ask again (bounded) until it is ready
+                deadline = time.monotonic() + 30
+                while (status := await get("/health")) != OK:
+                    assert status == (503, "log store or broker unavailable\n")
+                    assert await get("/health/live") == OK
+                    assert time.monotonic() < deadline, "/health never became 200 again"
+                    await asyncio.sleep(0.05)
+                assert await get("/health/live") == OK
+                await client.close()
+        finally:
+            server.stop()
+    finally:
+        redis.stop()
