@@ -116,6 +116,9 @@ class WebSocketProtocol(asyncio.Protocol):
         # read that came after the pause, handed over once reading resumes.
         self._reading_paused = False
         self._held: list[Event] = []
+        # whether the socket itself is not being read (the connection's request, _reading_paused,
+        # outlasts it until the held messages are handed over)
+        self._socket_paused = False
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -377,31 +380,41 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._reading_paused = True
         socket = self._socket
-        if socket is not None and not socket.is_closing():
+        if socket is not None and not socket.is_closing() and not self._socket_paused:
+            self._socket_paused = True
             socket.pause_reading()
 
     def resume_reading(self) -> None:
         """Read the socket again; the messages held since the pause are handed over first (in
-        a later callback, not inside the caller). Idempotent; a no-op once the socket is
-        closing."""
+        a later callback, not inside the caller), and the socket is read only once all of them
+        were — had it been resumed at once, what arrived meanwhile would join the held ones,
+        and a connection that pauses again while they are handed over would hold more and more.
+        Idempotent; a no-op once the socket is closing."""
         if not self._reading_paused:
             return
         self._reading_paused = False
-        socket = self._socket
-        if socket is not None and not socket.is_closing():
-            socket.resume_reading()
         if self._held:
             self._loop.call_soon(self._release_held)
+        else:
+            self._read_socket()
+
+    def _read_socket(self) -> None:
+        socket = self._socket
+        if socket is not None and not socket.is_closing() and self._socket_paused:
+            self._socket_paused = False
+            socket.resume_reading()
 
     @property
     def reading_paused(self) -> bool:
         return self._reading_paused
 
     def _release_held(self) -> None:
-        if self._reading_paused or not self._held or self.conn is None:
+        if self._reading_paused or self.conn is None:
             return
         held, self._held = self._held, []
         self._dispatch(held)
+        if not self._reading_paused and not self._held:
+            self._read_socket()
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued and a close frame; the socket closes when the client answers (or
