@@ -1,22 +1,29 @@
-"""One client connection on this node: its protocol session, identity, subscriptions, and delivery.
+"""One WebSocket client on this node — the WebSocket :class:`~logsync.engine.peer.Peer`: its
+Logux session (:mod:`logsync.protocol`), its codec, and the driver of its delivery.
 
-Delivery keeps one rule: a connection receives log entries in strictly increasing ``added``, so the
-``synced`` value the client stores is a true watermark. It is either *live* (entries are pushed as
-the broker hands them over) or *catching up* (entries are read from the log after ``cursor`` in
-acknowledged chunks; live entries only mark it dirty, and are read from the log too — the log is
-the buffer). It starts catching up from the client's ``synced`` value and turns live when reading
-finds nothing new; it falls back to catching up when the client stops acknowledging.
+What it is sent, and when, is decided by its :class:`~logsync.engine.delivery.Delivery` (pure:
+strictly increasing ``added``, live or catching up, answers held behind their barrier); this
+class feeds that machine, writes what it returns through the session, and runs the catch-up
+reads it asks for — after the client acknowledged (at most ``replay_window`` chunks in flight)
+and its socket drained. Frames come from :mod:`logsync.server.ws`; rules are the engine's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from logsync.app import Context
+from logsync.engine.delivery import (
+    Delivery,
+    FellBehind,
+    Output,
+    SendAnswer,
+    SendEntries,
+    SendSynced,
+    Skipped,
+)
 from logsync.engine.peer import Host, Subscription
 from logsync.log.entry import Entry
 from logsync.log.store import StoreUnavailable
@@ -96,23 +103,14 @@ class Connection:
         self.authenticated = False
         self.closed = False
         self.subscriptions: dict[str, Subscription] = {}
-        # Every log entry up to `cursor` has been sent to this client or judged not addressed to it.
-        self.cursor = 0
-        self.live = False
-        self._dirty = False
+        self._delivery: Delivery | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._acked = asyncio.Event()
-        # Answers waiting, in order, until every entry up to their barrier has gone out:
-        # (barrier, action, meta) for an action outside the log, (barrier, None, added) for a
-        # `synced`.
-        self._held: deque[tuple[int, dict[str, Any] | None, Any]] = deque()
         self._own: tuple[str, ...] | None = None
         # The client's `synced` value at connect: it has everything addressed to it up to here.
         self.connect_synced = 0
         # what `accept` left to handle once delivery has started (messages held before auth)
         self._accepted_events: list[Event] = []
-        # Channel history to send that lies below the cursor: (channel, after, up to).
-        self._rewinds: list[tuple[str, int, int]] = []
         self._frame_size = 0
         # What this connection told other nodes when it took its client id (Broker.claim), and
         # whether that claim has come back through the broker.
@@ -257,127 +255,92 @@ class Connection:
     async def wait_closed(self) -> None:
         await self.transport.wait_closed()
 
-    # -- output ------------------------------------------------------------------------------
+    # -- output: driving the delivery state machine (Peer) ----------------------------------
+
+    @property
+    def delivery(self) -> Delivery:
+        """This peer's :class:`~logsync.engine.delivery.Delivery` (made once the client said who
+        it is: entries are offered only after that)."""
+        if self._delivery is None:
+            settings = self.node.settings
+            self._delivery = Delivery(
+                self.client_id,
+                self._own_indexes,
+                self.subscriptions,
+                chunk=settings.replay_chunk,
+                live_window=settings.live_window,
+                high_water=settings.outbound_high_water_bytes,
+            )
+        return self._delivery
+
+    @property
+    def live(self) -> bool:
+        return self._delivery is not None and self._delivery.live
 
     def start_delivery(self, synced: int, *, up_to_date: bool = False) -> None:
-        """After ``connected``: catch up from the client's ``synced`` value, then go live.
-
-        ``up_to_date``: the client has the log's head and every later entry will be offered to
-        this connection; unless one was offered already, it goes live without reading the log."""
-        self.cursor = self.connect_synced = synced
-        if up_to_date and not self._dirty:
-            self.live = True
-            self._release_held(lambda barrier: True)
-            self.flush()
-        else:
-            self._start_catch_up()
+        """After ``connected``: catch up from the client's ``synced`` value, then go live (see
+        :meth:`Delivery.start`); then handle what the client sent before it was accepted."""
+        self.connect_synced = synced
+        self._apply(self.delivery.start(synced, up_to_date=up_to_date))
         events, self._accepted_events = self._accepted_events, []
         self.dispatch(events)
 
     def replay_channel(self, channel: str, after: int) -> None:
-        """Send ``channel``'s history after ``after`` (a resubscription with ``since``), even where
-        the cursor has passed it: the cursor goes back, and what was already sent is skipped."""
-        if after < self.cursor:
-            self._rewinds.append((channel, after, self.cursor))
-            self.cursor = after
-        # Live delivery only pushes what is published from now on: read the history.
-        self._start_catch_up()
+        self.delivery.replay_channel(channel, after)
+        self._apply([])
 
     def offer(self, entry: Entry) -> None:
-        """A published entry that may concern this connection."""
-        if not self.authenticated or self.closed or entry.added <= self.cursor:
+        if not self.authenticated or self.closed:
             return
-        if not self.live:
-            self._dirty = True
-            return
-        if not self.should_deliver(entry) or not self._deliverable(entry):
-            self.cursor = entry.added
-            return
-        settings = self.node.settings
-        if (
-            self.session.unacked_syncs >= settings.live_window
-            or self.transport.buffered_bytes >= settings.outbound_high_water_bytes
-        ):
-            # The client is not keeping up: stop pushing; serve it from the log.
-            self.node.metrics.fell_behind += 1
-            self._start_catch_up()
-            return
-        self.cursor = entry.added
-        self.node.metrics.deliveries += 1
-        # One `sync` per live entry. (Coalescing a loop turn's entries into one message was
-        # tried: @logux/client adds a message's actions concurrently, and its createFilter then
-        # loses fields of a map whose first `changed` is still being added.)
-        wire = entry.wire_action(self.codec.binary)
-        self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
-        if self._held:
-            self._release_held(lambda barrier: barrier <= self.cursor)
-        self.flush()
+        unacked, buffered = self.session.unacked_syncs, self.transport.buffered_bytes
+        self._apply(self.delivery.offer(entry, unacked, buffered))
+
+    def catch_up(self) -> None:
+        self.delivery.catch_up()
+        self._apply([])
 
     def send_after(self, barrier: int, action: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Send an action that is not in the log (``logux/processed``) once every entry up to
-        ``barrier`` that concerns this client has gone out, so it never overtakes them."""
-        self._send_or_hold(barrier, action, meta)
+        if not self.closed:
+            self._apply(self.delivery.answer_after(barrier, action, meta))
 
     def synced_after(self, barrier: int, added: float) -> None:
-        """Acknowledge the client's ``sync`` of ``added`` once the answers to its actions went
-        out: those held by :meth:`send_after` before this, and those in the log up to
-        ``barrier`` (a logged ``logux/undo``)."""
-        self._send_or_hold(barrier, None, added)
-
-    def _send_or_hold(self, barrier: int, action: dict[str, Any] | None, value: Any) -> None:
-        if self.closed:
-            return
-        if self.live and self.cursor >= barrier and not self._held:
-            self._emit(action, value)
-            self.flush()
-        else:
-            self._held.append((barrier, action, value))
-
-    def _emit(self, action: dict[str, Any] | None, value: Any) -> None:
-        if action is None:
-            self.session.send_synced(value)
-        else:
-            self.session.send_sync(None, [(action, value)], now_ms())
+        if not self.closed:
+            self._apply(self.delivery.synced_after(barrier, added))
 
     def should_deliver(self, entry: Entry) -> bool:
-        """Whether this client receives ``entry`` (B.4 of the protocol notes).
+        return self.delivery.should_deliver(entry)
 
-        Addressed to its node or client: always. Otherwise never its own actions nor excluded
-        clients; then its user, and channels it subscribed to before the entry, through filters.
-        """
-        indexes = entry.indexes
-        own = self._own_indexes
-        if own[0] in indexes or own[1] in indexes:
-            return True
-        if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
-            return False
-        if len(own) == 3 and own[2] in indexes:
-            return True
-        for index in indexes:
-            if index.startswith("channel:"):
-                sub = self.subscriptions.get(index[8:])
-                if sub is not None and entry.added > sub.from_added and sub.accepts(entry):
-                    return True
-        return False
-
-    def _deliverable(self, entry: Entry) -> bool:
-        if entry.deliverable:
-            return True
-        self.node.undeliverable(entry)
-        return False
-
-    def _deliver_in_catch_up(self, entry: Entry) -> bool:
-        if not self._rewinds or entry.added > max(r[2] for r in self._rewinds):
-            return self.should_deliver(entry)
-        # Below a rewind's end this client has had everything but the replayed channels.
-        if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
-            return False
-        for channel, after, upto in self._rewinds:
-            if after < entry.added <= upto and f"channel:{channel}" in entry.indexes:
-                sub = self.subscriptions.get(channel)
-                if sub is not None and sub.accepts(entry):
-                    return True
-        return False
+    def _apply(self, outputs: list[Output]) -> None:
+        """Carry out what the delivery machine returned, then make sure a catch-up runs while
+        it asks for reads."""
+        metrics, binary, now = self.node.metrics, self.codec.binary, now_ms()
+        for out in outputs:
+            if isinstance(out, SendEntries):
+                entries = out.entries
+                metrics.deliveries += len(entries)
+                if out.from_log:
+                    metrics.catch_up_chunks += 1
+                # One `sync` per live entry. (Coalescing a loop turn's entries into one message
+                # was tried: @logux/client adds a message's actions concurrently, and its
+                # createFilter then loses fields of a map whose first `changed` is still being
+                # added.)
+                self.session.send_sync(
+                    entries[-1].added, [(e.wire_action(binary), e.meta()) for e in entries], now
+                )
+            elif isinstance(out, SendAnswer):
+                self.session.send_sync(None, [(out.action, out.meta)], now)
+            elif isinstance(out, SendSynced):
+                self.session.send_synced(out.added)
+            elif isinstance(out, Skipped):
+                self.node.undeliverable(out.entry)
+            elif isinstance(out, FellBehind):
+                metrics.fell_behind += 1
+        if outputs:
+            self.flush()
+        delivery, task = self._delivery, self._catching_up
+        reading = delivery is not None and delivery.reading and not self.closed
+        if reading and (task is None or task.done()):
+            self._catching_up = self.node.spawn(self._catch_up())
 
     def topics(self) -> list[str]:
         """The broker topics this connection needs besides its channels."""
@@ -391,23 +354,13 @@ class Connection:
             self._own = own if self.user_id is None else (*own, f"user:{self.user_id}")
         return self._own
 
-    def catch_up(self) -> None:
-        """Serve this client from the log from its cursor (after the broker may have missed some)."""
-        self._start_catch_up()
-
     def read_indexes(self) -> list[str]:
         """The log indexes catch-up reads for this client."""
         return self.topics() + [f"channel:{c}" for c in self.subscriptions]
 
-    def _start_catch_up(self) -> None:
-        self.live = False
-        self._dirty = True  # a running catch-up must read once more before it turns live
-        if self._catching_up is None or self._catching_up.done():
-            self._catching_up = self.node.spawn(self._catch_up())
-
     async def _catch_up(self) -> None:
         try:
-            await self._catch_up_from_log()
+            await self._read_while_catching_up()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -420,62 +373,34 @@ class Connection:
             )
             self.transport.close(1011, "server error: reconnect")
 
-    async def _catch_up_from_log(self) -> None:
-        settings = self.node.settings
-        while not self.closed:
-            self._dirty = False
-            # Wait for the client to acknowledge and its socket to drain before reading more:
-            # at most `replay_window` chunks in flight, the buffer under half the high-water mark.
+    async def _read_while_catching_up(self) -> None:
+        """The driver of :meth:`Delivery.next_read`: at most ``replay_window`` chunks wait for
+        ``synced``, and the socket's buffer is under half the high-water mark, before each read."""
+        settings, delivery = self.node.settings, self.delivery
+        while delivery.reading and not self.closed:
             while self.session.unacked_syncs >= settings.replay_window and not self.closed:
                 self._acked.clear()
                 await self._acked.wait()
             await self.transport.wait_below(settings.outbound_high_water_bytes // 2)
-            if self.closed:
+            if self.closed or not delivery.reading:
                 return
-            metrics = self.node.metrics
+            read = delivery.next_read(self.read_indexes())
             try:
-                result = await self.node.read(
-                    self.read_indexes(), after=self.cursor, limit=settings.replay_chunk
-                )
+                result = await self.node.read(read.indexes, after=read.after, limit=read.limit)
             except StoreUnavailable as error:
                 # stay off live delivery; the node resyncs every session when it is back
                 self.node.store_failed(error)
                 return
             if self.closed:
                 return
-            batch = [
-                e for e in result.entries if self._deliver_in_catch_up(e) and self._deliverable(e)
-            ]
-            if result.entries:
-                self.cursor = max(self.cursor, result.entries[-1].added)
-            if batch:
-                metrics.deliveries += len(batch)
-                metrics.catch_up_chunks += 1
-                binary = self.codec.binary
-                self.session.send_sync(
-                    batch[-1].added, [(e.wire_action(binary), e.meta()) for e in batch], now_ms()
-                )
-            self._release_held(lambda barrier: barrier <= self.cursor)
-            self.flush()
-            self._rewinds = [r for r in self._rewinds if r[2] > self.cursor]
-            if not result.more and not self._dirty:
-                self._rewinds.clear()
-                self.live = True
-                self._release_held(lambda barrier: True)
-                self.flush()
-                return
-
-    def _release_held(self, ready: Callable[[int], bool]) -> None:
-        # In order: an answer never overtakes one held before it (a `synced` its `processed`).
-        held = self._held
-        while held and ready(held[0][0]):
-            _, action, value = held.popleft()
-            self._emit(action, value)
+            self._apply(delivery.read_done(result))
 
     def closed_by_peer(self) -> None:
         """The socket is gone: stop delivery (the node forgets this connection)."""
         self.closed = True
         self.session.close()
+        if self._delivery is not None:
+            self._delivery.close()
         self._acked.set()
         if self._catching_up is not None:
             self._catching_up.cancel()

@@ -1,8 +1,8 @@
 """SyncMap: maps of fields kept in sync with @logux/client's ``syncMapTemplate`` and ``createFilter``.
 
 The Python side of @logux/server's ``addSyncMap`` / ``addSyncMapFilter``, built only on the rules
-API (:meth:`App.type`, :meth:`App.channel`) and :meth:`ServerNode.add` /
-:meth:`ServerNode.subscribe`. For a plural name such as ``notes``::
+API (:meth:`App.type`, :meth:`App.channel`) and the :class:`~logsync.app.Outbox` (``add`` /
+``subscribe``). For a plural name such as ``notes``::
 
     add_sync_map(app, "notes", access=..., load=..., create=..., change=..., delete=...)
     add_sync_map_filter(app, "notes", access=..., initial=...)
@@ -54,7 +54,7 @@ start with those holding a filter key (@logux/client's ``createFilter`` builds t
 the first ``changed`` it gets); ``created``/``changed`` filtering looks at this plural's types
 only; a ``Undo`` from ``create``/``change``/``delete`` keeps its reason (the reference says
 ``error``); and a resubscription with a known ``since`` gets the channels' history from the log
-instead of ``load``/``initial`` (see ``ServerNode._subscribe``) — for a filter, the server-side
+instead of ``load``/``initial`` (see ``logsync.engine.subscriptions``) — for a filter, the server-side
 item subscriptions that ended with the old connection are then restored (``initial`` is called
 for the ids; fields are not sent again).
 """
