@@ -98,6 +98,7 @@ class Connection:
             connect_timeout_ms=settings.connect_timeout_ms,
             preauth_held_messages=settings.preauth_held_messages,
             preauth_held_bytes=settings.preauth_held_bytes,
+            max_channel_length=settings.max_channel_length,
         )
         self.codec: Codec = JSON
         self.authenticated = False
@@ -290,10 +291,14 @@ class Connection:
         self._apply([])
 
     def offer(self, entry: Entry) -> None:
-        if not self.authenticated or self.closed:
-            return
-        unacked, buffered = self.session.unacked_syncs, self.transport.buffered_bytes
-        self._apply(self.delivery.offer(entry, unacked, buffered))
+        if self.authenticated and not self.closed:
+            outputs = self.delivery.offer(entry, self._flow)
+            if outputs:
+                self._apply(outputs)
+
+    def _flow(self) -> tuple[int, int]:
+        """How far behind the client is: unacknowledged ``sync`` messages, bytes queued."""
+        return self.session.unacked_syncs, self.transport.buffered_bytes
 
     def catch_up(self) -> None:
         self.delivery.catch_up()

@@ -43,7 +43,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendEntries:
     """Send these entries in one ``sync`` whose value is the last one's ``added``."""
 
@@ -51,7 +51,7 @@ class SendEntries:
     from_log: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendAnswer:
     """Send an action that is not in the log (``logux/processed``, a direct undo)."""
 
@@ -59,21 +59,21 @@ class SendAnswer:
     meta: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendSynced:
     """Acknowledge the client's ``sync`` of ``added``."""
 
     added: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skipped:
     """An entry addressed to this peer cannot be encoded: it was passed over (report it)."""
 
     entry: Entry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FellBehind:
     """A live peer stopped keeping up and is now served from the log."""
 
@@ -81,7 +81,7 @@ class FellBehind:
 Output = SendEntries | SendAnswer | SendSynced | Skipped | FellBehind
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Read:
     """Read ``indexes`` of the log after ``after``, at most ``limit`` entries."""
 
@@ -145,20 +145,23 @@ class Delivery:
         self._catch_up()
         return []
 
-    def offer(self, entry: Entry, unacked: int, buffered: int) -> list[Output]:
-        """An appended entry that may concern this peer; ``unacked``: ``sync`` messages it has
-        not acknowledged, ``buffered``: bytes queued for it."""
-        if self.state is State.CLOSED or entry.added <= self.cursor:
-            return []
+    def offer(self, entry: Entry, flow: Callable[[], tuple[int, int]]) -> list[Output]:
+        """An appended entry that may concern this peer; ``flow()`` tells how far behind the
+        client is: ``sync`` messages it has not acknowledged, and bytes queued for it (asked
+        only for an entry that is sent)."""
+        if entry.added <= self.cursor:
+            return _NOTHING
         if self.state is not State.LIVE:
-            self.dirty = True
-            return []
+            if self.state is not State.CLOSED:
+                self.dirty = True
+            return _NOTHING
         if not self.should_deliver(entry):
             self.cursor = entry.added
-            return []
+            return _NOTHING
         if not entry.deliverable:
             self.cursor = entry.added
             return [Skipped(entry)]
+        unacked, buffered = flow()
         if unacked >= self.live_window or buffered >= self.high_water:
             self._catch_up()
             return [FellBehind()]
@@ -291,6 +294,10 @@ class Delivery:
             _, action, value = held.popleft()
             out.append(_answer(action, value))
         return out
+
+
+# what most calls return (never mutated: callers only iterate)
+_NOTHING: list[Output] = []
 
 
 def _answer(action: dict[str, Any] | None, value: Any) -> Output:

@@ -25,6 +25,14 @@ from logsync.log import Entry, ReadResult
 OWN = ("client:u:c", "node:u:c:t", "user:u")
 
 
+def KEEPING_UP() -> tuple[int, int]:
+    return (0, 0)
+
+
+def BEHIND() -> tuple[int, int]:
+    return (4, 0)  # the live window is 4 here
+
+
 def entry(added: int, index: str = "client:u:c", origin: str = "other:x:1", **action: Any) -> Entry:
     return Entry(
         added, f"{added} {origin} 0", added, {"type": "a", **action}, [index], [], None, "processed"
@@ -59,13 +67,13 @@ def test_an_up_to_date_peer_goes_live_without_reading() -> None:
     d = delivery()
     assert d.start(10, up_to_date=True) == []
     assert d.state is State.LIVE and not d.reading
-    assert sent(d.offer(entry(11), 0, 0)) == [11]
+    assert sent(d.offer(entry(11), KEEPING_UP)) == [11]
     assert d.cursor == 11
 
 
 def test_an_entry_offered_before_start_sends_the_peer_to_the_log() -> None:
     d = delivery()
-    d.offer(entry(11), 0, 0)
+    d.offer(entry(11), KEEPING_UP)
     d.start(10, up_to_date=True)
     assert d.reading
     assert sent(read_all(d, [entry(11)])) == [11]
@@ -87,7 +95,7 @@ def test_an_entry_offered_during_a_read_is_read_before_going_live() -> None:
     d = delivery()
     d.start(0)
     read = d.next_read(["client:u:c"])
-    assert d.offer(entry(2), 0, 0) == []  # not live: only marks the peer dirty
+    assert d.offer(entry(2), KEEPING_UP) == []  # not live: only marks the peer dirty
     out = d.read_done(ReadResult([entry(1)], 1, False))
     assert sent(out) == [1] and d.reading  # dirty: one more read
     assert sent(read_all(d, [entry(1), entry(2)])) == [2]
@@ -98,7 +106,7 @@ def test_an_entry_offered_during_a_read_is_read_before_going_live() -> None:
 def test_a_peer_that_falls_behind_is_served_from_the_log(unacked: int, buffered: int) -> None:
     d = delivery()
     d.start(0, up_to_date=True)
-    out = d.offer(entry(1), unacked, buffered)
+    out = d.offer(entry(1), lambda: (unacked, buffered))
     assert out == [FellBehind()] and d.reading and d.cursor == 0
     assert sent(read_all(d, [entry(1), entry(2)])) == [1, 2]
 
@@ -121,26 +129,26 @@ def test_a_live_peer_gets_an_answer_at_once_when_nothing_is_held() -> None:
     d.start(5, up_to_date=True)
     assert d.synced_after(5, 1) == [SendSynced(1)]
     assert d.synced_after(6, 2) == []  # the undo at 6 has not gone out yet
-    assert d.offer(entry(6), 0, 0)[-1] == SendSynced(2)
+    assert d.offer(entry(6), KEEPING_UP)[-1] == SendSynced(2)
 
 
 def test_entries_not_for_the_peer_move_the_cursor_unsent() -> None:
     d = delivery()
     d.start(0, up_to_date=True)
-    assert d.offer(entry(1, index="channel:elsewhere"), 0, 0) == []
+    assert d.offer(entry(1, index="channel:elsewhere"), KEEPING_UP) == []
     assert d.cursor == 1
     # its own action on its user index is not sent back to it
-    assert d.offer(entry(2, index="user:u", origin="u:c:t"), 0, 0) == []
-    assert sent(d.offer(entry(3, index="user:u"), 0, 0)) == [3]
+    assert d.offer(entry(2, index="user:u", origin="u:c:t"), KEEPING_UP) == []
+    assert sent(d.offer(entry(3, index="user:u"), KEEPING_UP)) == [3]
 
 
 def test_an_undeliverable_entry_is_skipped_and_reported() -> None:
     d = delivery()
     d.start(0, up_to_date=True)
     bad = Entry(1, f"{10**20} x:y:z 0", 1, {"type": "a"}, ["client:u:c"], [], None, "processed")
-    assert d.offer(bad, 0, 0) == [Skipped(bad)]
+    assert d.offer(bad, KEEPING_UP) == [Skipped(bad)]
     assert d.cursor == 1
-    assert sent(d.offer(entry(2), 0, 0)) == [2]
+    assert sent(d.offer(entry(2), KEEPING_UP)) == [2]
 
 
 def test_a_resubscription_replays_only_its_channel_below_the_cursor() -> None:
@@ -148,7 +156,7 @@ def test_a_resubscription_replays_only_its_channel_below_the_cursor() -> None:
     d = delivery(subs)
     d.start(0, up_to_date=True)
     for n in (1, 2):
-        d.offer(entry(n), 0, 0)  # 1 sent live; 2 (a channel entry, below) counted as seen
+        d.offer(entry(n), KEEPING_UP)  # 1 sent live; 2 (a channel entry, below) counted as seen
     d.replay_channel("chat", 0)  # the channel's history after 0, though the cursor is at 2
     assert d.reading and d.cursor == 0
     log = [entry(1), entry(2, index="channel:chat"), entry(3), entry(4, index="channel:chat")]
@@ -165,7 +173,7 @@ def test_calls_in_the_wrong_state_raise() -> None:
     with pytest.raises(RuntimeError):
         d.start(0)
     d.close()
-    assert d.offer(entry(1), 0, 0) == [] and d.answer_after(0, {"type": "x"}, {}) == []
+    assert d.offer(entry(1), KEEPING_UP) == [] and d.answer_after(0, {"type": "x"}, {}) == []
 
 
 @given(
@@ -188,7 +196,7 @@ def test_whatever_happens_each_entry_goes_out_once_in_increasing_added(
     for step, _ in steps:
         if step in ("offer", "behind"):
             log.append(entry(len(log) + 1))
-            out += d.offer(log[-1], 4 if step == "behind" else 0, 0)
+            out += d.offer(log[-1], BEHIND if step == "behind" else KEEPING_UP)
         elif step == "read" and d.reading:
             read = d.next_read(["client:u:c"])
             page = [e for e in log if e.added > read.after][: read.limit]
