@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from logsync.app import App, Route
+from logsync.app import App
 from logsync.broker import Broker
 from logsync.engine.admission import Admission
 from logsync.engine.answers import Answers
@@ -30,7 +30,7 @@ from logsync.engine.recovery import Recovery
 from logsync.engine.registry import Registry
 from logsync.engine.rules import Rules
 from logsync.engine.subscriptions import Subscriptions
-from logsync.log import PROCESSED, Entry, LogStore, ReadResult, StoreUnavailable
+from logsync.log import Entry, LogStore, ReadResult, StoreUnavailable
 from logsync.log.writer import LogWriter
 from logsync.logfmt import shorten
 from logsync.metrics import Metrics, Snapshot
@@ -258,31 +258,11 @@ class ServerNode:
 
     # -- the app's Outbox ----------------------------------------------------------------------
 
-    async def add(
-        self,
-        action: dict[str, Any],
-        *,
-        channels: Iterable[str] = (),
-        users: Iterable[str] = (),
-        clients: Iterable[str] = (),
-        nodes: Iterable[str] = (),
-        exclude_clients: Iterable[str] = (),
-        route: Route | None = None,
-        meta: dict[str, Any] | None = None,
-        status: str = PROCESSED,
-    ) -> Entry:
-        """Append a server action (id from the hybrid clock) and deliver it to its route."""
-        return await self.answers.add(
-            action,
-            channels=channels,
-            users=users,
-            clients=clients,
-            nodes=nodes,
-            exclude_clients=exclude_clients,
-            route=route,
-            meta=meta,
-            status=status,
-        )
+    async def add(self, action: dict[str, Any], **route: Any) -> Entry:
+        """Append a server action (id from the hybrid clock) and deliver it to its route: the
+        keywords of :meth:`Answers.add` (``channels``, ``users``, ``clients``, ``nodes``,
+        ``exclude_clients``, ``route``, ``meta``, ``status``)."""
+        return await self.answers.add(action, **route)
 
     async def subscribe(self, node_id: str, channel: str) -> bool:
         """Subscribe a connected node to ``channel`` from the server side."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,23 +10,12 @@ from typing import Any
 import pytest
 
 from tests.server.test_flow import metrics
+from tests.support.deadline import Deadline
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
 # Every loop of reads here ends: after this long in all, whatever keeps arriving.
 DEADLINE = 60.0
-
-
-class Deadline:
-    """One overall limit for a loop of reads (each read also times out on its own)."""
-
-    def __init__(self, seconds: float = DEADLINE) -> None:
-        self.end = asyncio.get_running_loop().time() + seconds
-
-    def left(self) -> float:
-        left = self.end - asyncio.get_running_loop().time()
-        assert left > 0, "the deadline passed"
-        return min(left, 10.0)
 
 
 @pytest.fixture
@@ -68,7 +56,7 @@ async def read_chat(c: RawClient, expected: int, answer: str | None = None) -> l
     ``answer`` (a subscription, which comes after its history); returns the texts."""
     texts: list[str] = []
     answered = answer is None
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE, per_read=10.0)
     while len(texts) < expected or not answered:
         msg = await c.recv(deadline.left())
         if msg[0] != "sync":
@@ -142,7 +130,7 @@ async def test_resubscribe_after_the_cursor_moved_on_still_gets_the_channel(
     await reader.connect("late:r:t", synced=watermark)
     # the user-addressed backlog is replayed first: the cursor passes the channel's messages
     got_notes: list[str] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE, per_read=10.0)
     while len(got_notes) < 150:
         msg = await reader.recv(deadline.left())
         if msg[0] == "sync":
@@ -237,7 +225,7 @@ async def test_history_trimmed_past_since_reloads_instead_of_a_gap(server: Serve
         1, {"type": "logux/subscribe", "channel": "user/trim", "since": since}
     )
     seen: list[dict[str, Any]] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE, per_read=10.0)
     while not any(a.get("id") == reader.full_id(wire_id) for a in seen):
         msg = await reader.recv(deadline.left())
         if msg[0] == "sync":
@@ -253,7 +241,7 @@ async def test_history_trimmed_past_since_reloads_instead_of_a_gap(server: Serve
 async def notifications(c: RawClient, count: int) -> list[tuple[int, str]]:
     """The next ``count`` notify actions with the ``added`` of their ``sync``, acknowledged."""
     received: list[tuple[int, str]] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE, per_read=10.0)
     while len(received) < count:
         msg = await c.recv(deadline.left())
         if msg[0] == "sync":

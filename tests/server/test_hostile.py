@@ -313,6 +313,23 @@ async def test_subscriptions_per_connection_are_bounded() -> None:
         server.stop()
 
 
+async def test_a_channel_name_over_the_setting_is_refused() -> None:
+    """Bound: with `--max-channel-length 16`, a 17-character channel is undone `error`."""
+    server = ServerProcess(INTEROP_APP, "--max-channel-length", "16")
+    try:
+        client = await RawClient.open(server.url)
+        await client.connect("long:l:1")
+        for channel, expected in (
+            ("chat/" + "x" * 11, "logux/processed"),
+            ("chat/" + "x" * 12, "logux/undo"),
+        ):
+            [wire_id] = await client.sync(1, {"type": "logux/subscribe", "channel": channel})
+            assert (await client.answer(client.full_id(wire_id)))["type"] == expected, channel
+        await client.close()
+    finally:
+        server.stop()
+
+
 async def test_the_bruteforce_lock_is_not_extended_by_the_attempts_it_refused() -> None:
     """Bound: 3 wrong tokens lock the address for the 1 s window; a client retrying with the
     right token every 100 ms meanwhile is let in once the window has passed (within 3 s)."""

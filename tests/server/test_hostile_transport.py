@@ -24,9 +24,9 @@ from logsync.server import ws as ws_module
 from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 from logsync.websocket.frames import Opcode, close_payload
+from tests.support.rawsocket import client_frame
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
-from tests.websocket.test_frames import client_frame
 
 APP = "tests.interop.app:app"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.support.deadline import Deadline
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
 # Every wait of this module ends: a loop reading messages stops after this long in all.
 DEADLINE = 20.0
-
-
-class Deadline:
-    """One overall limit for a loop of reads (each read also times out on its own)."""
-
-    def __init__(self, seconds: float = DEADLINE) -> None:
-        self.end = asyncio.get_running_loop().time() + seconds
-
-    def left(self) -> float:
-        left = self.end - asyncio.get_running_loop().time()
-        assert left > 0, "the deadline passed"
-        return left
 
 
 async def recv(c: RawClient, deadline: Deadline) -> list[Any]:
@@ -57,7 +45,7 @@ async def actions_until(
 ) -> list[dict[str, Any]]:
     """Actions received up to and including the first of ``action_type``."""
     seen: list[dict[str, Any]] = []
-    deadline = deadline or Deadline()
+    deadline = deadline or Deadline(DEADLINE)
     while True:
         msg = await recv(c, deadline)
         if msg[0] == "sync":
@@ -162,7 +150,7 @@ async def test_one_client_queue_runs_actions_in_order(server: ServerProcess) -> 
         {"type": "step/slow", "name": "third"},
     )
     orders: list[list[str]] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE)
     while len(orders) < 2:
         msg = await recv(a, deadline)
         if msg[0] == "sync":
@@ -195,7 +183,7 @@ async def test_unsubscribe_callback_runs_on_disconnect(server: ServerProcess) ->
     await leaver.close()
     # earlier tests' clients left rooms too; the watcher is told about each, the leaver last
     left: list[Any] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE)
     while "leaver" not in left:
         left.append((await actions_until(watcher, "presence/left", deadline))[-1]["user"])
     assert left.count("leaver") == 1
@@ -215,7 +203,7 @@ async def test_offline_backlog_is_replayed_in_chunks_in_order_once(server: Serve
     await reader.connect("reader:r:t", synced=0, subprotocol=0)
     received: list[int] = []
     last_added = 0
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE)
     while len(received) < count:
         msg = await recv(reader, deadline)
         if msg[0] != "sync":
@@ -268,7 +256,7 @@ async def test_batch_types_are_appended_in_one_store_call(server: ServerProcess)
     assert (await writer.recv_until("synced"))[0] == ["synced", 2]
     reader = await client(server, "bulkreader:r:t")
     got: list[int] = []
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE)
     while len(got) < 50:
         msg = await recv(reader, deadline)
         if msg[0] == "sync":
@@ -287,7 +275,7 @@ async def test_batch_types_still_check_and_process_each_in_order(server: ServerP
     ids = await writer.sync(1, *[{"type": "bulk/checked", "n": n} for n in range(6)])
     wanted = {writer.full_id(i): n for n, i in enumerate(ids)}
     answers: dict[int, dict[str, Any]] = {}
-    deadline = Deadline()
+    deadline = Deadline(DEADLINE)
     while len(answers) < 6:
         msg = await recv(writer, deadline)
         if msg[0] == "sync":

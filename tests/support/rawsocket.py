@@ -15,9 +15,11 @@ import orjson
 TIMEOUT = 10.0
 
 
-def client_frame(payload: bytes, opcode: int = 0x1, *, fin: bool = True) -> bytes:
-    """One masked client frame (text by default)."""
-    mask = os.urandom(4)
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None
+) -> bytes:
+    """A frame as a client sends it: masked."""
+    mask = os.urandom(4) if mask is None else mask
     first = (0x80 if fin else 0) | opcode
     size = len(payload)
     if size < 126:
@@ -27,7 +29,7 @@ def client_frame(payload: bytes, opcode: int = 0x1, *, fin: bool = True) -> byte
     else:
         header = struct.pack("!BBQ", first, 0x80 | 127, size)
     key = int.from_bytes((mask * (size // 4 + 1))[:size], "little")
-    masked = (int.from_bytes(payload, "little") ^ key).to_bytes(size, "little") if size else b""
+    masked = (int.from_bytes(payload, "little") ^ key).to_bytes(size, "little")
     return header + mask + masked
 
 
@@ -58,7 +60,7 @@ class RawSocket:
 
     def send(self, message: list[Any]) -> None:
         """Queue one JSON text frame (see :meth:`drain`)."""
-        self.writer.write(client_frame(orjson.dumps(message)))
+        self.writer.write(client_frame(0x1, orjson.dumps(message)))
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the kernel took what was written; False if the server stopped reading."""

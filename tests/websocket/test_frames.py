@@ -28,6 +28,7 @@ from logsync.websocket.handshake import (
     http_response,
     parse_request_head,
 )
+from tests.support.rawsocket import client_frame
 
 UPGRADE = (
     b"GET /chat HTTP/1.1\r\n"
@@ -39,24 +40,6 @@ UPGRADE = (
     b"x-forwarded-for: 10.0.0.2\r\n"
     b"Sec-WebSocket-Version: 13\r\n\r\n"
 )
-
-
-def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None
-) -> bytes:
-    """A frame as a client sends it: masked."""
-    mask = os.urandom(4) if mask is None else mask
-    first = (0x80 if fin else 0) | opcode
-    size = len(payload)
-    if size < 126:
-        header = bytes((first, 0x80 | size))
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", first, 0x80 | 126, size)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, size)
-    key = int.from_bytes((mask * (size // 4 + 1))[:size], "little")
-    masked = (int.from_bytes(payload, "little") ^ key).to_bytes(size, "little")
-    return header + mask + masked
 
 
 def test_the_rfc_example_handshake_is_accepted() -> None:

@@ -20,7 +20,7 @@ from logsync.websocket.protocol import (
     State,
     TextMessage,
 )
-from tests.websocket.test_frames import client_frame
+from tests.support.rawsocket import client_frame
 
 
 def sent(protocol: ServerProtocol) -> list[tuple[Opcode, bytes]]:
