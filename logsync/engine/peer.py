@@ -1,7 +1,7 @@
 """The seam between the engine and its transports.
 
 A :class:`Peer` is what the engine needs of a client it talks to; a transport implements one per
-client (the WebSocket :class:`~logsync.connection.Connection` is one; a pull-only HTTP request
+client (the WebSocket :class:`~logsync.server.connection.Connection` is one; a pull-only HTTP request
 is meant to be another). The engine calls only what is listed here — it never reaches into a
 transport's session, socket or framing — and a transport never runs a rule: it reports what the
 client did to the :class:`Host` (the node) and carries out what the engine asks.

@@ -1,7 +1,7 @@
 """The socket side: an asyncio protocol per TCP connection that reads the HTTP request head,
 upgrades WebSocket requests itself (:mod:`logsync.websocket.handshake`) and then feeds the
 socket's bytes to a pure :class:`~logsync.websocket.protocol.ServerProtocol`, handing the
-messages it reports to a :class:`~logsync.connection.Connection` and writing what it queues.
+messages it reports to a :class:`~logsync.server.connection.Connection` and writing what it queues.
 Any other request is handed to the aiohttp application (health, metrics, hello page) by giving
 it the socket. RFC 6455 rules are the protocol object's; what stays here is asyncio's: the
 socket, deadlines, pausing reading and writing, when to end the TCP connection — and one Logux
@@ -28,10 +28,10 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import cast
 
-from logsync.connection import Connection, now_ms
 from logsync.engine import ServerNode
 from logsync.logfmt import shorten
 from logsync.protocol import ProtocolError
+from logsync.server.connection import Connection, now_ms
 from logsync.settings import Settings
 from logsync.websocket.handshake import (
     HandshakeError,
@@ -88,7 +88,7 @@ _OPEN = State.OPEN
 class WebSocketProtocol(asyncio.Protocol):
     """One TCP connection. Before the upgrade it reads the request head; after it, it feeds a
     :class:`~logsync.websocket.protocol.ServerProtocol` and is the
-    :class:`~logsync.connection.Transport` of its connection: :meth:`write`, :meth:`close`."""
+    :class:`~logsync.server.connection.Transport` of its connection: :meth:`write`, :meth:`close`."""
 
     def __init__(self, node: ServerNode, http: Callable[[], asyncio.Protocol]) -> None:
         self._node = node

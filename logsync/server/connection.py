@@ -44,7 +44,7 @@ from logsync.wallclock import now_ms
 
 __all__ = ["Connection", "Transport", "now_ms"]
 
-logger = logging.getLogger("logsync.connection")
+logger = logging.getLogger("logsync.server.connection")
 
 
 class Transport(Protocol):
