@@ -96,6 +96,20 @@ class Delivery:
     ``own``: the peer's ``client:…``, ``node:…`` (and ``user:…``) indexes; ``subscriptions``: its
     channels (the mapping the subscriptions stage keeps, read here)."""
 
+    __slots__ = (
+        "_held",
+        "_rewinds",
+        "chunk",
+        "client_id",
+        "cursor",
+        "dirty",
+        "high_water",
+        "live_window",
+        "own",
+        "state",
+        "subscriptions",
+    )
+
     def __init__(
         self,
         client_id: str,

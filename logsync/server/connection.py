@@ -291,10 +291,19 @@ class Connection:
         self._apply([])
 
     def offer(self, entry: Entry) -> None:
-        if self.authenticated and not self.closed:
-            outputs = self.delivery.offer(entry, self._flow)
-            if outputs:
-                self._apply(outputs)
+        if not self.authenticated or self.closed:
+            return
+        outputs = (self._delivery or self.delivery).offer(entry, self._flow)
+        if not outputs:
+            return
+        if len(outputs) == 1 and type(outputs[0]) is SendEntries:
+            # the one-entry live push, every delivery of a fan-out: sent without the dispatch
+            self.node.metrics.deliveries += 1
+            wire = entry.wire_action(self.codec.binary)
+            self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
+            self.flush()
+            return
+        self._apply(outputs)
 
     def _flow(self) -> tuple[int, int]:
         """How far behind the client is: unacknowledged ``sync`` messages, bytes queued."""
