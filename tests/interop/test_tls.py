@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,41 +15,14 @@ import pytest
 
 from tests.interop.conftest import JS_DIR, SCRIPT_TIMEOUT
 from tests.support.server import ServerProcess
+from tests.support.tls import self_signed
 
 INTEROP_APP = "tests.interop.app:app"
 
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, made with the ``openssl`` CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is required for the TLS interop test but is not on PATH")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+    return self_signed(tmp_path)
 
 
 @pytest.fixture

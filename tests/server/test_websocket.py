@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import msgpack
 from logsync.protocol.ids import is_first_older
 from tests.support.redis import start_redis
 from tests.support.server import ServerProcess
+from tests.support.tls import self_signed
 from tests.support.wsclient import RawClient
 
 
@@ -294,27 +294,7 @@ async def test_huge_frame_is_refused_before_it_is_read(shared_server: ServerProc
 
 
 async def test_tls_serves_wss(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     server = ServerProcess("tests.interop.app:app", "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         assert server.url.startswith("wss://")
