@@ -3,7 +3,8 @@ when its answers may follow them. Feed it what happens — :meth:`Delivery.start
 :meth:`Delivery.offer` (an appended entry), :meth:`Delivery.read_done` (a chunk read from the
 log), :meth:`Delivery.answer_after` / :meth:`Delivery.synced_after` (answers to the client's
 actions) — and carry out what each call returns: :class:`SendEntries`, :class:`SendAnswer`,
-:class:`SendSynced`, :class:`Skipped`, :class:`FellBehind`. While :attr:`Delivery.reading` is
+:class:`SendSynced`, :class:`Skipped`, :class:`FellBehind`, and :data:`SEND_OFFERED` for the
+live push of the entry just offered. While :attr:`Delivery.reading` is
 true, the driver asks :meth:`Delivery.next_read` what to read (once the client has acknowledged
 and its buffer drained) and feeds the result back.
 
@@ -52,6 +53,15 @@ class SendEntries:
 
 
 @dataclass(slots=True)
+class SendOffered:
+    """Send the entry just given to :meth:`Delivery.offer`, alone in its ``sync`` (the live
+    push: one shared instance, so a fan-out's deliveries allocate nothing here)."""
+
+
+SEND_OFFERED = SendOffered()
+
+
+@dataclass(slots=True)
 class SendAnswer:
     """Send an action that is not in the log (``logux/processed``, a direct undo)."""
 
@@ -78,7 +88,7 @@ class FellBehind:
     """A live peer stopped keeping up and is now served from the log."""
 
 
-Output = SendEntries | SendAnswer | SendSynced | Skipped | FellBehind
+Output = SendEntries | SendOffered | SendAnswer | SendSynced | Skipped | FellBehind
 
 
 @dataclass(slots=True)
@@ -159,10 +169,10 @@ class Delivery:
         self._catch_up()
         return []
 
-    def offer(self, entry: Entry, flow: Callable[[], tuple[int, int]]) -> list[Output]:
-        """An appended entry that may concern this peer; ``flow()`` tells how far behind the
-        client is: ``sync`` messages it has not acknowledged, and bytes queued for it (asked
-        only for an entry that is sent)."""
+    def offer(self, entry: Entry, behind: Callable[[int, int], bool]) -> list[Output]:
+        """An appended entry that may concern this peer. ``behind(live_window, high_water)``
+        tells whether the client is not keeping up — that many ``sync`` messages unacknowledged,
+        or that many bytes queued for it — and is asked only for an entry that would be sent."""
         if entry.added <= self.cursor:
             return _NOTHING
         if self.state is not State.LIVE:
@@ -175,15 +185,13 @@ class Delivery:
         if not entry.deliverable:
             self.cursor = entry.added
             return [Skipped(entry)]
-        unacked, buffered = flow()
-        if unacked >= self.live_window or buffered >= self.high_water:
+        if behind(self.live_window, self.high_water):
             self._catch_up()
             return [FellBehind()]
         self.cursor = entry.added
-        out: list[Output] = [SendEntries([entry], from_log=False)]
-        if self._held:
-            out += self._release(lambda barrier: barrier <= self.cursor)
-        return out
+        if not self._held:
+            return _SEND_OFFERED
+        return [SEND_OFFERED, *self._release(lambda barrier: barrier <= self.cursor)]
 
     def catch_up(self) -> None:
         """Serve the peer from the log from its cursor (entries may have been missed)."""
@@ -312,6 +320,7 @@ class Delivery:
 
 # what most calls return (never mutated: callers only iterate)
 _NOTHING: list[Output] = []
+_SEND_OFFERED: list[Output] = [SEND_OFFERED]
 
 
 def _answer(action: dict[str, Any] | None, value: Any) -> Output:

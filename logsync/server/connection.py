@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from logsync.app import Context
 from logsync.engine.delivery import (
+    SEND_OFFERED,
     Delivery,
     FellBehind,
     Output,
@@ -293,21 +294,15 @@ class Connection:
     def offer(self, entry: Entry) -> None:
         if not self.authenticated or self.closed:
             return
-        outputs = (self._delivery or self.delivery).offer(entry, self._flow)
-        if not outputs:
-            return
-        if len(outputs) == 1 and type(outputs[0]) is SendEntries:
-            # the one-entry live push, every delivery of a fan-out: sent without the dispatch
-            self.node.metrics.deliveries += 1
-            wire = entry.wire_action(self.codec.binary)
-            self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
-            self.flush()
-            return
-        self._apply(outputs)
+        outputs = (self._delivery or self.delivery).offer(entry, self._behind)
+        if outputs:
+            self._apply(outputs, entry)
 
-    def _flow(self) -> tuple[int, int]:
-        """How far behind the client is: unacknowledged ``sync`` messages, bytes queued."""
-        return self.session.unacked_syncs, self.transport.buffered_bytes
+    def _behind(self, live_window: int, high_water: int) -> bool:
+        """Whether the client is not keeping up (see :meth:`Delivery.offer`)."""
+        return (
+            self.session.unacked_syncs >= live_window or self.transport.buffered_bytes >= high_water
+        )
 
     def catch_up(self) -> None:
         self.delivery.catch_up()
@@ -324,12 +319,18 @@ class Connection:
     def should_deliver(self, entry: Entry) -> bool:
         return self.delivery.should_deliver(entry)
 
-    def _apply(self, outputs: list[Output]) -> None:
-        """Carry out what the delivery machine returned, then make sure a catch-up runs while
-        it asks for reads."""
+    def _apply(self, outputs: list[Output], offered: Entry | None = None) -> None:
+        """Carry out what the delivery machine returned (``offered``: the entry of an
+        :meth:`offer`), then make sure a catch-up runs while it asks for reads."""
         metrics, binary, now = self.node.metrics, self.codec.binary, now_ms()
         for out in outputs:
-            if isinstance(out, SendEntries):
+            if out is SEND_OFFERED:
+                # the live push, every delivery of a fan-out
+                assert offered is not None
+                metrics.deliveries += 1
+                wire = offered.wire_action(binary)
+                self.session.send_sync(offered.added, [(wire, offered.meta())], now)
+            elif isinstance(out, SendEntries):
                 entries = out.entries
                 metrics.deliveries += len(entries)
                 if out.from_log:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from logsync.engine import Subscription
 from logsync.engine.delivery import (
+    SEND_OFFERED,
     Delivery,
     FellBehind,
     Output,
@@ -25,12 +26,19 @@ from logsync.log import Entry, ReadResult
 OWN = ("client:u:c", "node:u:c:t", "user:u")
 
 
-def KEEPING_UP() -> tuple[int, int]:
-    return (0, 0)
+def KEEPING_UP(live_window: int, high_water: int) -> bool:
+    return False
 
 
-def BEHIND() -> tuple[int, int]:
-    return (4, 0)  # the live window is 4 here
+def BEHIND(live_window: int, high_water: int) -> bool:
+    return True
+
+
+def offered(d: Delivery, e: Entry, behind: Any = KEEPING_UP) -> list[Output]:
+    """``d.offer(e)``, with the live-push marker spelled out as the entry it stands for."""
+    return [
+        SendEntries([e], from_log=False) if o is SEND_OFFERED else o for o in d.offer(e, behind)
+    ]
 
 
 def entry(added: int, index: str = "client:u:c", origin: str = "other:x:1", **action: Any) -> Entry:
@@ -67,7 +75,7 @@ def test_an_up_to_date_peer_goes_live_without_reading() -> None:
     d = delivery()
     assert d.start(10, up_to_date=True) == []
     assert d.state is State.LIVE and not d.reading
-    assert sent(d.offer(entry(11), KEEPING_UP)) == [11]
+    assert sent(offered(d, entry(11))) == [11]
     assert d.cursor == 11
 
 
@@ -106,7 +114,7 @@ def test_an_entry_offered_during_a_read_is_read_before_going_live() -> None:
 def test_a_peer_that_falls_behind_is_served_from_the_log(unacked: int, buffered: int) -> None:
     d = delivery()
     d.start(0, up_to_date=True)
-    out = d.offer(entry(1), lambda: (unacked, buffered))
+    out = d.offer(entry(1), lambda window, high: unacked >= window or buffered >= high)
     assert out == [FellBehind()] and d.reading and d.cursor == 0
     assert sent(read_all(d, [entry(1), entry(2)])) == [1, 2]
 
@@ -129,7 +137,7 @@ def test_a_live_peer_gets_an_answer_at_once_when_nothing_is_held() -> None:
     d.start(5, up_to_date=True)
     assert d.synced_after(5, 1) == [SendSynced(1)]
     assert d.synced_after(6, 2) == []  # the undo at 6 has not gone out yet
-    assert d.offer(entry(6), KEEPING_UP)[-1] == SendSynced(2)
+    assert offered(d, entry(6))[-1] == SendSynced(2)
 
 
 def test_entries_not_for_the_peer_move_the_cursor_unsent() -> None:
@@ -139,7 +147,7 @@ def test_entries_not_for_the_peer_move_the_cursor_unsent() -> None:
     assert d.cursor == 1
     # its own action on its user index is not sent back to it
     assert d.offer(entry(2, index="user:u", origin="u:c:t"), KEEPING_UP) == []
-    assert sent(d.offer(entry(3, index="user:u"), KEEPING_UP)) == [3]
+    assert sent(offered(d, entry(3, index="user:u"))) == [3]
 
 
 def test_an_undeliverable_entry_is_skipped_and_reported() -> None:
@@ -148,7 +156,7 @@ def test_an_undeliverable_entry_is_skipped_and_reported() -> None:
     bad = Entry(1, f"{10**20} x:y:z 0", 1, {"type": "a"}, ["client:u:c"], [], None, "processed")
     assert d.offer(bad, KEEPING_UP) == [Skipped(bad)]
     assert d.cursor == 1
-    assert sent(d.offer(entry(2), KEEPING_UP)) == [2]
+    assert sent(offered(d, entry(2))) == [2]
 
 
 def test_a_resubscription_replays_only_its_channel_below_the_cursor() -> None:
@@ -196,7 +204,7 @@ def test_whatever_happens_each_entry_goes_out_once_in_increasing_added(
     for step, _ in steps:
         if step in ("offer", "behind"):
             log.append(entry(len(log) + 1))
-            out += d.offer(log[-1], BEHIND if step == "behind" else KEEPING_UP)
+            out += offered(d, log[-1], BEHIND if step == "behind" else KEEPING_UP)
         elif step == "read" and d.reading:
             read = d.next_read(["client:u:c"])
             page = [e for e in log if e.added > read.after][: read.limit]
