@@ -7,11 +7,11 @@ runs; ``prometheus-client`` writes the exposition text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -123,6 +123,8 @@ class Source(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
+F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
+
 # (metric name, help, Metrics attribute) of the plain counters
 COUNTERS = (
     ("logsync_actions_received_total", "Actions received from clients.", "actions_received"),
@@ -196,24 +198,24 @@ class _Collector(Collector):
         )
         for name, text, value in gauges:
             yield GaugeMetricFamily(name, text, value=value)
-        handshakes = CounterMetricFamily(
-            "logsync_handshakes_total",
-            "Handshakes by outcome (deferred: had to wait).",
-            labels=["outcome"],
+        yield _labelled(
+            CounterMetricFamily(
+                "logsync_handshakes_total",
+                "Handshakes by outcome (deferred: had to wait).",
+                labels=["outcome"],
+            ),
+            snap.handshakes,
         )
-        for outcome, count in snap.handshakes.items():
-            handshakes.add_metric([outcome], count)
-        yield handshakes
         for name, text, attribute in COUNTERS:
             yield CounterMetricFamily(name, text, value=getattr(m, attribute))
-        limits = GaugeMetricFamily(
-            "logsync_limit",
-            "A bound on what a client can make the node hold or do (the setting's value).",
-            labels=["setting"],
+        yield _labelled(
+            GaugeMetricFamily(
+                "logsync_limit",
+                "A bound on what a client can make the node hold or do (the setting's value).",
+                labels=["setting"],
+            ),
+            snap.limits,
         )
-        for setting, bound in snap.limits.items():
-            limits.add_metric([setting], bound)
-        yield limits
         yield _histograms(
             "logsync_store_seconds",
             "Store call latency by operation, as the node waits for it.",
@@ -238,6 +240,13 @@ class _Collector(Collector):
             [],
             [((), m.loop_lag)],
         )
+
+
+def _labelled(family: F, values: Mapping[str, float]) -> F:
+    """``family`` with one sample per ``label value → value``."""
+    for label, value in values.items():
+        family.add_metric([label], value)
+    return family
 
 
 def _histograms(

@@ -134,38 +134,45 @@ def interop_url(request: pytest.FixtureRequest, interop_target: str) -> str:
     return str(request.getfixturevalue("logsync_url"))
 
 
+def run_script(node_bin: str, name: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``tests/interop/js/<name>.mjs ARGS``; return its last stdout line as JSON (the test
+    fails, with the script's output, if it hangs, exits non-zero or prints no JSON)."""
+    script = JS_DIR / f"{name}.mjs"
+    assert script.exists(), script
+    try:
+        proc = subprocess.run(
+            [node_bin, str(script), *args],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(
+            f"{name}.mjs {' '.join(args)} hung for {SCRIPT_TIMEOUT} s\n"
+            f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}"
+        )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{name}.mjs {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if not lines:
+        pytest.fail(f"{name}.mjs printed nothing\nstderr:\n{proc.stderr[-4000:]}")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        pytest.fail(f"{name}.mjs: last line is not JSON:\n{proc.stdout[-4000:]}")
+
+
 @pytest.fixture
 def run_scenario(node_bin: str, js_deps: Path, interop_url: str) -> Callable[[str], Any]:
     """Run ``tests/interop/js/<name>.mjs <url>``; return its last stdout line as JSON."""
 
     def run(name: str) -> Any:
-        script = JS_DIR / f"{name}.mjs"
-        assert script.exists(), script
-        try:
-            proc = subprocess.run(
-                [node_bin, str(script), interop_url],
-                cwd=JS_DIR,
-                capture_output=True,
-                text=True,
-                timeout=SCRIPT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            pytest.fail(
-                f"{name}.mjs hung for {SCRIPT_TIMEOUT} s against {interop_url}\n"
-                f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}"
-            )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"{name}.mjs exited {proc.returncode} against {interop_url}\n"
-                f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-            )
-        lines = [line for line in proc.stdout.splitlines() if line.strip()]
-        if not lines:
-            pytest.fail(f"{name}.mjs printed nothing\nstderr:\n{proc.stderr[-4000:]}")
-        try:
-            return json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pytest.fail(f"{name}.mjs: last line is not JSON:\n{proc.stdout[-4000:]}")
+        return run_script(node_bin, name, interop_url)
 
     return run

@@ -4,16 +4,14 @@ Node trusts through ``NODE_EXTRA_CA_CERTS``; without it, the certificate check m
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.interop.conftest import JS_DIR, SCRIPT_TIMEOUT
+from tests.interop.conftest import run_script
 from tests.support.server import ServerProcess
 from tests.support.tls import self_signed
 
@@ -36,29 +34,11 @@ def tls_server(certificate: tuple[Path, Path]) -> Iterator[ServerProcess]:
 
 
 def run_node(node_bin: str, url: str, *args: str, ca: Path | None) -> dict[str, Any]:
+    """``tls-client.mjs URL ARGS``, trusting ``ca`` (through ``NODE_EXTRA_CA_CERTS``) or nothing."""
     env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"}
     if ca is not None:
         env["NODE_EXTRA_CA_CERTS"] = str(ca)
-    try:
-        proc = subprocess.run(
-            [node_bin, str(JS_DIR / "tls-client.mjs"), url, *args],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_TIMEOUT,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(
-            f"tls-client.mjs hung for {SCRIPT_TIMEOUT} s\nstdout: {e.stdout!r}\nstderr: {e.stderr!r}"
-        )
-    assert proc.returncode == 0, (
-        f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, proc.stderr[-4000:]
-    result: dict[str, Any] = json.loads(lines[-1])
+    result: dict[str, Any] = run_script(node_bin, "tls-client", url, *args, env=env)
     return result
 
 
