@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import heapq
+import secrets
 from collections.abc import Awaitable, Collection, Sequence
 
 from logsync.log.entry import WAITING, Entry, NewEntry
 from logsync.log.store import Appended, LogStats, LogStore, ReadResult
+from logsync.wallclock import now_ms
 
 
 class MemoryStore(LogStore):
@@ -21,6 +23,9 @@ class MemoryStore(LogStore):
         self._indexes: dict[str, list[int]] = {}
         self._horizons: dict[str, int] = {}
         self._head = 0
+        self._epoch = secrets.token_hex(8)
+        # kind → key → (value, expiry in ms since the epoch or None)
+        self._records: dict[str, dict[str, tuple[bytes, int | None]]] = {}
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         results = []
@@ -141,3 +146,52 @@ class MemoryStore(LogStore):
 
     async def stats(self) -> LogStats:
         return LogStats(self._head, len(self._by_added), len(self._ids), len(self._indexes))
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def epoch(self) -> str:
+        return self._epoch
+
+    def _live(self, kind: str, key: str) -> bytes | None:
+        found = self._records.get(kind, {}).get(key)
+        if found is None:
+            return None
+        value, expires = found
+        if expires is not None and expires <= now_ms():
+            del self._records[kind][key]
+            return None
+        return value
+
+    async def get_record(self, kind: str, key: str) -> bytes | None:
+        return self._live(kind, key)
+
+    async def put_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> None:
+        expires = None if ttl_ms is None else now_ms() + ttl_ms
+        self._records.setdefault(kind, {})[key] = (bytes(value), expires)
+
+    async def add_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> bool:
+        if self._live(kind, key) is not None:
+            return False
+        await self.put_record(kind, key, value, ttl_ms=ttl_ms)
+        return True
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        found = self._live(kind, key) is not None
+        self._records.get(kind, {}).pop(key, None)
+        return found
+
+    async def list_records(
+        self, kind: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        found: list[tuple[str, bytes]] = []
+        for key in sorted(k for k in self._records.get(kind, {}) if k.startswith(prefix)):
+            value = self._live(kind, key)
+            if value is not None:
+                found.append((key, value))
+                if len(found) == limit:
+                    break
+        return found

@@ -20,6 +20,10 @@ Keys (``P`` is the prefix, ``logsync`` by default; every key and channel starts 
 - ``P:waiting`` — sorted set of ``added`` whose status is ``waiting`` (score = added).
 - ``P:unfiled`` — sorted set of ``added`` left in no index: candidates for removal by ``trim``.
 - ``P:gone`` — sorted set of ids whose entries ``trim`` removed, scored by time (for ``forget_ids``).
+- ``P:epoch`` — string: a random id, set once (``SET NX``) — see :meth:`LogStore.epoch`.
+- ``P:rec:<kind>:<key>`` — string: a record's value, with its TTL as the key's expiry; and
+  ``P:recs:<kind>`` — sorted set (all scores 0) of the record keys, for listing by prefix
+  (``ZRANGEBYLEX``); members whose record expired are removed as listing finds them.
 - channel ``P:pub:<index>`` — each new entry filed under ``index``, as ``msgpack [added, status, [...]]``
   (:func:`decode_published`).
 
@@ -512,5 +516,79 @@ class RedisStore(LogStore):
                 head, entries, ids, indexes = await pipe.execute()
         return LogStats(int(head or 0), entries, ids, indexes)
 
+    # -- records -------------------------------------------------------------------------------
+
+    async def epoch(self) -> str:
+        with self._available():
+            await self._redis.set(self.key("epoch"), os.urandom(8).hex(), nx=True)
+            value = await self._redis.get(self.key("epoch"))
+        assert value is not None  # set just above, never deleted
+        return _as_bytes(value).decode()
+
+    def _record_key(self, kind: str, key: str) -> str:
+        if ":" in kind:
+            raise ValueError(f"a record kind has no ':' ({kind!r})")
+        return self.key(f"rec:{kind}:{key}")
+
+    async def get_record(self, kind: str, key: str) -> bytes | None:
+        with self._available():
+            value = await self._redis.get(self._record_key(kind, key))
+        return None if value is None else _as_bytes(value)
+
+    async def put_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> None:
+        with self._available():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._record_key(kind, key), value, px=ttl_ms)
+                pipe.zadd(self.key(f"recs:{kind}"), {key: 0})
+                await pipe.execute()
+
+    async def add_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> bool:
+        with self._available():
+            added = await self._redis.set(self._record_key(kind, key), value, px=ttl_ms, nx=True)
+            if added:
+                await self._redis.zadd(self.key(f"recs:{kind}"), {key: 0})
+        return bool(added)
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        with self._available():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._record_key(kind, key))
+                pipe.zrem(self.key(f"recs:{kind}"), key)
+                deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def list_records(
+        self, kind: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        found: list[tuple[str, bytes]] = []
+        start = f"[{prefix}" if prefix else "-"
+        end = f"[{prefix}\U0010ffff" if prefix else "+"
+        with self._available():
+            while len(found) < limit:
+                wanted = limit - len(found)
+                keys = await self._redis.zrangebylex(
+                    self.key(f"recs:{kind}"), start, end, start=0, num=wanted
+                )
+                names = [_as_bytes(k).decode() for k in keys]
+                values = await self._redis.mget([self._record_key(kind, n) for n in names])
+                expired = [n for n, v in zip(names, values, strict=True) if v is None]
+                if expired:
+                    await self._redis.zrem(self.key(f"recs:{kind}"), *expired)
+                found += [
+                    (n, _as_bytes(v)) for n, v in zip(names, values, strict=True) if v is not None
+                ]
+                if len(keys) < wanted:
+                    break
+                start = f"({names[-1]}"
+        return found
+
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)

@@ -152,5 +152,42 @@ class LogStore(abc.ABC):
     async def stats(self) -> LogStats:
         """Counts for operators."""
 
+    # -- records: small keyed documents the engine keeps beside the log (pull clients'
+    # subscriptions, wake-up registrations), shared by every node of the store, kept across
+    # restarts. ``kind`` names the collection; keys are ordered as strings.
+
+    @abc.abstractmethod
+    async def epoch(self) -> str:
+        """A random id made when this log was created: the same across restarts and nodes, new
+        for a new (or reset, or restored-from-nothing) log. Pull cursors carry it."""
+
+    @abc.abstractmethod
+    async def get_record(self, kind: str, key: str) -> bytes | None:
+        """The record's value, or ``None`` when it is absent or expired."""
+
+    @abc.abstractmethod
+    async def put_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> None:
+        """Set a record (replacing it); with ``ttl_ms`` it expires that long from now."""
+
+    @abc.abstractmethod
+    async def add_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> bool:
+        """Set a record only if it is absent or expired; whether it was set. Atomic across the
+        nodes of one store: with a TTL, a claim that one node wins per interval."""
+
+    @abc.abstractmethod
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Remove a record; whether there was one (unexpired)."""
+
+    @abc.abstractmethod
+    async def list_records(
+        self, kind: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        """``(key, value)`` of the unexpired records of ``kind`` whose key starts with
+        ``prefix``, in key order, at most ``limit``."""
+
     async def close(self) -> None:
         """Release the store's resources."""

@@ -519,7 +519,7 @@ async def test_sql_is_read_only(store: SqliteStore) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await store.sql("DELETE FROM meta")
     assert await store.head() == 0
-    assert await store.sql("SELECT COUNT(*) FROM meta") == [(2,)]
+    assert await store.sql("SELECT COUNT(*) FROM meta") == [(3,)]  # schema_version, head, epoch
 
 
 async def test_two_stores_on_one_file_share_one_sequence(tmp_path: Path) -> None:

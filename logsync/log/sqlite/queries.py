@@ -116,6 +116,77 @@ def head(conn: sqlite3.Connection) -> int:
     return int(value)
 
 
+def epoch(conn: sqlite3.Connection) -> str:
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+    return f"{int(value):016x}"
+
+
+# -- records (the `records` table; `now` and expiries in ms since the Unix epoch) ---------------
+
+
+def get_record(conn: sqlite3.Connection, kind: str, key: str, now: int) -> bytes | None:
+    row = conn.execute(
+        "SELECT value FROM records WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?)",
+        (kind, key, now),
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def purge_records(conn: sqlite3.Connection, now: int) -> None:
+    """Remove a few expired records (called with each write of one, so they never pile up)."""
+    conn.execute(
+        "DELETE FROM records WHERE (kind, key) IN"
+        " (SELECT kind, key FROM records WHERE expires <= ? LIMIT 16)",
+        (now,),
+    )
+
+
+def put_record(
+    conn: sqlite3.Connection, kind: str, key: str, value: bytes, expires: int | None
+) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO records (kind, key, value, expires) VALUES (?, ?, ?, ?)",
+        (kind, key, value, expires),
+    )
+
+
+def add_record(
+    conn: sqlite3.Connection, kind: str, key: str, value: bytes, expires: int | None, now: int
+) -> bool:
+    """Insert, or replace an expired record; whether a row was written."""
+    cursor = conn.execute(
+        "INSERT INTO records (kind, key, value, expires) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
+        " WHERE records.expires IS NOT NULL AND records.expires <= ?",
+        (kind, key, value, expires, now),
+    )
+    return cursor.rowcount > 0
+
+
+def delete_record(conn: sqlite3.Connection, kind: str, key: str, now: int) -> bool:
+    row = conn.execute(
+        "DELETE FROM records WHERE kind = ? AND key = ? RETURNING expires", (kind, key)
+    ).fetchone()
+    return row is not None and (row[0] is None or row[0] > now)
+
+
+def list_records(
+    conn: sqlite3.Connection, kind: str, prefix: str, limit: int, now: int
+) -> list[tuple[str, bytes]]:
+    # keys from `prefix` up to the first key that no longer starts with it (an index range)
+    rows = conn.execute(
+        "SELECT key, value FROM records WHERE kind = ? AND key >= ?"
+        " AND (expires IS NULL OR expires > ?) ORDER BY key LIMIT ?",
+        (kind, prefix, now, limit),
+    )
+    found: list[tuple[str, bytes]] = []
+    for key, value in rows:
+        if not key.startswith(prefix) or len(found) == limit:
+            break
+        found.append((key, bytes(value)))
+    return found
+
+
 def cursor_for_time(conn: sqlite3.Connection, index: str, time_ms: int) -> int:
     row = conn.execute(
         "SELECT f.added FROM filings AS f JOIN entries AS e ON e.added = f.added"

@@ -16,8 +16,12 @@ Tables (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``):
 ``indexes``
     Every index ever filed into, with its horizon (the highest ``added`` trimmed from it).
 ``meta``
-    ``schema_version`` and ``head``: the head is stored, never derived from ``entries``, so it never
-    goes back when the newest entries are trimmed.
+    ``schema_version``, ``epoch`` (random, made with the file) and ``head``: the head is stored,
+    never derived from ``entries``, so it never goes back when the newest entries are trimmed.
+``records``
+    ``(kind, key) → value``, with an optional expiry (ms since the Unix epoch): the engine's small
+    documents beside the log (:meth:`LogStore.get_record`). Added in version 1 without a version
+    change: it is created in files made before it, at their next open.
 
 There are no migrations: version 1 is the first. :func:`connect` refuses a file of a newer
 version; a future version 2 would upgrade older files there, in the transaction that checks it.
@@ -25,6 +29,7 @@ version; a future version 2 would upgrade older files there, in the transaction 
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from typing import Final
 
@@ -62,6 +67,14 @@ CREATE TABLE IF NOT EXISTS indexes (
     idx TEXT PRIMARY KEY,
     horizon INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    expires INTEGER,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_expiry ON records (expires) WHERE expires IS NOT NULL;
 """
 
 
@@ -107,6 +120,8 @@ def _create_or_check(conn: sqlite3.Connection, path: str) -> None:
                 f"({SCHEMA_VERSION}); upgrade logsync"
             )
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('head', 0)")
+        epoch = secrets.randbits(62)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (epoch,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -17,6 +17,7 @@ from logsync.log.entry import Entry, NewEntry
 from logsync.log.sqlite import queries, schema
 from logsync.log.sqlite.writer import Writer
 from logsync.log.store import UNKNOWN, Appended, LogStats, LogStore, ReadResult, Unknown
+from logsync.wallclock import now_ms
 
 T = TypeVar("T")
 Timing = Callable[[str, float, float], None]
@@ -222,6 +223,58 @@ class SqliteStore(LogStore):
     async def forget_ids(self, before_time_ms: int) -> int:
         return await self._call(
             lambda conn: queries.forget_ids(conn, before_time_ms), "forget_ids", write=True
+        )
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def epoch(self) -> str:
+        return await self._call(queries.epoch, "epoch", quick=True)
+
+    async def get_record(self, kind: str, key: str) -> bytes | None:
+        now = now_ms()
+        return await self._call(
+            lambda conn: queries.get_record(conn, kind, key, now), "get_record", quick=True
+        )
+
+    async def put_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> None:
+        now = now_ms()
+        expires = None if ttl_ms is None else now + ttl_ms
+
+        def run(conn: sqlite3.Connection) -> None:
+            queries.purge_records(conn, now)
+            queries.put_record(conn, kind, key, value, expires)
+
+        await self._call(run, "put_record", write=True, quick=True)
+
+    async def add_record(
+        self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
+    ) -> bool:
+        now = now_ms()
+        expires = None if ttl_ms is None else now + ttl_ms
+
+        def run(conn: sqlite3.Connection) -> bool:
+            queries.purge_records(conn, now)
+            return queries.add_record(conn, kind, key, value, expires, now)
+
+        return await self._call(run, "add_record", write=True, quick=True)
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        now = now_ms()
+        return await self._call(
+            lambda conn: queries.delete_record(conn, kind, key, now),
+            "delete_record",
+            write=True,
+            quick=True,
+        )
+
+    async def list_records(
+        self, kind: str, prefix: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        now = now_ms()
+        return await self._call(
+            lambda conn: queries.list_records(conn, kind, prefix, limit, now), "list_records"
         )
 
     async def stats(self) -> LogStats:
