@@ -28,6 +28,8 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # client's queue, the dedupe read, the append, ``process``, the status write, and the whole way
 # from the frame to its answer.
 STAGES = ("queued", "seen", "append", "process", "status", "answered")
+# How a wake-up can end (``logsync_wakeups_total{result}``).
+WAKEUP_RESULTS = ("sent", "gone", "backoff", "failed", "dropped", "coalesced")
 
 
 @dataclass
@@ -68,6 +70,13 @@ class Metrics:
     stages: dict[tuple[str, str], Histogram] = field(default_factory=dict)
     # how late the event loop runs a timer: the delay every callback sees
     loop_lag: Histogram = field(default_factory=Histogram)
+    # wake-ups of pull-only clients: (kind, result) → count (see WAKEUP_RESULTS)
+    wakeups: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def wakeup(self, kind: str, result: str) -> None:
+        """Count a wake-up of ``kind`` (webpush, webhook) that ended in ``result``."""
+        key = (kind, result)
+        self.wakeups[key] = self.wakeups.get(key, 0) + 1
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:
@@ -208,6 +217,15 @@ class _Collector(Collector):
         )
         for name, text, attribute in COUNTERS:
             yield CounterMetricFamily(name, text, value=getattr(m, attribute))
+        wakeups = CounterMetricFamily(
+            "logsync_wakeups_total",
+            "Wake-ups of pull-only clients by kind and result: sent, gone (registration "
+            "removed), backoff, failed, dropped (queue full), coalesced.",
+            labels=["kind", "result"],
+        )
+        for (kind, result), count in sorted(m.wakeups.items()):
+            wakeups.add_metric([kind, result], count)
+        yield wakeups
         yield _labelled(
             GaugeMetricFamily(
                 "logsync_limit",

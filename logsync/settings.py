@@ -151,6 +151,42 @@ class Settings(BaseSettings):
     )
     tls_cert: str | None = Field(None, description="PEM certificate file (with tls_key: wss://)")
     tls_key: str | None = Field(None, description="PEM private key file")
+    # -- Wake-ups of pull-only clients (Web Push, webhooks): docs/http-pull.md "Wake-ups".
+    vapid_private_key: str = Field(
+        "",
+        description="VAPID private key for Web Push: a PEM file path or the base64url raw key "
+        "(`logsync vapid-keys` makes one); empty: Web Push off",
+    )
+    vapid_subject: str = Field(
+        "mailto:admin@localhost",
+        pattern=r"^(mailto:|https:)",
+        description="VAPID `sub` claim, a mailto: or https: contact for push services",
+    )
+    wakeup_interval_ms: int = Field(
+        30_000, gt=0, description="at most one wake-up per client in this long (all nodes)"
+    )
+    wakeup_ttl_s: int = Field(
+        3_600, ge=0, description="how long a push service keeps an undelivered wake-up (TTL)"
+    )
+    wakeup_timeout_ms: int = Field(
+        5_000, gt=0, description="a wake-up request (Web Push or webhook) must answer in"
+    )
+    wakeup_queue: int = Field(
+        1_000, gt=0, description="wake-ups waiting to be sent; past it they are dropped"
+    )
+    wakeup_concurrency: int = Field(8, gt=0, description="wake-up requests in flight at once")
+    wakeups_per_client: int = Field(
+        10, gt=0, description="wake-up registrations one client may have"
+    )
+    wakeup_presence_ms: int = Field(
+        30_000,
+        gt=0,
+        description="a connected client is marked online for all nodes this long, refreshed "
+        "while it stays (no wake-ups meanwhile)",
+    )
+    wakeup_backoff_max_ms: int = Field(
+        3_600_000, gt=0, description="the longest Retry-After a push endpoint is backed off for"
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="the lowest level logged (any case)"
     )
@@ -313,4 +349,11 @@ LIMITS = (
     "handshake_rate",
     "handshake_burst",
     "handshake_queue",
+    "wakeup_interval_ms",
+    "wakeup_timeout_ms",
+    "wakeup_queue",
+    "wakeup_concurrency",
+    "wakeups_per_client",
+    "wakeup_presence_ms",
+    "wakeup_backoff_max_ms",
 )
