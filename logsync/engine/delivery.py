@@ -190,7 +190,7 @@ class Delivery:
             return [FellBehind()]
         self.cursor = entry.added
         if not self._held:
-            return _SEND_OFFERED
+            return ONLY_SEND_OFFERED
         return [SEND_OFFERED, *self._release(lambda barrier: barrier <= self.cursor)]
 
     def catch_up(self) -> None:
@@ -320,7 +320,9 @@ class Delivery:
 
 # what most calls return (never mutated: callers only iterate)
 _NOTHING: list[Output] = []
-_SEND_OFFERED: list[Output] = [SEND_OFFERED]
+#: What :meth:`Delivery.offer` returns for a plain live push (the usual case of a fan-out): one
+#: shared list, so a driver may test ``outputs is ONLY_SEND_OFFERED`` and skip its dispatch.
+ONLY_SEND_OFFERED: list[Output] = [SEND_OFFERED]
 
 
 def _answer(action: dict[str, Any] | None, value: Any) -> Output:

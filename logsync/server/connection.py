@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from logsync.app import Context
 from logsync.engine.delivery import (
+    ONLY_SEND_OFFERED,
     SEND_OFFERED,
     Delivery,
     FellBehind,
@@ -77,6 +78,9 @@ class Transport(Protocol):
 class Connection:
     """The WebSocket :class:`~logsync.engine.peer.Peer`: feed it frames with :meth:`receive`; the
     engine (its :class:`~logsync.engine.peer.Host`) answers through the Peer methods."""
+
+    # its subscriptions end with it (the channels' `unsubscribe` callbacks run)
+    keeps_subscriptions = False
 
     def __init__(
         self,
@@ -295,8 +299,18 @@ class Connection:
         if not self.authenticated or self.closed:
             return
         outputs = (self._delivery or self.delivery).offer(entry, self._behind)
-        if outputs:
+        if outputs is ONLY_SEND_OFFERED:
+            # the live push alone, every delivery of a fan-out: no dispatch, no catch-up to check
+            self._push(entry)
+            self.flush()
+        elif outputs:
             self._apply(outputs, entry)
+
+    def _push(self, entry: Entry) -> None:
+        """Send an offered entry live, alone in its ``sync``."""
+        self.node.metrics.deliveries += 1
+        wire = entry.wire_action(self.codec.binary)
+        self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
 
     def _behind(self, live_window: int, high_water: int) -> bool:
         """Whether the client is not keeping up (see :meth:`Delivery.offer`)."""
@@ -325,11 +339,8 @@ class Connection:
         metrics, binary, now = self.node.metrics, self.codec.binary, now_ms()
         for out in outputs:
             if out is SEND_OFFERED:
-                # the live push, every delivery of a fan-out
                 assert offered is not None
-                metrics.deliveries += 1
-                wire = offered.wire_action(binary)
-                self.session.send_sync(offered.added, [(wire, offered.meta())], now)
+                self._push(offered)
             elif isinstance(out, SendEntries):
                 entries = out.entries
                 metrics.deliveries += len(entries)
