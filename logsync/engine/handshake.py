@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from typing import Any
 
 from logsync.app import App, AuthContext, resolve
 from logsync.broker import Broker
@@ -22,6 +23,7 @@ from logsync.engine.registry import Registry
 from logsync.log import LogStore, StoreUnavailable
 from logsync.metrics import Metrics
 from logsync.protocol import ConnectRequested, ProtocolError
+from logsync.protocol.ids import parse_node_id
 from logsync.settings import Settings
 from logsync.wallclock import now_ms
 
@@ -56,6 +58,8 @@ class Handshake:
         self.replace = replace
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._claims = itertools.count()
+        # told of each peer once it is registered (the wake-ups' presence)
+        self.on_accepted: Callable[[Peer], None] | None = None
 
     async def authenticate(self, peer: Peer, event: ConnectRequested) -> None:
         """Wait for admission; check subprotocol, reserved ids, brute force and the app's
@@ -73,45 +77,78 @@ class Handshake:
             supported = {"supported": self.app.min_subprotocol, "used": used}
             peer.refuse(ProtocolError("wrong-subprotocol", supported))
             return
-        # Brute-force lock: `bruteforce_failures` refused credentials from one address within
-        # `bruteforce_window_ms` refuse it until the oldest of them leaves the window. Only real
-        # failures count: an attempt refused because of the lock does not extend it.
-        settings = self.settings
-        ip = peer.remote or ""
-        failures = self._failures[ip]
-        now = time.monotonic()
-        while failures and failures[0] < now - settings.bruteforce_window_ms / 1000:
-            failures.popleft()
-        locked = len(failures) >= settings.bruteforce_failures
-        allowed = False
-        if node.user_id != "server" and node.node_id != "server" and not locked:
-            allowed = await self._call_auth(peer, event)
-        if not allowed and not locked:
-            failures.append(now)
-        if not failures:
-            self._failures.pop(ip, None)
-        if peer.closed:
-            return
-        if not allowed:
-            self.metrics.auth_refused += 1
-            peer.refuse(ProtocolError("wrong-credentials"))
-            return
-        await self._accept(peer, event)
-
-    async def _call_auth(self, peer: Peer, event: ConnectRequested) -> bool:
-        if self.app.authenticator is None:
-            logger.warning("the app has no auth rule: every client is refused")
-            return False
         ctx = AuthContext(
-            user_id=event.node.user_id,
-            client_id=event.node.client_id,
-            node_id=event.node.node_id,
+            user_id=node.user_id,
+            client_id=node.client_id,
+            node_id=node.node_id,
             token=event.token,
             headers=event.headers,
             cookie=peer.cookie,
             subprotocol=event.subprotocol,
             remote=peer.remote,
         )
+        allowed = await self._credentials(ctx)
+        if peer.closed:
+            return
+        if not allowed:
+            peer.refuse(ProtocolError("wrong-credentials"))
+            return
+        await self._accept(peer, event)
+
+    async def check_credentials(
+        self,
+        node_id: str,
+        token: str | None,
+        *,
+        remote: str | None,
+        headers: dict[str, Any],
+        cookie: dict[str, str],
+        subprotocol: int | None = None,
+    ) -> bool:
+        """Whether ``node_id`` with ``token`` from ``remote`` may act as that client — the same
+        checks as :meth:`authenticate` (reserved ``server`` ids, the brute-force lock, the app's
+        ``auth``, a refusal counted towards the lock) — without registering anything. For
+        requests that are not a session (the wake-up registrations)."""
+        node = parse_node_id(node_id)
+        ctx = AuthContext(
+            user_id=node.user_id,
+            client_id=node.client_id,
+            node_id=node.node_id,
+            token=token,
+            headers=headers,
+            cookie=cookie,
+            subprotocol=subprotocol,
+            remote=remote,
+        )
+        return await self._credentials(ctx)
+
+    async def _credentials(self, ctx: AuthContext) -> bool:
+        """The reserved ids, the brute-force lock and the app's ``auth``, for every way in."""
+        # Brute-force lock: `bruteforce_failures` refused credentials from one address within
+        # `bruteforce_window_ms` refuse it until the oldest of them leaves the window. Only real
+        # failures count: an attempt refused because of the lock does not extend it.
+        settings = self.settings
+        ip = ctx.remote or ""
+        failures = self._failures[ip]
+        now = time.monotonic()
+        while failures and failures[0] < now - settings.bruteforce_window_ms / 1000:
+            failures.popleft()
+        locked = len(failures) >= settings.bruteforce_failures
+        allowed = False
+        if ctx.user_id != "server" and ctx.node_id != "server" and not locked:
+            allowed = await self._call_auth(ctx)
+        if not allowed and not locked:
+            failures.append(now)
+        if not failures:
+            self._failures.pop(ip, None)
+        if not allowed:
+            self.metrics.auth_refused += 1
+        return allowed
+
+    async def _call_auth(self, ctx: AuthContext) -> bool:
+        if self.app.authenticator is None:
+            logger.warning("the app has no auth rule: every client is refused")
+            return False
         try:
             return bool(await resolve(self.app.authenticator(ctx)))
         except Exception:
@@ -128,6 +165,8 @@ class Handshake:
         replaced = self.registry.register(peer)
         if replaced is not None:
             self.replace(replaced)
+        if self.on_accepted is not None:
+            self.on_accepted(peer)
         # On other nodes, an older connection of this client is closed the same way.
         peer.claim = f"{self.node_id} {next(self._claims)}"
         await self.broker.claim(peer.client_id, peer.claim)

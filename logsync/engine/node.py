@@ -30,6 +30,7 @@ from logsync.engine.recovery import Recovery
 from logsync.engine.registry import Registry
 from logsync.engine.rules import Rules
 from logsync.engine.subscriptions import Subscriptions
+from logsync.engine.wakeups import Wakeups
 from logsync.log import Entry, LogStore, ReadResult, StoreUnavailable
 from logsync.log.writer import LogWriter
 from logsync.logfmt import shorten
@@ -93,6 +94,9 @@ class ServerNode:
             self._replace,
         )
         self.recovery = Recovery(store, self.rules, settings)
+        self.wakeups = Wakeups(store, registry, self.node_id, settings, metrics, self.spawn)
+        writer.observer = self.wakeups.appended
+        self.handshake.on_accepted = self.wakeups.online
         app.node = self
         broker.on_entry(self.route)
         broker.on_claim(self.handshake.claimed)
@@ -108,6 +112,7 @@ class ServerNode:
         await self.broker.start()
         self.store.timing = self.metrics.store_timing
         await self.recovery.recover()
+        await self.wakeups.start()
         self.spawn(self._watch_loop())
         if self.settings.trim_interval_ms > 0:
             self.spawn(self.recovery.trim_periodically(self._running))
@@ -121,6 +126,7 @@ class ServerNode:
             peer.close(1001, "server shutdown")
         await asyncio.gather(*(peer.wait_closed() for peer in peers))
         await self.inbound.wait_idle(timeout=10)
+        await self.wakeups.stop()
         for task in list(self._tasks):
             task.cancel()
         await self.broker.close()
@@ -219,6 +225,7 @@ class ServerNode:
         if not peer.authenticated:
             return
         self.spawn(self.broker.unlisten([*peer.topics(), f"claim:{peer.client_id}"]))
+        self.wakeups.offline(peer)
         self.subscriptions.end(peer)
 
     def _replace(self, zombie: Peer) -> None:

@@ -9,7 +9,7 @@ is published exactly once, after it is durable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from logsync.log.entry import Entry, NewEntry
@@ -31,6 +31,9 @@ class LogWriter:
         self.store = store
         self.publisher = publisher
         self.metrics = metrics
+        # called once per created entry, after it is published (the node's wake-ups): it must
+        # return at once
+        self.observer: Callable[[Entry], None] | None = None
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         metrics = self.metrics
@@ -40,4 +43,6 @@ class LogWriter:
             if result.created:
                 metrics.actions_appended += 1
                 await self.publisher.publish(result.entry)
+                if self.observer is not None:
+                    self.observer(result.entry)
         return appended

@@ -1,0 +1,480 @@
+"""Wake-ups of pull-only clients: who registered to be woken (Web Push subscriptions, webhooks),
+and, for every entry this node appends, which of them to tickle — those whose indexes the entry
+lands in (``client:``, ``node:``, ``user:``, and ``channel:`` through their pull subscriptions),
+never its origin or excluded clients, not while they are connected on any node, at most once per
+``wakeup_interval_ms`` across all nodes. Sending runs in a bounded queue beside the log
+(:class:`~logsync.wakeup.Dispatcher`): a slow push service never slows an append.
+
+Everything shared lives in the store's records, so it survives restarts and every node sees it:
+
+=================  ====================  ==================================================
+kind               key                   value
+=================  ====================  ==================================================
+``wakeup``         ``client\\0id``        a :class:`~logsync.wakeup.Registration`
+``wake-user``      ``user\\0client``      (empty): the user's clients with registrations
+``wake-channel``   ``channel\\0client``   (empty): registered clients pulling the channel
+``wake-channels``  ``client``            the channels indexed for the client (JSON list)
+``online``         ``client``            the node it is connected to (``wakeup_presence_ms``)
+``wake-claim``     ``client``            the node that woke it (``wakeup_interval_ms``)
+``wake-backoff``   registration id       (empty): its endpoint said 429/503 (Retry-After)
+``wake-active``    ``""``                someone registered once: nodes start tracking
+=================  ====================  ==================================================
+
+Until the first registration of a deployment, a node keeps no presence and looks at no entry
+(it polls ``wake-active`` each second), so wake-ups cost nothing where they are not used.
+
+The node calls :meth:`Wakeups.start` / :meth:`stop`, :meth:`appended` for each created entry
+(the :class:`~logsync.log.writer.LogWriter`'s observer), :meth:`online` / :meth:`offline` as
+peers come and go; the HTTP endpoints call :meth:`register`, :meth:`registrations`,
+:meth:`unregister`; the pull transport calls :meth:`pull_subscriptions_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from logsync.engine.peer import Peer
+from logsync.engine.registry import Registry
+from logsync.log import Entry, LogStore, StoreUnavailable
+from logsync.logfmt import shorten
+from logsync.metrics import Metrics
+from logsync.protocol.ids import parse_node_id
+from logsync.settings import Settings
+from logsync.wakeup import (
+    Dispatcher,
+    Outcome,
+    Registration,
+    VapidKey,
+    WebhookSender,
+    WebPushSender,
+    WebPushSubscription,
+    registration_id,
+)
+from logsync.wakeup.registration import Kind
+from logsync.wallclock import now_ms
+
+logger = logging.getLogger("logsync.wakeup")
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+KIND = "wakeup"
+USERS = "wake-user"
+CHANNELS = "wake-channel"
+INDEXED = "wake-channels"
+ONLINE = "online"
+CLAIMS = "wake-claim"
+BACKOFF = "wake-backoff"
+ACTIVE = "wake-active"
+# The pull transport's record of a client's subscriptions: {"channels": {channel: {...}}}.
+PULL = "pull"
+
+# How often a node that has seen no registration yet looks again.
+ACTIVE_POLL_S = 1.0
+# Entries decided on in one go: their indexes are looked up once per batch.
+DECIDE_BATCH = 256
+# Presence records written at once when refreshing.
+PRESENCE_CHUNK = 64
+
+
+class RegistrationRefused(ValueError):
+    """A registration the server does not take; ``code`` is the API's error code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Job:
+    registration: Registration
+    client_id: str
+
+
+class Wakeups:
+    """Registrations, presence, the wake-up decision and its sending; see the module
+    docstring."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        registry: Registry,
+        node_id: str,
+        settings: Settings,
+        metrics: Metrics,
+        spawn: Spawn,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.node_id = node_id
+        self.settings = settings
+        self.metrics = metrics
+        self.spawn = spawn
+        # Raises ValueError (one line) for a key that cannot be read: the node does not start.
+        self.vapid = (
+            VapidKey.load(settings.vapid_private_key, settings.vapid_subject)
+            if settings.vapid_private_key
+            else None
+        )
+        self.active = False
+        self._entries: asyncio.Queue[Entry] | None = None
+        self._dispatcher: Dispatcher[_Job] = Dispatcher(
+            self._send, settings.wakeup_queue, settings.wakeup_concurrency
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._webpush: WebPushSender | None = None
+        self._webhook: WebhookSender | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def public_key(self) -> str | None:
+        """The VAPID ``applicationServerKey`` (base64url), None when Web Push is off."""
+        return None if self.vapid is None else self.vapid.public_key
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client session, start the decision and sending tasks."""
+        settings = self.settings
+        self._entries = asyncio.Queue(maxsize=settings.wakeup_queue)
+        connector = aiohttp.TCPConnector(limit=settings.wakeup_concurrency)
+        self._session = aiohttp.ClientSession(connector=connector)
+        timeout_s = settings.wakeup_timeout_ms / 1000
+        if self.vapid is not None:
+            self._webpush = WebPushSender(
+                self._session, self.vapid, settings.wakeup_ttl_s, timeout_s
+            )
+        self._webhook = WebhookSender(self._session, timeout_s)
+        self._dispatcher.start()
+        self._tasks = [
+            self.spawn(self._decide_loop()),
+            self.spawn(self._presence_loop()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop deciding and sending (queued wake-ups are dropped), close the session."""
+        self.active = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._dispatcher.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    async def idle(self) -> None:
+        """Return once every entry handed over so far is decided on and its wake-ups sent."""
+        if self._entries is not None:
+            await self._entries.join()
+        await self._dispatcher.idle()
+
+    # -- registrations (the HTTP endpoints) ----------------------------------------------------
+
+    async def register(
+        self,
+        node_id: str,
+        *,
+        webpush: WebPushSubscription | None = None,
+        webhook: str | None = None,
+    ) -> Registration:
+        """Register ``node_id``'s client to be woken (one of ``webpush``, ``webhook``); the same
+        endpoint again gives the same id. :class:`RegistrationRefused` past
+        ``wakeups_per_client`` or for Web Push while it is off."""
+        node = parse_node_id(node_id)
+        client = node.client_id
+        if webpush is not None:
+            if self.vapid is None:
+                raise RegistrationRefused(
+                    "bad-request", "Web Push is off on this server (no vapid_private_key)"
+                )
+            kind: Kind = "webpush"
+            endpoint, keys = webpush.endpoint, webpush.keys
+        elif webhook is not None:
+            kind, endpoint, keys = "webhook", webhook, None
+        else:
+            raise RegistrationRefused("bad-request", "give webpush or webhook")
+        reg_id = registration_id(kind, endpoint)
+        limit = self.settings.wakeups_per_client
+        existing = await self.store.list_records(KIND, client + "\0", limit=limit + 1)
+        if client + "\0" + reg_id not in dict(existing) and len(existing) >= limit:
+            raise RegistrationRefused(
+                "limit", f"a client may have at most {limit} wake-up registrations"
+            )
+        registration = Registration(
+            id=reg_id, kind=kind, endpoint=endpoint, keys=keys, node=node_id, created=now_ms()
+        )
+        await self.store.put_record(KIND, client + "\0" + reg_id, registration.dump())
+        if _has_user(node.user_id):
+            await self.store.put_record(USERS, f"{node.user_id}\0{client}", b"")
+        pulled = await self.store.get_record(PULL, client)
+        await self._index_channels(client, _pull_channels(pulled))
+        if not self.active:
+            await self.store.put_record(ACTIVE, "", b"1")
+            self._activate()
+        return registration
+
+    async def registrations(self, client_id: str) -> list[Registration]:
+        """The client's registrations, in id order."""
+        found = await self.store.list_records(
+            KIND, client_id + "\0", limit=self.settings.wakeups_per_client
+        )
+        return [Registration.load(value) for _, value in found]
+
+    async def unregister(self, client_id: str, reg_id: str) -> bool:
+        """Remove a registration; whether there was one. The client's last one takes its
+        user and channel index records with it."""
+        removed = await self.store.delete_record(KIND, f"{client_id}\0{reg_id}")
+        if removed and not await self.store.list_records(KIND, client_id + "\0", limit=1):
+            user = parse_node_id(client_id).user_id
+            if _has_user(user):
+                await self.store.delete_record(USERS, f"{user}\0{client_id}")
+            await self._index_channels(client_id, ())
+        return removed
+
+    async def pull_subscriptions_changed(self, client_id: str, channels: Collection[str]) -> None:
+        """The pull transport saved ``client_id``'s subscriptions: keep the channel index of
+        a registered client in step (nothing for a client without registrations)."""
+        if await self.store.list_records(KIND, client_id + "\0", limit=1):
+            await self._index_channels(client_id, channels)
+
+    async def _index_channels(self, client_id: str, channels: Collection[str]) -> None:
+        """Make ``wake-channel`` hold exactly ``channels`` for the client."""
+        stored = await self.store.get_record(INDEXED, client_id)
+        before = set(orjson.loads(stored)) if stored else set()
+        after = set(channels)
+        for channel in after - before:
+            await self.store.put_record(CHANNELS, f"{channel}\0{client_id}", b"")
+        for channel in before - after:
+            await self.store.delete_record(CHANNELS, f"{channel}\0{client_id}")
+        if after:
+            await self.store.put_record(INDEXED, client_id, orjson.dumps(sorted(after)))
+        elif stored:
+            await self.store.delete_record(INDEXED, client_id)
+
+    # -- presence --------------------------------------------------------------------------------
+
+    def online(self, peer: Peer) -> None:
+        """``peer`` was accepted: its client is online for every node (no wake-ups)."""
+        if self.active:
+            self.spawn(self._mark_online([peer.client_id]))
+
+    def offline(self, peer: Peer) -> None:
+        """``peer``'s transport is gone: its client is offline, unless another peer (here, or
+        on the node that now has the record) holds it. A pull request's peer leaves with the
+        client's saved subscriptions: the channel index follows them."""
+        if self.active and peer.authenticated:
+            self.spawn(self._mark_offline(peer))
+            if getattr(peer, "keeps_subscriptions", False):
+                channels = list(peer.subscriptions)
+                self.spawn(self.pull_subscriptions_changed(peer.client_id, channels))
+
+    async def _mark_online(self, clients: list[str]) -> None:
+        value, ttl = self.node_id.encode(), self.settings.wakeup_presence_ms
+        with contextlib.suppress(StoreUnavailable):  # marked again at the next refresh
+            await asyncio.gather(
+                *(self.store.put_record(ONLINE, client, value, ttl_ms=ttl) for client in clients)
+            )
+
+    async def _mark_offline(self, peer: Peer) -> None:
+        client = peer.client_id
+        try:
+            if await self.store.get_record(ONLINE, client) != self.node_id.encode():
+                return  # a newer connection on another node holds it
+            current = self.registry.by_client.get(client)
+            if current is not None and current is not peer:
+                return  # replaced here by a newer peer
+            await self.store.delete_record(ONLINE, client)
+        except StoreUnavailable:
+            pass  # the record expires on its own
+
+    def _activate(self) -> None:
+        """Wake-ups are in use: track presence and look at entries from now on."""
+        if not self.active:
+            self.active = True
+            self.spawn(self._refresh_presence())
+
+    async def _refresh_presence(self) -> None:
+        clients = [
+            client
+            for client, peer in self.registry.by_client.items()
+            if peer.authenticated and not peer.closed
+        ]
+        for start in range(0, len(clients), PRESENCE_CHUNK):
+            await self._mark_online(clients[start : start + PRESENCE_CHUNK])
+
+    async def _presence_loop(self) -> None:
+        while not self.active:
+            try:
+                if await self.store.get_record(ACTIVE, "") is not None:
+                    self._activate()
+                    break
+            except StoreUnavailable:
+                pass
+            await asyncio.sleep(ACTIVE_POLL_S)
+        while True:
+            await asyncio.sleep(self.settings.wakeup_presence_ms / 3000)
+            await self._refresh_presence()
+
+    # -- the decision (the log's observer) -----------------------------------------------------
+
+    def appended(self, entry: Entry) -> None:
+        """This node created ``entry``: decide on its wake-ups later, beside the log (dropped
+        and counted when too many wait)."""
+        if not self.active or self._entries is None:
+            return
+        try:
+            self._entries.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.metrics.wakeup("any", "dropped")
+
+    async def _decide_loop(self) -> None:
+        assert self._entries is not None
+        entries = self._entries
+        while True:
+            batch = [await entries.get()]
+            while len(batch) < DECIDE_BATCH and not entries.empty():
+                batch.append(entries.get_nowait())
+            try:
+                await self._decide(batch)
+            except StoreUnavailable as error:
+                logger.warning(
+                    "wake-ups of %d entries skipped: store unavailable: %s", len(batch), error
+                )
+            except Exception:
+                logger.exception("wake-up decision failed")
+            finally:
+                for _ in batch:
+                    entries.task_done()
+
+    async def _decide(self, batch: list[Entry]) -> None:
+        # index → [(client, the channel it came through, None for its own indexes)]
+        found: dict[str, list[tuple[str, str | None]]] = {}
+        # client → the channels it came through, None once one of its own indexes matched
+        reached: dict[str, set[str] | None] = {}
+        for entry in batch:
+            skip = {entry.origin_client, *entry.exclude_clients}
+            for index in entry.indexes:
+                clients = found.get(index)
+                if clients is None:
+                    clients = found[index] = await self._clients_of(index)
+                for client, channel in clients:
+                    if client in skip:
+                        continue
+                    if channel is None:
+                        reached[client] = None
+                    elif client not in reached:
+                        reached[client] = {channel}
+                    else:
+                        via = reached[client]
+                        if via is not None:
+                            via.add(channel)
+        for client, via in reached.items():
+            await self._wake(client, via)
+
+    async def _clients_of(self, index: str) -> list[tuple[str, str | None]]:
+        kind, _, name = index.partition(":")
+        if kind == "client":
+            return [(name, None)]
+        if kind == "node":
+            return [(parse_node_id(name).client_id, None)]
+        fanout = self.settings.wakeup_fanout
+        if kind == "user":
+            keys = await self.store.list_records(USERS, name + "\0", limit=fanout)
+            return [(key.partition("\0")[2], None) for key, _ in keys]
+        if kind == "channel":
+            keys = await self.store.list_records(CHANNELS, name + "\0", limit=fanout)
+            return [(key.partition("\0")[2], name) for key, _ in keys]
+        return []
+
+    async def _wake(self, client: str, via: set[str] | None) -> None:
+        """Wake ``client`` unless connected, coalesced, or not (any more) concerned."""
+        peer = self.registry.by_client.get(client)
+        if peer is not None and peer.authenticated and not peer.closed:
+            return
+        store = self.store
+        registrations = await self.registrations(client)
+        if not registrations:
+            return
+        if await store.get_record(ONLINE, client) is not None:
+            return
+        if via is not None and not await self._still_pulls(client, via):
+            return
+        claimed = await store.add_record(
+            CLAIMS, client, self.node_id.encode(), ttl_ms=self.settings.wakeup_interval_ms
+        )
+        for registration in registrations:
+            if not claimed:
+                self.metrics.wakeup(registration.kind, "coalesced")
+            elif await store.get_record(BACKOFF, registration.id) is not None:
+                self.metrics.wakeup(registration.kind, "backoff")
+            elif not self._dispatcher.offer(_Job(registration, client)):
+                self.metrics.wakeup(registration.kind, "dropped")
+
+    async def _still_pulls(self, client: str, via: set[str]) -> bool:
+        """Whether the client's pull subscriptions still hold one of ``via`` (the channel index
+        may be behind them: expired or unsubscribed); a stale index is brought in step."""
+        channels = _pull_channels(await self.store.get_record(PULL, client))
+        if via & channels:
+            return True
+        await self._index_channels(client, channels)
+        return False
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def _send(self, job: _Job) -> None:
+        registration = job.registration
+        if registration.kind == "webpush":
+            if self._webpush is None:
+                outcome = Outcome("failed", detail="Web Push is off (no vapid_private_key)")
+            else:
+                outcome = await self._webpush.send(registration.subscription_info())
+        else:
+            assert self._webhook is not None
+            outcome = await self._webhook.send(
+                registration.endpoint, registration.node, job.client_id
+            )
+        self.metrics.wakeup(registration.kind, outcome.result)
+        chars = self.settings.log_value_chars
+        endpoint = shorten(registration.endpoint, chars)
+        if outcome.result == "gone":
+            logger.info("wake-up endpoint gone (%s), removed: %s", outcome.status, endpoint)
+            await self.unregister(job.client_id, registration.id)
+        elif outcome.result == "backoff":
+            retry = outcome.retry_after_s
+            delay_ms = self.settings.wakeup_interval_ms if retry is None else int(retry * 1000)
+            delay_ms = max(1, min(delay_ms, self.settings.wakeup_backoff_max_ms))
+            await self.store.put_record(BACKOFF, registration.id, b"", ttl_ms=delay_ms)
+            logger.info(
+                "wake-up endpoint busy (%s), backing off %d ms: %s",
+                outcome.status,
+                delay_ms,
+                endpoint,
+            )
+        elif outcome.result == "failed":
+            logger.warning(
+                "wake-up %s failed: %s: %s",
+                registration.kind,
+                endpoint,
+                shorten(outcome.detail, chars),
+            )
+
+
+def _has_user(user_id: str | None) -> bool:
+    return user_id is not None and user_id != "false"
+
+
+def _pull_channels(value: bytes | None) -> set[str]:
+    """The channels of a ``pull`` record."""
+    if not value:
+        return set()
+    try:
+        channels = orjson.loads(value).get("channels")
+    except (orjson.JSONDecodeError, AttributeError):
+        return set()
+    return set(channels) if isinstance(channels, dict | list) else set()
