@@ -1,4 +1,5 @@
-"""``logsync`` command line: ``logsync serve [module:app]`` and its settings; ``logsync log …``.
+"""``logsync`` command line: ``logsync serve [module:app]`` and its settings; ``logsync log …``;
+``logsync vapid-keys`` (a key pair for Web Push wake-ups).
 
 Settings (``logsync.settings``) come from, in rising priority: defaults, a TOML file (``--config``
 or ``LOGSYNC_CONFIG``), ``LOGSYNC_*`` environment variables (``LOGSYNC_PORT=8080``), then flags
@@ -117,6 +118,26 @@ async def log_command(args: argparse.Namespace) -> None:
         await store.close()
 
 
+def vapid_keys_command(args: argparse.Namespace) -> None:
+    """``logsync vapid-keys [--out FILE]``: a new VAPID key pair. The private key (PEM) goes to
+    ``FILE`` (created with mode 0600, never overwritten) or stdout; the public
+    ``applicationServerKey`` (base64url) is printed last, on its own line."""
+    from logsync.wakeup import generate_vapid_keys
+
+    pem, public_key = generate_vapid_keys()
+    if args.out:
+        try:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise SystemExit(f"logsync: {args.out} exists; not overwriting a VAPID key") from None
+        with os.fdopen(fd, "w") as file:
+            file.write(pem)
+        print(f"private key written to {args.out} (--vapid-private-key {args.out})")
+    else:
+        print(pem, end="")
+    print(f"applicationServerKey {public_key}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logsync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     trim.add_argument("--forget-ids-older-ms", type=int, default=0, help="end dedupe for old ids")
     for command in (stats, tail, trim):
         command.add_argument("--store", default="sqlite:///logsync.db", help=store_help)
+
+    vapid = commands.add_parser(
+        "vapid-keys", help="make a VAPID key pair for Web Push wake-ups (--vapid-private-key)"
+    )
+    vapid.add_argument(
+        "--out", help="write the private key (PEM) to this new file instead of stdout"
+    )
     return parser
 
 
@@ -152,7 +180,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "log":
         asyncio.run(log_command(args))
         return
+    if args.command == "vapid-keys":
+        vapid_keys_command(args)
+        return
     settings = load_settings(args, dict(os.environ))
+    if settings.vapid_private_key:
+        from logsync.wakeup import VapidKey
+
+        try:
+            VapidKey.load(settings.vapid_private_key, settings.vapid_subject)
+        except ValueError as error:
+            raise SystemExit(f"logsync: {error}") from None
     configure_logging(settings)
     app = load_app(args.app)
     from logsync.server import serve
