@@ -70,6 +70,9 @@ class Metrics:
     stages: dict[tuple[str, str], Histogram] = field(default_factory=dict)
     # how late the event loop runs a timer: the delay every callback sees
     loop_lag: Histogram = field(default_factory=Histogram)
+    # POST /v1/sync answers by HTTP status, and the long-polls waiting now (a gauge)
+    pull_requests: dict[int, int] = field(default_factory=dict)
+    pull_waiting: int = 0
     # wake-ups of pull-only clients: (kind, result) → count (see WAKEUP_RESULTS)
     wakeups: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -217,6 +220,15 @@ class _Collector(Collector):
         )
         for name, text, attribute in COUNTERS:
             yield CounterMetricFamily(name, text, value=getattr(m, attribute))
+        yield _labelled(
+            CounterMetricFamily(
+                "logsync_pull_requests_total", "POST /v1/sync answers by status.", labels=["status"]
+            ),
+            {str(status): n for status, n in sorted(m.pull_requests.items())},
+        )
+        yield GaugeMetricFamily(
+            "logsync_pull_waiting", "Pull requests long-polling now.", value=m.pull_waiting
+        )
         wakeups = CounterMetricFamily(
             "logsync_wakeups_total",
             "Wake-ups of pull-only clients by kind and result: sent, gone (registration "

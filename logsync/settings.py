@@ -187,6 +187,22 @@ class Settings(BaseSettings):
     wakeup_backoff_max_ms: int = Field(
         3_600_000, gt=0, description="the longest Retry-After a push endpoint is backed off for"
     )
+    # -- Pull-only HTTP clients (POST /v1/sync): docs/http-pull.md.
+    pull_page_default: int = Field(
+        100, gt=0, description="actions in a /v1/sync page when the request gives no limit"
+    )
+    pull_page_max: int = Field(1_000, gt=0, description="the largest /v1/sync page (limit)")
+    pull_wait_max_s: float = Field(
+        25.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="the longest long-poll (wait) of /v1/sync, below common proxy idle timeouts",
+    )
+    pull_state_ttl_ms: int = Field(
+        30 * 24 * 3600 * 1000,
+        gt=0,
+        description="a pull client's subscriptions are forgotten after this long without a request",
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="the lowest level logged (any case)"
     )
@@ -349,6 +365,9 @@ LIMITS = (
     "handshake_rate",
     "handshake_burst",
     "handshake_queue",
+    "pull_page_max",
+    "pull_wait_max_s",
+    "pull_state_ttl_ms",
     "wakeup_interval_ms",
     "wakeup_timeout_ms",
     "wakeup_queue",

@@ -1,10 +1,11 @@
 """The seam between the engine and its transports.
 
 A :class:`Peer` is what the engine needs of a client it talks to; a transport implements one per
-client (the WebSocket :class:`~logsync.server.connection.Connection` is one; a pull-only HTTP request
-is meant to be another). The engine calls only what is listed here — it never reaches into a
-transport's session, socket or framing — and a transport never runs a rule: it reports what the
-client did to the :class:`Host` (the node) and carries out what the engine asks.
+client (the WebSocket :class:`~logsync.server.connection.Connection` is one; a pull-only HTTP
+request, :class:`~logsync.server.pull.PullPeer`, is another). The engine calls only what is listed
+here — it never reaches into a transport's session, socket or framing — and a transport never
+runs a rule: it reports what the client did to the :class:`Host` (the node) and carries out what
+the engine asks.
 
 The calls, in the order a client's life brings them:
 
@@ -18,7 +19,9 @@ The calls, in the order a client's life brings them:
    :meth:`Peer.catch_up` when it must be served from the log, :meth:`Peer.replay_channel` for a
    resubscription's history; the peer decides with :meth:`Peer.should_deliver`;
 4. the end: :meth:`Peer.close` (replaced, shutdown, a server error); the transport calls
-   :meth:`Host.detach` when its socket is gone, and the peer reports ``closed``.
+   :meth:`Host.detach` when its socket is gone, and the peer reports ``closed``. A peer whose
+   ``keeps_subscriptions`` is true (pull-only HTTP) leaves its channels' ``unsubscribe``
+   callbacks unrun: its subscriptions persist beyond it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class Subscription:
 
     from_added: int
     filters: dict[str, Filter | None] = field(default_factory=dict)
+    # filter key → the ``logux/subscribe`` action it came from, kept only for a peer whose
+    # subscriptions outlive it (``Peer.keeps_subscriptions``): they are saved and rebuilt from it
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def accepts(self, entry: Entry) -> bool:
         filters = self.filters.values()
@@ -70,6 +76,9 @@ class Peer(Protocol):
     # back through the broker (see Broker.claim)
     claim: str | None
     claim_seen: bool
+    # Whether the client's subscriptions outlive this peer (a pull-only HTTP request: they are
+    # stored per client, see Subscriptions.saved); then its leaving runs no channel `unsubscribe`.
+    keeps_subscriptions: bool
 
     @property
     def client_id(self) -> str: ...

@@ -3,12 +3,17 @@
 (a resubscription with ``since`` continues from the cursor its earlier subscription was answered
 at), and the end of a peer's subscriptions when it leaves.
 
-The rules stage hands subscribe and unsubscribe jobs here after the dedupe and meta checks.
+The rules stage hands subscribe and unsubscribe jobs here after the dedupe and meta checks. A
+peer whose subscriptions outlive it (``Peer.keeps_subscriptions``: a pull-only HTTP request) has
+them saved with :meth:`Subscriptions.saved` (into the store's records, kind :data:`PULL_RECORDS`)
+and rebuilt on its next request with :meth:`Subscriptions.restore`; its leaving runs no
+``unsubscribe`` callback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,6 +32,11 @@ from logsync.protocol.messages import is_number
 from logsync.settings import Settings
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+logger = logging.getLogger("logsync.node")
+
+# The store records (LogStore.put_record) of pull clients' subscriptions, keyed by client id.
+PULL_RECORDS = "pull"
 
 
 class Subscriptions:
@@ -88,7 +98,7 @@ class Subscriptions:
         resume = None
         if isinstance(action.get("since"), dict) and not action.get("creating"):
             resume = await self._resume_point(peer, channel, action["since"])
-        key = _filter_key(action)
+        key = filter_key(action)
         sub = peer.subscriptions.get(channel)
         if sub is None:
             start = entry.added if resume is None else resume
@@ -96,6 +106,8 @@ class Subscriptions:
             if self.registry.subscribe(peer, channel):
                 await self.broker.listen([f"channel:{channel}"])
         sub.filters[key] = predicate
+        if getattr(peer, "keeps_subscriptions", False):
+            sub.sources[key] = action
         if resume is not None:
             peer.replay_channel(channel, resume)
         try:
@@ -151,7 +163,7 @@ class Subscriptions:
         entry = await append_job(self.writer, self.metrics, job, Route())
         if entry is None:
             return
-        self._remove_filter(peer, channel, _filter_key(action))
+        self._remove_filter(peer, channel, filter_key(action))
         found = self.app.find_channel(channel)
         if found is not None and found[0].unsubscribe is not None:
             ctx.params = found[1]
@@ -174,9 +186,15 @@ class Subscriptions:
         return True
 
     def end(self, peer: Peer) -> None:
-        """``peer`` left: drop its subscriptions and run each channel's ``unsubscribe``."""
+        """``peer`` left: drop its subscriptions and run each channel's ``unsubscribe`` — unless
+        they outlive it (``keeps_subscriptions``: they stay saved for the client's next request).
+        """
+        # (test doubles written before the flag have none: their subscriptions end with them)
+        keeps = getattr(peer, "keeps_subscriptions", False)
         for channel in list(peer.subscriptions):
             self._drop_subscriber(peer, channel)
+            if keeps:
+                continue
             found = self.app.find_channel(channel)
             if found is not None and found[0].unsubscribe is not None:
                 ctx = peer.context()
@@ -185,11 +203,63 @@ class Subscriptions:
                 self.spawn(call_quietly(found[0].unsubscribe, ctx, action, {}))
         peer.subscriptions.clear()
 
+    # -- subscriptions that outlive their peer ----------------------------------------------
+
+    def saved(self, peer: Peer) -> bytes:
+        """``peer``'s subscriptions as a small document for :meth:`restore`: per channel, the
+        position it receives entries after and the subscribe action of each filter."""
+        document = {
+            channel: {"from": sub.from_added, "subscribe": list(sub.sources.values())}
+            for channel, sub in peer.subscriptions.items()
+            if sub.sources
+        }
+        return orjson.dumps({"channels": document})
+
+    async def restore(self, peer: Peer, saved: bytes | None) -> list[str]:
+        """Give an authenticated ``peer`` the subscriptions :meth:`saved` kept: each filter's
+        predicate made again by its channel rule's ``filter``, the peer registered as the
+        channel's subscriber (and the broker listening), as a subscribe would. A channel no rule
+        matches any more, or whose ``filter`` fails now, is left out. Returns the channels."""
+        if not saved:
+            return []
+        try:
+            channels = orjson.loads(saved)["channels"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.error("unreadable saved subscriptions of %s: dropped", peer.client_id)
+            return []
+        topics = []
+        for channel, state in channels.items():
+            found = self.app.find_channel(channel)
+            if found is None:
+                continue
+            rule, params = found
+            sub = Subscription(from_added=int(state["from"]))
+            for action in state["subscribe"]:
+                ctx = peer.context()
+                ctx.params = params
+                try:
+                    predicate = await resolve(rule.filter(ctx, action, {})) if rule.filter else None
+                except Exception:
+                    logger.exception("filter of %s failed on restore: left out", channel)
+                    continue
+                key = filter_key(action)
+                sub.filters[key] = predicate
+                sub.sources[key] = action
+            if not sub.filters:
+                continue
+            peer.subscriptions[channel] = sub
+            if self.registry.subscribe(peer, channel):
+                topics.append(f"channel:{channel}")
+        if topics:
+            await self.broker.listen(topics)
+        return list(peer.subscriptions)
+
     def _remove_filter(self, peer: Peer, channel: str, key: str) -> None:
         sub = peer.subscriptions.get(channel)
         if sub is None:
             return
         sub.filters.pop(key, None)
+        sub.sources.pop(key, None)
         if not sub.filters:
             del peer.subscriptions[channel]
             self._drop_subscriber(peer, channel)
@@ -199,7 +269,8 @@ class Subscriptions:
             self.spawn(self.broker.unlisten([f"channel:{channel}"]))
 
 
-def _filter_key(action: dict[str, Any]) -> str:
+def filter_key(action: dict[str, Any]) -> str:
+    """What tells a channel's subscriptions apart: the subscribe action's ``filter``."""
     return orjson.dumps(action.get("filter") or {}, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -1,7 +1,7 @@
 """The listening socket and the plain HTTP endpoints: :func:`serve` runs a node; WebSocket
 upgrades are served by :class:`~logsync.server.ws.WebSocketProtocol`, every other request by
 the aiohttp application of :func:`build_web_app` (``/health``, ``/health/live``, ``/metrics``,
-a hello page).
+the pull API of :mod:`logsync.server.pull`, a hello page).
 
 ``/metrics`` may be served on its own address instead (``metrics_listen``, e.g. an internal
 interface; the public port then answers 404 for it) and may require a bearer token
@@ -26,6 +26,7 @@ from logsync.broker import open_broker
 from logsync.engine import ServerNode
 from logsync.log import open_store
 from logsync.metrics import render
+from logsync.server.pull import add_pull_routes
 from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 
@@ -84,6 +85,7 @@ def build_web_app(node: ServerNode) -> web.Application:
         return web.Response(status=404, text="Not Found\n")
 
     web_app.router.add_get("/health", health)
+    add_pull_routes(web_app, node)  # POST /v1/sync, GET /v1/openapi.json
     if node.settings.metrics_listen:
         web_app.router.add_route("*", "/metrics", not_here)
     else:

@@ -1,0 +1,684 @@
+"""The pull-only HTTP transport: ``POST /v1/sync`` (docs/http-pull.md is the contract) and
+``GET /v1/openapi.json``, registered on the node's aiohttp application by :func:`add_pull_routes`.
+
+Each request is one :class:`PullPeer`, the second :class:`~logsync.engine.peer.Peer`: it is
+authenticated by the engine (admission, brute-force lock, ``auth``, the cluster-wide claim of its
+client id), gets back the client's stored subscriptions, pushes the request's subscriptions and
+actions as one batch through the engine's rules, and reads its page with the engine's pure
+:class:`~logsync.engine.delivery.Delivery` (who receives what, filters, undeliverable entries,
+the cursor). With an empty page it may wait for an entry the broker routes to it (long-poll),
+holding only a future and a timer. It is detached from the node whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+
+import msgpack
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from logsync.app import Context
+from logsync.engine import ServerNode
+from logsync.engine.delivery import Delivery, SendEntries, Skipped
+from logsync.engine.peer import Host, Subscription
+from logsync.engine.subscriptions import PULL_RECORDS, filter_key
+from logsync.log import Entry, StoreUnavailable
+from logsync.protocol import MSGPACK, ActionsReceived, ConnectRequested, ProtocolError
+from logsync.protocol.codec import JSON
+from logsync.protocol.ids import NodeParts, parse_node_id
+from logsync.protocol.pull import (
+    CursorError,
+    SyncRequest,
+    decode_cursor,
+    encode_cursor,
+    error_body,
+    openapi_document,
+)
+from logsync.protocol.schema import SchemaError, check_entry, parse_action_id, stand_in
+from logsync.server.ws import client_address
+from logsync.wallclock import now_ms
+
+logger = logging.getLogger("logsync.server.pull")
+
+JSON_TYPES = frozenset({"application/json"})
+MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
+# Extra endpoints documented in /v1/openapi.json: (paths, models) pairs appended before startup
+# (the wake-ups add theirs), see logsync.protocol.pull.openapi_document.
+OPENAPI_PARTS = web.AppKey("openapi_parts", list[tuple[dict[str, Any], list[type[BaseModel]]]])
+# Reads of an all-filtered stretch of the log one request makes before answering `more`.
+MAX_READS = 8
+# The node id part the server's subscribe actions are made under (the client's client id
+# with this tab): ids of the client, so the rules treat them as its own, but never its own ids.
+SERVER_TAB = "~pull"
+
+
+class PullPeer:
+    """One ``POST /v1/sync`` request as the engine sees it: a :class:`~logsync.engine.peer.Peer`
+    that records the handshake's outcome and the answers to its actions, and wakes its
+    long-poll when an entry for it is offered."""
+
+    keeps_subscriptions = True
+    live = False
+    buffered_bytes = 0
+
+    def __init__(
+        self,
+        node: Host,
+        parts: NodeParts,
+        *,
+        subprotocol: int | None,
+        limit: int,
+        remote: str | None,
+        cookie: dict[str, str],
+    ) -> None:
+        self.node = node
+        self.parts = parts
+        self._subprotocol = subprotocol
+        self.limit = limit
+        self.remote = remote
+        self.cookie = cookie
+        self.authenticated = False
+        self.closed = False
+        self.subscriptions: dict[str, Subscription] = {}
+        self.connect_synced = 0
+        self.claim: str | None = None
+        self.claim_seen = False
+        self.accepted = False
+        self.refused: ProtocolError | None = None
+        self.close_code: int | None = None
+        self.delivery: Delivery | None = None
+        # answers the engine sent outside the log: action id → logux/processed or logux/undo
+        self.answers: dict[str, dict[str, Any]] = {}
+        self._synced: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        # an entry for this client was offered since the last read of the page began
+        self.pending = False
+        self._done = asyncio.Event()
+
+    # -- identity (Peer) -----------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.parts.client_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.parts.user_id
+
+    @property
+    def node_id(self) -> str:
+        return self.parts.node_id
+
+    @property
+    def subprotocol(self) -> int | None:
+        return self._subprotocol
+
+    def context(self) -> Context:
+        return Context(
+            node=self.node,
+            user_id=self.user_id,
+            client_id=self.client_id,
+            node_id=self.node_id,
+            subprotocol=self._subprotocol,
+            headers={},
+        )
+
+    def own_indexes(self) -> tuple[str, ...]:
+        own = (f"client:{self.client_id}", f"node:{self.node_id}")
+        return own if self.user_id is None else (*own, f"user:{self.user_id}")
+
+    def topics(self) -> list[str]:
+        return list(self.own_indexes())
+
+    def read_indexes(self) -> list[str]:
+        return [*self.own_indexes(), *(f"channel:{c}" for c in self.subscriptions)]
+
+    # -- the handshake (Peer) ------------------------------------------------------------------
+
+    def accept(self, now: int, options: dict[str, Any], headers: dict[str, Any] | None) -> None:
+        self.accepted = True
+
+    def refuse(self, error: ProtocolError) -> None:
+        self.refused = error
+        self.closed = True
+
+    def start_delivery(self, synced: int, *, up_to_date: bool = False) -> None:
+        """Accepted: the page is read from ``synced`` (the request's cursor)."""
+        self.connect_synced = synced
+        settings = self.node.settings
+        self.delivery = Delivery(
+            self.client_id,
+            self.own_indexes(),
+            self.subscriptions,
+            chunk=self.limit,
+            live_window=settings.live_window,
+            high_water=settings.outbound_high_water_bytes,
+        )
+        self.delivery.start(synced)
+
+    # -- answers (Peer) ------------------------------------------------------------------------
+
+    def send_after(self, barrier: int, action: dict[str, Any], meta: dict[str, Any]) -> None:
+        if action.get("type") in ("logux/processed", "logux/undo"):
+            self.answers[action["id"]] = action
+
+    def synced_after(self, barrier: int, added: float) -> None:
+        if self._synced is not None and not self._synced.done():
+            self._synced.set_result(None)
+
+    async def push(self, event: ActionsReceived, size: int) -> bool:
+        """Hand the batch to the engine and wait until every action in it is answered; False if
+        the peer was closed first (shutdown, a store failure, a newer request of this client)."""
+        self._synced = asyncio.get_running_loop().create_future()
+        self.node.receive_actions(self, event, size)
+        if not self.closed:
+            await self._synced
+        return self._synced.done() and not self._synced.cancelled() and not self.closed
+
+    # -- delivery (Peer) -----------------------------------------------------------------------
+
+    def should_deliver(self, entry: Entry) -> bool:
+        return self.delivery is not None and self.delivery.should_deliver(entry)
+
+    def offer(self, entry: Entry) -> None:
+        delivery = self.delivery
+        if delivery is None or self.closed or entry.added <= delivery.cursor:
+            return
+        if delivery.should_deliver(entry):
+            self._wake_up()
+
+    def catch_up(self) -> None:
+        self._wake_up()
+
+    def replay_channel(self, channel: str, after: int) -> None:
+        if self.delivery is not None:
+            self.delivery.replay_channel(channel, after)
+
+    def _wake_up(self) -> None:
+        self.pending = True
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def wait_for_entry(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an entry for this client (or the peer's close);
+        whether one came. One future and one timer handle, no task."""
+        if self.pending or self.closed:
+            return self.pending
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+        return self.pending
+
+    # -- flow control, debug, the end (Peer) ---------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Nothing to pause: a request's actions are bounded by its size."""
+
+    def resume_reading(self) -> None:
+        """See :meth:`pause_reading`."""
+
+    async def wait_drained(self, limit: int) -> None:
+        return None
+
+    def debug(self, text: str) -> None:
+        """Development-mode messages have no place in a pull response."""
+
+    def close(self, code: int, reason: str) -> None:
+        """End the request now: it answers with what it has (a waiting long-poll), or 503."""
+        if self.close_code is None:
+            self.close_code = code
+        self.closed = True
+        for future in (self._synced, self._wake):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
+
+    def closed_by_peer(self) -> None:
+        self.closed = True
+        if self.delivery is not None:
+            self.delivery.close()
+
+    def finished(self) -> None:
+        """The response is written (or failed): :meth:`wait_closed` returns."""
+        self._done.set()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Answered(Exception):
+    """Stop handling the request and send this response."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body.get("error"))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+@dataclass
+class Page:
+    entries: list[Entry]
+    more: bool
+
+
+def add_pull_routes(web_app: web.Application, node: ServerNode) -> None:
+    """Register ``POST /v1/sync`` and ``GET /v1/openapi.json`` for ``node``."""
+    web_app[OPENAPI_PARTS] = []
+    handler = SyncHandler(node)
+    web_app.router.add_post("/v1/sync", handler.handle)
+
+    async def openapi(request: web.Request) -> web.Response:
+        paths: dict[str, Any] = {}
+        models: list[type[BaseModel]] = []
+        for extra_paths, extra_models in request.app[OPENAPI_PARTS]:
+            paths.update(extra_paths)
+            models += extra_models
+        return web.json_response(
+            openapi_document(paths, models), dumps=lambda v: orjson.dumps(v).decode()
+        )
+
+    web_app.router.add_get("/v1/openapi.json", openapi)
+
+
+class SyncHandler:
+    """``POST /v1/sync`` over one node; see the module docstring for the steps."""
+
+    def __init__(self, node: ServerNode) -> None:
+        self.node = node
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        binary = _media(request.headers.get("Content-Type", "")) == "msgpack"
+        answer_binary = _answer_binary(request.headers.get("Accept", ""), binary)
+        try:
+            status, body, headers = await self._sync(request, answer_binary)
+        except Answered as answered:
+            status, body, headers = answered.status, answered.body, answered.headers
+        except StoreUnavailable as error:
+            self.node.store_failed(error)
+            status, headers = 503, self._retry_after()
+            body = error_body("try-again-later", "the log store is unavailable")
+        metrics = self.node.metrics
+        metrics.pull_requests[status] = metrics.pull_requests.get(status, 0) + 1
+        if status == 415:
+            answer_binary = False
+        payload = msgpack.packb(body, use_bin_type=True) if answer_binary else orjson.dumps(body)
+        return web.Response(
+            status=status,
+            body=payload,
+            content_type="application/msgpack" if answer_binary else "application/json",
+            headers={"Cache-Control": "no-store", **headers},
+        )
+
+    def _retry_after(self) -> dict[str, str]:
+        return {"Retry-After": str(round(self.node.admission.retry_after()))}
+
+    async def _sync(
+        self, request: web.Request, binary: bool
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        node, settings = self.node, self.node.settings
+        body = await self._read_body(request)
+        sync = self._validate(body, request)
+        if node.stopping:
+            raise Answered(
+                503, error_body("try-again-later", "server shutdown"), self._retry_after()
+            )
+        if node.admission.full():
+            refused = node.admission.refuse()
+            headers = {"Retry-After": str(round(refused.retry_after))}
+            raise Answered(503, error_body("try-again-later", "too many handshakes"), headers)
+        cursor = None
+        if sync.cursor is not None:
+            try:
+                cursor = decode_cursor(sync.cursor)
+            except CursorError as error:
+                raise Answered(400, error_body("bad-request", str(error))) from None
+        token = sync.token
+        if token is None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            token = given.strip() if scheme.lower() == "bearer" else None
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        remote = client_address(
+            peername[0] if peername else None, request.headers.get("X-Forwarded-For", ""), settings
+        )
+        cookie = SimpleCookie(request.headers.get("Cookie", ""))
+        peer = PullPeer(
+            node,
+            parse_node_id(sync.node),
+            subprotocol=sync.subprotocol,
+            limit=sync.limit or min(settings.pull_page_default, settings.pull_page_max),
+            remote=remote,
+            cookie={k: v.value for k, v in cookie.items()},
+        )
+        node.attach(peer)
+        try:
+            return await self._serve(peer, sync, cursor, token, len(body), binary)
+        finally:
+            node.detach(peer)
+            peer.finished()
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.node.settings.max_frame_bytes
+        too_large = Answered(
+            413, error_body("too-large", f"the body is over {limit} bytes", limit=limit)
+        )
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        if _media(request.headers.get("Content-Type", "")) is None:
+            reason = "send application/json or application/msgpack"
+            raise Answered(415, error_body("unsupported-media-type", reason))
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _validate(self, body: bytes, request: web.Request) -> SyncRequest:
+        settings = self.node.settings
+        binary = _media(request.headers.get("Content-Type", "")) == "msgpack"
+        try:
+            data = (MSGPACK if binary else JSON).decode(body)
+        except ProtocolError:
+            kind = "msgpack" if binary else "JSON"
+            raise Answered(400, error_body("bad-request", f"the body is not {kind}")) from None
+        try:
+            sync = SyncRequest.model_validate(data)
+        except ValidationError as error:
+            details = error.errors(include_url=False, include_context=False, include_input=False)
+            raise Answered(
+                400, error_body("bad-request", "invalid request", details=_json_safe(details))
+            ) from None
+        problems: list[tuple[str, str]] = []
+        if sync.limit is not None and sync.limit > settings.pull_page_max:
+            problems.append(("limit", f"at most pull_page_max ({settings.pull_page_max})"))
+        if sync.wait > settings.pull_wait_max_s:
+            problems.append(("wait", f"at most pull_wait_max_s ({settings.pull_wait_max_s})"))
+        if len(sync.actions) > settings.inbound_max_actions:
+            problems.append(("actions", f"at most {settings.inbound_max_actions} actions"))
+        items = len(sync.subscribe) + len(sync.unsubscribe)
+        if items > settings.max_subscriptions:
+            problems.append(("subscribe", f"at most {settings.max_subscriptions} items"))
+        if problems:
+            limits = [{"loc": [name], "msg": text, "type": "limit"} for name, text in problems]
+            raise Answered(400, error_body("bad-request", "out of range", details=limits))
+        return sync
+
+    async def _serve(
+        self,
+        peer: PullPeer,
+        sync: SyncRequest,
+        cursor: tuple[str, int] | None,
+        token: str | None,
+        size: int,
+        binary: bool,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        node, store = self.node, self.node.store
+        event = ConnectRequested(
+            node=peer.parts,
+            token=token,
+            subprotocol=sync.subprotocol,
+            headers={},
+            synced=cursor[1] if cursor else 0,
+        )
+        await node.authenticate(peer, event)
+        if peer.refused is not None:
+            return self._refused(peer.refused)
+        if not peer.accepted or peer.delivery is None:
+            raise Answered(
+                503, error_body("try-again-later", "try again later"), self._retry_after()
+            )
+        epoch = await store.epoch()
+        head = await store.head()
+        had = await store.get_record(PULL_RECORDS, peer.client_id)
+        await node.subscriptions.restore(peer, had)
+        reset = await self._reset_reason(peer, cursor, epoch, head)
+        if reset is not None:
+            channels = list(peer.subscriptions)
+            await store.delete_record(PULL_RECORDS, peer.client_id)
+            fresh = encode_cursor(epoch, head)
+            body = error_body("reset", reset, cursor=fresh, resubscribe=channels)
+            return 409, body, {}
+        answers, subscriptions = await self._push(peer, sync, size, head)
+        if sync.subscribe or sync.unsubscribe or peer.subscriptions:
+            await self._save(peer, had is not None)
+        page = await self._page(peer)
+        if not page.entries and not page.more and sync.wait > 0:
+            page = await self._long_poll(peer, page, sync.wait)
+        assert peer.delivery is not None
+        return (
+            200,
+            {
+                "answers": answers,
+                "subscriptions": subscriptions,
+                "actions": [_outbound(entry, binary) for entry in page.entries],
+                "more": page.more,
+                "cursor": encode_cursor(epoch, peer.delivery.cursor),
+            },
+            {},
+        )
+
+    async def _long_poll(self, peer: PullPeer, page: Page, wait: float) -> Page:
+        """Wait up to ``wait`` seconds for an entry for the client, then read the page again;
+        the empty page on timeout or when the peer is closed."""
+        loop, metrics = asyncio.get_running_loop(), self.node.metrics
+        deadline = loop.time() + wait
+        metrics.pull_waiting += 1
+        try:
+            while not page.entries and not page.more and not peer.closed:
+                left = deadline - loop.time()
+                if left <= 0 or not await peer.wait_for_entry(left) or peer.closed:
+                    break
+                page = await self._page(peer)
+        finally:
+            metrics.pull_waiting -= 1
+        return page
+
+    def _refused(self, error: ProtocolError) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if error.type == "wrong-subprotocol":
+            options = error.options or {}
+            reason = "the client's subprotocol is too old"
+            return 400, error_body("wrong-subprotocol", reason, **options), {}
+        return 401, error_body("wrong-credentials", "authentication refused"), {}
+
+    async def _reset_reason(
+        self, peer: PullPeer, cursor: tuple[str, int] | None, epoch: str, head: int
+    ) -> str | None:
+        """Why the cursor cannot be served (another log, ahead of it, below trimmed history of
+        one of the client's indexes), or None."""
+        if cursor is None:
+            return None
+        cursor_epoch, added = cursor
+        if cursor_epoch != epoch:
+            return "the cursor is of another log (it was reset or restored)"
+        if added > head:
+            return "the cursor is ahead of the log"
+        store = self.node.store
+        for index in peer.own_indexes():
+            if added < await store.horizon(index):
+                return f"history of {index} before the cursor was trimmed"
+        for channel, sub in peer.subscriptions.items():
+            if max(added, sub.from_added) < await store.horizon(f"channel:{channel}"):
+                return f"history of channel {channel} before the cursor was trimmed"
+        return None
+
+    async def _push(
+        self, peer: PullPeer, sync: SyncRequest, size: int, head: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Run the subscriptions, unsubscriptions and actions as one batch; their answers in
+        request order."""
+        node = self.node
+        items: list[tuple[str, dict[str, Any] | None]] = []  # (channel, subscribe action | None)
+        event = ActionsReceived(1, [], [])
+        for item in sync.subscribe:
+            action = {"type": "logux/subscribe", **item.model_dump(exclude_none=True)}
+            sub = peer.subscriptions.get(item.channel)
+            if sub is not None and filter_key(action) in sub.filters:
+                items.append((item.channel, None))  # held already: nothing runs again
+                continue
+            items.append((item.channel, self._server_action(peer, action, event)))
+        for unsub in sync.unsubscribe:
+            action = {"type": "logux/unsubscribe", **unsub.model_dump(exclude_none=True)}
+            items.append((unsub.channel, self._server_action(peer, action, event)))
+        ids: list[str] = []
+        for action, meta in sync.actions:
+            meta = dict(meta)
+            try:
+                meta["id"] = str(parse_action_id(meta.get("id")))
+            except SchemaError as error:
+                raise Answered(400, error_body("bad-request", str(error))) from None
+            ids.append(meta["id"])
+            try:
+                check_entry(action, meta, node.settings.max_channel_length)
+            except SchemaError as error:
+                event.refused.append((stand_in(action), meta, str(error)))
+            else:
+                event.entries.append((action, meta))
+        if (event.entries or event.refused) and not await peer.push(event, size):
+            reason = "the request was interrupted; send it again"
+            raise Answered(503, error_body("try-again-later", reason), self._retry_after())
+        wanted = {*ids, *(a["id"] for _, a in items if a is not None)}
+        found = await self._answers_in_log(peer, wanted - peer.answers.keys(), head)
+        answers = [_answer(i, peer.answers.get(i) or found.get(i)) for i in ids]
+        subscriptions = []
+        for channel, made in items:
+            answer: dict[str, Any] = {"status": "processed"}
+            if made is not None:
+                answer = _answer(made["id"], peer.answers.get(made["id"]) or found.get(made["id"]))
+                del answer["id"]
+            subscriptions.append({"channel": channel, **answer})
+        return answers, subscriptions
+
+    def _server_action(
+        self, peer: PullPeer, action: dict[str, Any], event: ActionsReceived
+    ) -> dict[str, Any]:
+        """A subscribe/unsubscribe item as the client's action with a server-made id."""
+        ms, seq = self.node.clock.next(now_ms())
+        action_id = f"{ms} {peer.client_id}:{SERVER_TAB} {seq}"
+        event.entries.append((action, {"id": action_id, "time": ms}))
+        return {"id": action_id}
+
+    async def _answers_in_log(
+        self, peer: PullPeer, missing: set[str], head: int
+    ) -> dict[str, dict[str, Any]]:
+        """The answers the engine logged (addressed to the client) for ``missing`` ids: read
+        from the client's index after ``head``; a duplicate of an action that failed earlier
+        finds its undo after the action itself."""
+        found: dict[str, dict[str, Any]] = {}
+        if not missing:
+            return found
+        store, index = self.node.store, f"client:{peer.client_id}"
+        await self._scan(index, head, missing, found)
+        for action_id in list(missing - found.keys()):
+            entry = await store.get(action_id)
+            if entry is not None and entry.status == "error":
+                await self._scan(index, entry.added, {action_id}, found)
+        return found
+
+    async def _scan(
+        self, index: str, after: int, missing: set[str], found: dict[str, dict[str, Any]]
+    ) -> None:
+        store = self.node.store
+        left = set(missing)
+        while left:
+            result = await store.read([index], after=after, limit=1000)
+            for entry in result.entries:
+                action = entry.action
+                answered = action.get("id")
+                if answered in left and action["type"] in ("logux/processed", "logux/undo"):
+                    found[answered] = action
+                    left.discard(answered)
+            if not result.more or not result.entries:
+                return
+            after = result.next_cursor
+
+    async def _save(self, peer: PullPeer, had: bool) -> None:
+        store, settings = self.node.store, self.node.settings
+        if peer.subscriptions:
+            saved = self.node.subscriptions.saved(peer)
+            await store.put_record(
+                PULL_RECORDS, peer.client_id, saved, ttl_ms=settings.pull_state_ttl_ms
+            )
+        elif had:
+            await store.delete_record(PULL_RECORDS, peer.client_id)
+
+    async def _page(self, peer: PullPeer) -> Page:
+        """The entries after the peer's cursor it receives, at most its limit; ``more`` when
+        the log has more after them."""
+        delivery, node = peer.delivery, self.node
+        assert delivery is not None
+        entries: list[Entry] = []
+        more = False
+        peer.pending = False
+        for _ in range(MAX_READS):
+            if peer.closed:
+                break
+            if not delivery.reading:
+                delivery.catch_up()
+            read = delivery.next_read(peer.read_indexes())
+            result = await node.read(read.indexes, read.after, peer.limit - len(entries))
+            for out in delivery.read_done(result):
+                if isinstance(out, SendEntries):
+                    entries += out.entries
+                elif isinstance(out, Skipped):
+                    node.undeliverable(out.entry)
+            more = result.more
+            if not more or len(entries) >= peer.limit:
+                break
+        node.metrics.deliveries += len(entries)
+        return Page(entries, more)
+
+
+def _outbound(entry: Entry, binary: bool) -> list[Any]:
+    """An entry of the page: its action (JSON: encoded once per entry) and outbound meta."""
+    return [entry.wire_action(binary), {**entry.meta(), "added": entry.added}]
+
+
+def _answer(action_id: str, answer: dict[str, Any] | None) -> dict[str, Any]:
+    if answer is None:
+        # answered by an earlier copy whose undo is no longer in the log
+        return {"id": action_id, "status": "undo", "reason": "error"}
+    if answer["type"] == "logux/processed":
+        return {"id": action_id, "status": "processed"}
+    return {"id": action_id, "status": "undo", "reason": answer.get("reason"), "undo": answer}
+
+
+def _media(content_type: str) -> str | None:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind in JSON_TYPES:
+        return "json"
+    if kind in MSGPACK_TYPES:
+        return "msgpack"
+    return None
+
+
+def _answer_binary(accept: str, binary: bool) -> bool:
+    """The response format: the request's, unless ``Accept`` names only the other one."""
+    kinds = {part.split(";", 1)[0].strip().lower() for part in accept.split(",") if part.strip()}
+    if binary and kinds & JSON_TYPES and not kinds & MSGPACK_TYPES:
+        return False
+    if not binary and kinds & MSGPACK_TYPES and not kinds & JSON_TYPES:
+        return True
+    return binary
+
+
+def _json_safe(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
