@@ -18,7 +18,7 @@ from logsync.log import MemoryStore, open_store
 from logsync.server.http import build_web_app
 from logsync.settings import Settings
 from logsync.wallclock import now_ms
-from tests.pull.app import app
+from tests.pull.app import app, loads, unsubscribed
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -26,6 +26,13 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 @pytest.fixture(params=["memory", "sqlite"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/log.db"
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> None:
+    """The app's callback counters start at zero in every test."""
+    loads.clear()
+    unsubscribed.clear()
 
 
 async def start_node(store_url: str, **settings: Any) -> ServerNode:

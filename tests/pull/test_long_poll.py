@@ -1,0 +1,91 @@
+"""Long-poll on one in-process node: woken by an action another request pushes, the timeout
+with the same cursor, a newer request of the same client ending an older waiting one, and
+shutdown answering a waiting request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from logsync.engine import ServerNode
+from tests.pull.conftest import Puller
+from tests.support.deadline import Deadline
+
+pytestmark = pytest.mark.timeout(30)
+
+Client = TestClient[Any, Any]
+
+
+async def until_waiting(node: ServerNode, count: int = 1) -> None:
+    """Poll the waiting-long-polls gauge until ``count`` requests wait."""
+    deadline = Deadline(10)
+    while node.metrics.pull_waiting != count:
+        deadline.left()
+        await asyncio.sleep(0.005)
+
+
+async def test_long_poll_is_woken_by_an_action_pushed_by_another_request(
+    client: Client, node: ServerNode
+) -> None:
+    sender, reader = Puller(client, "10:phone"), Puller(client, "11:laptop")
+    await reader.sync(subscribe=[{"channel": "rooms/poll"}])
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(reader.sync(wait=20))
+    await until_waiting(node)
+    pushed = sender.action({"type": "rooms/add", "room": "poll", "text": "wake"})
+    await sender.sync(actions=[pushed])
+    page = await asyncio.wait_for(waiting, 10)
+    assert [a["text"] for a, _ in page["actions"]] == ["wake"]
+    assert time.monotonic() - started < 10
+    assert node.metrics.pull_waiting == 0
+
+
+async def test_long_poll_ignores_entries_not_for_the_client(
+    client: Client, node: ServerNode
+) -> None:
+    sender, reader = Puller(client, "10:phone"), Puller(client, "12:tablet")
+    await reader.sync(subscribe=[{"channel": "tasks", "filter": {"done": False}}])
+    waiting = asyncio.ensure_future(reader.sync(wait=20))
+    await until_waiting(node)
+    # filtered out, another user's, its own channel's other room: none wakes it for good
+    await sender.sync(actions=[sender.action({"type": "tasks/set", "done": True})])
+    await sender.sync(actions=[sender.action({"type": "notify", "user": "99"})])
+    assert not waiting.done()
+    await sender.sync(actions=[sender.action({"type": "tasks/set", "done": False, "n": 1})])
+    page = await asyncio.wait_for(waiting, 10)
+    assert [a.get("n") for a, _ in page["actions"]] == [1]
+
+
+async def test_long_poll_timeout_answers_200_with_the_same_cursor(client: Client) -> None:
+    reader = Puller(client, "11:laptop")
+    first = await reader.sync()
+    started = time.monotonic()
+    page = await reader.sync(wait=0.3)
+    assert time.monotonic() - started >= 0.3
+    assert page["actions"] == [] and not page["more"]
+    assert page["cursor"] == first["cursor"]
+
+
+async def test_a_newer_request_ends_an_older_waiting_one(client: Client, node: ServerNode) -> None:
+    older, newer = Puller(client, "11:laptop"), Puller(client, "11:laptop:tab2")
+    await older.sync()
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(older.sync(wait=20))
+    await until_waiting(node)
+    await newer.sync()
+    page = await asyncio.wait_for(waiting, 10)
+    assert time.monotonic() - started < 10
+    assert page["actions"] == []
+
+
+async def test_shutdown_answers_a_waiting_request(client: Client, node: ServerNode) -> None:
+    reader = Puller(client, "11:laptop")
+    waiting = asyncio.ensure_future(reader.sync(wait=20))
+    await until_waiting(node)
+    await asyncio.wait_for(node.stop(), 10)
+    page = await asyncio.wait_for(waiting, 10)
+    assert page["actions"] == []
