@@ -28,7 +28,6 @@ Rules:
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,8 +138,10 @@ class Delivery:
         self.state = State.NEW
         self.cursor = 0
         self.dirty = False
-        # answers waiting for the cursor: (barrier, action, meta) or (barrier, None, added)
-        self._held: deque[tuple[int, dict[str, Any] | None, Any]] = deque()
+        # answers waiting for the cursor: (barrier, action, meta) or (barrier, None, added). A
+        # list, not a deque: an empty deque costs 760 bytes, a tenth of an idle connection, and
+        # few answers are ever held at once.
+        self._held: list[tuple[int, dict[str, Any] | None, Any]] = []
         # channel history to send that lies below the cursor: (channel, after, up to)
         self._rewinds: list[tuple[str, int, int]] = []
 
@@ -310,11 +311,14 @@ class Delivery:
         return []
 
     def _release(self, ready: Callable[[int], bool]) -> list[Output]:
-        out: list[Output] = []
         held = self._held
-        while held and ready(held[0][0]):
-            _, action, value = held.popleft()
-            out.append(_answer(action, value))
+        ready_count = 0
+        while ready_count < len(held) and ready(held[ready_count][0]):
+            ready_count += 1
+        if not ready_count:
+            return []
+        out = [_answer(action, value) for _, action, value in held[:ready_count]]
+        del held[:ready_count]
         return out
 
 
