@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         1_000, gt=0, description="wake-ups waiting to be sent; past it they are dropped"
     )
     wakeup_concurrency: int = Field(8, gt=0, description="wake-up requests in flight at once")
+    wakeup_decide_queue: int = Field(
+        10_000,
+        gt=0,
+        description="appended entries waiting to be looked at for wake-ups; past it they are "
+        "skipped (counted dropped)",
+    )
     wakeups_per_client: int = Field(
         10, gt=0, description="wake-up registrations one client may have"
     )
@@ -186,6 +192,9 @@ class Settings(BaseSettings):
     )
     wakeup_backoff_max_ms: int = Field(
         3_600_000, gt=0, description="the longest Retry-After a push endpoint is backed off for"
+    )
+    wakeup_fanout: int = Field(
+        10_000, gt=0, description="registered clients one entry's user or channel may wake"
     )
     # -- Pull-only HTTP clients (POST /v1/sync): docs/http-pull.md.
     pull_page_default: int = Field(
@@ -372,7 +381,9 @@ LIMITS = (
     "wakeup_timeout_ms",
     "wakeup_queue",
     "wakeup_concurrency",
+    "wakeup_decide_queue",
     "wakeups_per_client",
     "wakeup_presence_ms",
     "wakeup_backoff_max_ms",
+    "wakeup_fanout",
 )

@@ -132,6 +132,7 @@ class Wakeups:
         self._webpush: WebPushSender | None = None
         self._webhook: WebhookSender | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._updates: set[asyncio.Task[Any]] = set()
 
     @property
     def public_key(self) -> str | None:
@@ -143,7 +144,7 @@ class Wakeups:
     async def start(self) -> None:
         """Open the HTTP client session, start the decision and sending tasks."""
         settings = self.settings
-        self._entries = asyncio.Queue(maxsize=settings.wakeup_queue)
+        self._entries = asyncio.Queue(maxsize=settings.wakeup_decide_queue)
         connector = aiohttp.TCPConnector(limit=settings.wakeup_concurrency)
         self._session = aiohttp.ClientSession(connector=connector)
         timeout_s = settings.wakeup_timeout_ms / 1000
@@ -169,10 +170,19 @@ class Wakeups:
             await self._session.close()
 
     async def idle(self) -> None:
-        """Return once every entry handed over so far is decided on and its wake-ups sent."""
+        """Return once the presence and index updates started so far are done, and every entry
+        handed over so far is decided on and its wake-ups sent."""
+        while self._updates:
+            await asyncio.gather(*self._updates, return_exceptions=True)
         if self._entries is not None:
             await self._entries.join()
         await self._dispatcher.idle()
+
+    def _later(self, update: Coroutine[Any, Any, Any]) -> None:
+        """Run a presence or index update in the background (kept for :meth:`idle`)."""
+        task = self.spawn(update)
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
 
     # -- registrations (the HTTP endpoints) ----------------------------------------------------
 
@@ -262,17 +272,17 @@ class Wakeups:
     def online(self, peer: Peer) -> None:
         """``peer`` was accepted: its client is online for every node (no wake-ups)."""
         if self.active:
-            self.spawn(self._mark_online([peer.client_id]))
+            self._later(self._mark_online([peer.client_id]))
 
     def offline(self, peer: Peer) -> None:
         """``peer``'s transport is gone: its client is offline, unless another peer (here, or
         on the node that now has the record) holds it. A pull request's peer leaves with the
         client's saved subscriptions: the channel index follows them."""
         if self.active and peer.authenticated:
-            self.spawn(self._mark_offline(peer))
+            self._later(self._mark_offline(peer))
             if getattr(peer, "keeps_subscriptions", False):
                 channels = list(peer.subscriptions)
-                self.spawn(self.pull_subscriptions_changed(peer.client_id, channels))
+                self._later(self.pull_subscriptions_changed(peer.client_id, channels))
 
     async def _mark_online(self, clients: list[str]) -> None:
         value, ttl = self.node_id.encode(), self.settings.wakeup_presence_ms
@@ -297,7 +307,7 @@ class Wakeups:
         """Wake-ups are in use: track presence and look at entries from now on."""
         if not self.active:
             self.active = True
-            self.spawn(self._refresh_presence())
+            self._later(self._refresh_presence())
 
     async def _refresh_presence(self) -> None:
         clients = [
@@ -357,8 +367,11 @@ class Wakeups:
         found: dict[str, list[tuple[str, str | None]]] = {}
         # client → the channels it came through, None once one of its own indexes matched
         reached: dict[str, set[str] | None] = {}
+        # client → how many of the entries concern it (all but one are coalesced)
+        hits: dict[str, int] = {}
         for entry in batch:
             skip = {entry.origin_client, *entry.exclude_clients}
+            concerned: set[str] = set()
             for index in entry.indexes:
                 clients = found.get(index)
                 if clients is None:
@@ -366,6 +379,7 @@ class Wakeups:
                 for client, channel in clients:
                     if client in skip:
                         continue
+                    concerned.add(client)
                     if channel is None:
                         reached[client] = None
                     elif client not in reached:
@@ -374,8 +388,10 @@ class Wakeups:
                         via = reached[client]
                         if via is not None:
                             via.add(channel)
+            for client in concerned:
+                hits[client] = hits.get(client, 0) + 1
         for client, via in reached.items():
-            await self._wake(client, via)
+            await self._wake(client, via, hits[client])
 
     async def _clients_of(self, index: str) -> list[tuple[str, str | None]]:
         kind, _, name = index.partition(":")
@@ -392,8 +408,9 @@ class Wakeups:
             return [(key.partition("\0")[2], name) for key, _ in keys]
         return []
 
-    async def _wake(self, client: str, via: set[str] | None) -> None:
-        """Wake ``client`` unless connected, coalesced, or not (any more) concerned."""
+    async def _wake(self, client: str, via: set[str] | None, entries: int) -> None:
+        """Wake ``client`` (concerned by ``entries`` of the batch) unless connected, coalesced,
+        or not (any more) concerned."""
         peer = self.registry.by_client.get(client)
         if peer is not None and peer.authenticated and not peer.closed:
             return
@@ -408,10 +425,13 @@ class Wakeups:
         claimed = await store.add_record(
             CLAIMS, client, self.node_id.encode(), ttl_ms=self.settings.wakeup_interval_ms
         )
+        coalesced = entries if not claimed else entries - 1
         for registration in registrations:
-            if not claimed:
+            for _ in range(coalesced):
                 self.metrics.wakeup(registration.kind, "coalesced")
-            elif await store.get_record(BACKOFF, registration.id) is not None:
+            if not claimed:
+                continue
+            if await store.get_record(BACKOFF, registration.id) is not None:
                 self.metrics.wakeup(registration.kind, "backoff")
             elif not self._dispatcher.offer(_Job(registration, client)):
                 self.metrics.wakeup(registration.kind, "dropped")

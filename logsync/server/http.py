@@ -27,6 +27,7 @@ from logsync.engine import ServerNode
 from logsync.log import open_store
 from logsync.metrics import render
 from logsync.server.pull import add_pull_routes
+from logsync.server.wakeups import add_wakeup_routes
 from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 
@@ -86,6 +87,7 @@ def build_web_app(node: ServerNode) -> web.Application:
 
     web_app.router.add_get("/health", health)
     add_pull_routes(web_app, node)  # POST /v1/sync, GET /v1/openapi.json
+    add_wakeup_routes(web_app, node)  # /v1/vapid, /v1/wakeups (after the pull routes)
     if node.settings.metrics_listen:
         web_app.router.add_route("*", "/metrics", not_here)
     else:
