@@ -27,7 +27,7 @@ def test_js_pull_client() -> None:
         pytest.fail("node (Node.js 20+) is required for the JS client's tests but is not on PATH")
     try:
         proc = subprocess.run(
-            [node, "--test", "--test-reporter=tap", "clients/js/test/"],
+            [node, "--test", "--test-reporter=tap", "--test-concurrency=5", "clients/js/test/"],
             cwd=ROOT,
             env={**os.environ, "LOGSYNC_PYTHON": sys.executable},
             capture_output=True,

@@ -242,6 +242,24 @@ export class PullClient {
   }
 
   /**
+   * Forget everything this client saved (queue, cursor, subscriptions), e.g. on log-out. The
+   * server keeps its subscriptions until `pull_state_ttl_ms`; unsubscribe and sync first to end
+   * them now.
+   */
+  clear() {
+    return this._serially(async () => {
+      this._queue = { actions: [], ms: this._queue.ms, seq: this._queue.seq };
+      this._cursor = null;
+      this._channels = { subscribe: {}, unsubscribe: [] };
+      for (const key of ["queue", "cursor", "channels"]) {
+        const done = this._writing.then(() => this.storage.delete(`${this.keyPrefix}${key}`));
+        this._writing = done.catch(() => {});
+        await done;
+      }
+    });
+  }
+
+  /**
    * One request without pushing: (un)subscriptions and one page after the cursor.
    * @param {{ wait?: number, limit?: number, signal?: AbortSignal }} [options] `wait`: long-poll
    *   seconds (0..25) when there is nothing new

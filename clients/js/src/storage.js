@@ -7,8 +7,8 @@
  *   set(key, value) -> resolves once the value is durable (as durable as the adapter gets)
  *   delete(key)     -> resolves once the key is gone
  *
- * The client calls `set` one at a time per client and never reads a value back while a `set` of
- * it is under way, so an adapter need not order concurrent writes of one key itself. Adapters:
+ * A client writes (`set`, `delete`) one at a time, in order, and reads only once, when it starts,
+ * so an adapter need not order concurrent writes itself. Adapters:
  * MemoryStorage (here; nothing survives the process), FileStorage (storage-node.js, Node),
  * IndexedDBStorage (storage-indexeddb.js, browsers and service workers).
  *

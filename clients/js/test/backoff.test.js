@@ -78,6 +78,26 @@ describe("retries against a real server", () => {
     }
   });
 
+  test("the server's own 503 (handshakes over its rate): Retry-After honoured, all get through", async () => {
+    const strict = await startServer({
+      args: ["--handshake-rate", "2", "--handshake-burst", "1", "--handshake-queue", "1"],
+    });
+    try {
+      const clients = ["fay", "gus", "hal", "ivo"].map((user) => testClient(strict.url, user));
+      for (const client of clients) await client.push({ type: "tasks/add", text: client.node });
+      const results = await within(30_000, Promise.all(clients.map((client) => client.sync())));
+      assert.ok(results.every((totals) => totals.processed === 1));
+      const refused = clients.flatMap((client) => client.seen.retries);
+      assert.ok(refused.length >= 1, "some request was over the rate");
+      for (const retry of refused) {
+        assert.equal(retry.status, 503);
+        assert.ok(retry.delay >= 1000, `Retry-After is at least 1 s, waited ${retry.delay}`);
+      }
+    } finally {
+      await strict.stop();
+    }
+  });
+
   test("5xx without Retry-After: jittered delays within min(cap, base * 2^n)", async () => {
     const failures = Array.from({ length: 5 }, () => ({ status: 500 }));
     const proxy = await startProxy(server.url, failures);

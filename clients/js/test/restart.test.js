@@ -88,7 +88,7 @@ describe("restarts", () => {
     const storage = new FileStorage(join(dir, "state.json"));
     const node = "uma:reset";
     const old = await startServer();
-    let fresh;
+    const fresh = server; // another SQLite file: another epoch
     try {
       const before = testClient(old.url, "uma", { node, storage });
       await before.subscribe("tasks", { filter: { done: false } });
@@ -98,7 +98,6 @@ describe("restarts", () => {
       assert.ok(oldCursor);
       await old.stop();
 
-      fresh = await startServer(); // another SQLite file: another epoch
       const client = testClient(fresh.url, "uma", { node, storage });
       await client.push({ type: "tasks/add", text: "after-reset" });
       const totals = await client.sync();
@@ -121,7 +120,6 @@ describe("restarts", () => {
       ]);
     } finally {
       await old.stop();
-      await fresh?.stop();
     }
   });
 });

@@ -61,7 +61,9 @@ test("FileStorage replaces the file by rename: a reader never sees a torn file",
   Promise.all(writes).then(() => {
     pending = false;
   });
+  const end = performance.now() + 20_000;
   while (pending) {
+    assert.ok(performance.now() < end, "the writes took over 20 s");
     const text = await readFile(path, "utf8");
     const parsed = JSON.parse(text); // throws on a half-written file
     assert.equal(parsed.big, big);

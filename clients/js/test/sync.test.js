@@ -203,6 +203,34 @@ describe("PullClient on a real server", () => {
     assert.ok(performance.now() - started < 15_000);
   });
 
+  test("an AbortSignal ends a long-poll at once, the cursor unchanged", async () => {
+    const client = testClient(server.url, "pam");
+    await client.sync();
+    const cursor = await client.cursor();
+    const controller = new AbortController();
+    const started = performance.now();
+    const poll = client.sync({ wait: 20, signal: controller.signal });
+    await longPollsWaiting(server.url);
+    controller.abort(new Error("the page was closed"));
+    await assert.rejects(within(5_000, poll), /the page was closed/);
+    assert.ok(performance.now() - started < 10_000);
+    assert.equal(await client.cursor(), cursor);
+    assert.deepEqual(client.seen.retries, []);
+  });
+
+  test("clear() forgets the queue, the cursor and the subscriptions", async () => {
+    const storage = new MemoryStorage();
+    const client = testClient(server.url, "quin", { storage });
+    await client.subscribe("tasks");
+    await client.sync();
+    await client.push({ type: "tasks/add", text: "never sent" });
+    await client.clear();
+    assert.deepEqual(await client.pending(), []);
+    assert.equal(await client.cursor(), null);
+    assert.deepEqual(await client.subscriptions(), []);
+    assert.deepEqual([...storage.values.keys()], []);
+  });
+
   test("a lost response: retried with the same ids, answered the same, appended once", async () => {
     const proxy = await startProxy(server.url, ["drop"]);
     try {
