@@ -124,6 +124,8 @@ class Wakeups:
             else None
         )
         self.active = False
+        # set once active (a registration seen): the node keeps presence and decides
+        self.activated = asyncio.Event()
         self._entries: asyncio.Queue[Entry] | None = None
         self._dispatcher: Dispatcher[_Job] = Dispatcher(
             self._send, settings.wakeup_queue, settings.wakeup_concurrency
@@ -307,6 +309,7 @@ class Wakeups:
         """Wake-ups are in use: track presence and look at entries from now on."""
         if not self.active:
             self.active = True
+            self.activated.set()
             self._later(self._refresh_presence())
 
     async def _refresh_presence(self) -> None:
