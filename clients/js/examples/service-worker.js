@@ -57,22 +57,17 @@ function decodeKey(base64url) {
   return Uint8Array.from(atob(padded), (char) => char.charCodeAt(0));
 }
 
-async function registerWakeups({ node, token }) {
-  const vapid = await fetch(`${SERVER}/v1/vapid`);
-  if (!vapid.ok) throw new Error(`GET /v1/vapid: ${vapid.status}`); // 404: no VAPID key set
-  const { publicKey } = await vapid.json();
+/** Subscribe to Web Push with the server's key and register the subscription as a wake-up. */
+async function registerWakeups(pull) {
+  const publicKey = await pull.vapidKey(); // GET /v1/vapid
+  if (publicKey === null) return; // the server has no VAPID key: no Web Push
   const subscription =
     (await self.registration.pushManager.getSubscription()) ??
     (await self.registration.pushManager.subscribe({
       userVisibleOnly: true,
       applicationServerKey: decodeKey(publicKey),
     }));
-  const response = await fetch(`${SERVER}/v1/wakeups`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    body: JSON.stringify({ node, webpush: subscription.toJSON() }),
-  });
-  if (response.status !== 201) throw new Error(`POST /v1/wakeups: ${response.status}`);
+  await pull.registerWakeup({ webpush: subscription.toJSON() }); // POST /v1/wakeups
 }
 
 self.addEventListener("message", (event) => {
@@ -84,7 +79,7 @@ self.addEventListener("message", (event) => {
       clientPromise = undefined;
       const pull = await client();
       for (const channel of CHANNELS) await pull.subscribe(channel);
-      await registerWakeups({ node, token });
+      await registerWakeups(pull);
       await syncNow();
     })(),
   );
@@ -105,8 +100,8 @@ self.addEventListener("push", (event) => {
 self.addEventListener("pushsubscriptionchange", (event) => {
   event.waitUntil(
     (async () => {
-      const login = await storage.get("login");
-      if (login) await registerWakeups(login);
+      const pull = await client();
+      if (pull) await registerWakeups(pull);
     })(),
   );
 });

@@ -110,7 +110,8 @@ export class PullClient {
     if (typeof fetch !== "function") throw new TypeError("no fetch: pass options.fetch");
     if (!(Number.isInteger(pushBatch) && pushBatch > 0)) throw new RangeError("pushBatch > 0");
     if (!(Number.isInteger(maxAttempts) && maxAttempts > 0)) throw new RangeError("maxAttempts > 0");
-    this.endpoint = new URL("v1/sync", url.endsWith("/") ? url : `${url}/`).href;
+    this.url = url.endsWith("/") ? url : `${url}/`;
+    this.endpoint = new URL("v1/sync", this.url).href;
     this.node = node;
     this.token = token;
     this.storage = storage;
@@ -242,6 +243,61 @@ export class PullClient {
   }
 
   /**
+   * The server's Web Push key (`GET /v1/vapid`): the base64url `applicationServerKey` for
+   * `pushManager.subscribe`, or null when the server has no VAPID key (Web Push off).
+   * @param {{ signal?: AbortSignal }} [options]
+   */
+  async vapidKey({ signal } = {}) {
+    const { status, data } = await this._request("GET", new URL("v1/vapid", this.url).href, {
+      signal,
+    });
+    if (status === 404) return null;
+    if (status !== 200 || typeof data?.publicKey !== "string") throw await this._refused(status, data);
+    return data.publicKey;
+  }
+
+  /**
+   * Ask to be woken when something lands for this client while it is not pulling
+   * (`POST /v1/wakeups`): `{ webpush: pushSubscription.toJSON() }` or `{ webhook: { url } }`.
+   * Resolves with the registration's id (the same for the same endpoint).
+   * @param {{ webpush: object } | { webhook: { url: string } }} target
+   * @param {{ signal?: AbortSignal }} [options]
+   * @returns {Promise<string>}
+   */
+  async registerWakeup(target, { signal } = {}) {
+    const url = new URL("v1/wakeups", this.url).href;
+    const body = { node: this.node, ...target };
+    const { status, data } = await this._request("POST", url, {
+      body, signal, bearer: await this._token(),
+    });
+    if (status !== 201 || typeof data?.id !== "string") throw await this._refused(status, data);
+    return data.id;
+  }
+
+  /**
+   * This client's wake-up registrations (`GET /v1/wakeups`): `{ id, kind, endpoint }[]`.
+   * @param {{ signal?: AbortSignal }} [options]
+   */
+  async wakeups({ signal } = {}) {
+    const url = new URL(`v1/wakeups?node=${encodeURIComponent(this.node)}`, this.url).href;
+    const { status, data } = await this._request("GET", url, { signal, bearer: await this._token() });
+    if (status !== 200 || !Array.isArray(data?.wakeups)) throw await this._refused(status, data);
+    return data.wakeups;
+  }
+
+  /**
+   * Remove a wake-up registration (`DELETE /v1/wakeups/{id}`).
+   * @param {string} id @param {{ signal?: AbortSignal }} [options]
+   */
+  async removeWakeup(id, { signal } = {}) {
+    const path = `v1/wakeups/${encodeURIComponent(id)}?node=${encodeURIComponent(this.node)}`;
+    const { status, data } = await this._request("DELETE", new URL(path, this.url).href, {
+      signal, bearer: await this._token(),
+    });
+    if (status !== 204) throw await this._refused(status, data);
+  }
+
+  /**
    * Forget everything this client saved (queue, cursor, subscriptions), e.g. on log-out. The
    * server keeps its subscriptions until `pull_state_ttl_ms`; unsubscribe and sync first to end
    * them now.
@@ -333,7 +389,7 @@ export class PullClient {
       this._sending = new Set(subscribe.map(({ channel }) => channel));
       let answer;
       try {
-        answer = await this._request(body, wait, signal);
+        answer = await this._request("POST", this.endpoint, { body, wait, signal });
       } finally {
         this._sending = undefined;
       }
@@ -351,24 +407,25 @@ export class PullClient {
         await this._reset(data);
         continue;
       }
-      const code = typeof data?.error === "string" ? data.error : `http-${status}`;
-      const reason = typeof data?.reason === "string" ? data.reason : undefined;
-      throw await this._fail(new SyncError(`${status} ${code}${reason ? `: ${reason}` : ""}`, {
-        status, code, reason, body: data,
-      }));
+      throw await this._refused(status, data);
     }
   }
 
   /**
-   * POST the body, retrying network errors, timeouts, 408/429/5xx with full-jitter backoff
+   * Send a request, retrying network errors, timeouts, 408/429/5xx with full-jitter backoff
    * (at least `Retry-After` when the server gives one). Resolves with any other response.
-   * @param {Record<string, unknown>} body
-   * @param {number} wait
-   * @param {AbortSignal | undefined} signal
+   * @param {string} method
+   * @param {string} url
+   * @param {{ body?: Record<string, unknown>, wait?: number, signal?: AbortSignal,
+   *   bearer?: string }} options
    * @returns {Promise<{ status: number, data: any }>}
    */
-  async _request(body, wait, signal) {
-    const text = JSON.stringify(body);
+  async _request(method, url, { body, wait = 0, signal, bearer }) {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    /** @type {Record<string, string>} */
+    const headers = { accept: "application/json" };
+    if (text !== undefined) headers["content-type"] = "application/json";
+    if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
     for (let attempt = 0; ; attempt += 1) {
       signal?.throwIfAborted();
       let status;
@@ -376,16 +433,16 @@ export class PullClient {
       let error;
       const deadline = abortAfter(this.timeout + wait * 1000, signal);
       try {
-        const response = await this.fetch(this.endpoint, {
-          method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json" },
+        const response = await this.fetch(url, {
+          method,
+          headers,
           body: text,
           signal: deadline.signal,
         });
         status = response.status;
         if (!RETRIED_STATUSES.has(status) && !(status >= 500)) {
           const raw = await response.text();
-          return { status, data: parseJson(raw) };
+          return { status, data: raw === "" ? null : parseJson(raw) };
         }
         retryAfter = parseRetryAfter(response.headers.get("retry-after"));
         await response.body?.cancel().catch(() => {});
@@ -497,6 +554,14 @@ export class PullClient {
       resubscribe: Object.keys(channels.subscribe),
       listed: resubscribe,
     });
+  }
+
+  /** The SyncError of a refusal (the body's `error` and `reason`), emitted as `error`. */
+  async _refused(status, data) {
+    const code = typeof data?.error === "string" ? data.error : `http-${status}`;
+    const reason = typeof data?.reason === "string" ? data.reason : undefined;
+    const message = `${status} ${code}${reason ? `: ${reason}` : ""}`;
+    return this._fail(new SyncError(message, { status, code, reason, body: data }));
   }
 
   async _token() {

@@ -257,6 +257,11 @@ describe("PullClient on a real server", () => {
     }
   });
 
+  test("vapidKey() is null when the server has no VAPID key", async () => {
+    const client = testClient(server.url, "rex");
+    assert.equal(await client.vapidKey(), null);
+  });
+
   test("refused credentials: 401 is not retried, `error` has the server's reason", async () => {
     const client = testClient(server.url, "olga");
     client.token = "wrong";
