@@ -128,6 +128,8 @@ export class PullClient {
     this._listeners = new Map();
     /** @type {Promise<void> | undefined} */
     this._loading = undefined;
+    /** @type {Set<string> | undefined} channels whose subscribe is out, awaiting its answer */
+    this._sending = undefined;
     /** @type {Promise<unknown>} one sync or pull at a time */
     this._running = Promise.resolve();
     /** @type {Promise<void>} one storage write at a time, in call order */
@@ -386,16 +388,17 @@ export class PullClient {
       if ((limit ?? this.limit) !== undefined) body.limit = limit ?? this.limit;
       if (wait > 0) body.wait = wait;
 
+      // Until their answers are handled, an unsubscribe of these must reach the server.
       this._sending = new Set(subscribe.map(({ channel }) => channel));
-      let answer;
+      let status;
+      let data;
       try {
-        answer = await this._request("POST", this.endpoint, { body, wait, signal });
+        ({ status, data } = await this._request("POST", this.endpoint, { body, wait, signal }));
+        if (status === 200 && typeof data?.cursor === "string") {
+          return await this._handle(data, actions, subscribe, unsubscribe, totals);
+        }
       } finally {
         this._sending = undefined;
-      }
-      const { status, data } = answer;
-      if (status === 200 && typeof data?.cursor === "string") {
-        return this._handle(data, actions, subscribe, unsubscribe, totals);
       }
       if (status === 409 && data?.error === "reset" && typeof data.cursor === "string") {
         totals.resets += 1;

@@ -146,6 +146,28 @@ describe("PullClient on a real server", () => {
     assert.equal(reader.calls.at(-1).unsubscribe, undefined);
   });
 
+  test("unsubscribe while the subscribe is out: the unsubscribe still reaches the server", async () => {
+    const calls = [];
+    let client;
+    const fetch = async (url, init) => {
+      calls.push(JSON.parse(init.body));
+      if (calls.length === 1) await client.unsubscribe("tasks"); // the subscribe is sent now
+      return globalThis.fetch(url, init);
+    };
+    client = testClient(server.url, "kim", { fetch });
+    await client.subscribe("tasks");
+    await client.sync();
+    assert.deepEqual(calls[0].subscribe, [{ channel: "tasks" }]);
+    assert.deepEqual(await client.subscriptions(), []);
+    await client.sync();
+    assert.deepEqual(calls[1].unsubscribe, [{ channel: "tasks" }]);
+    assert.equal(calls[1].subscribe, undefined);
+    assert.deepEqual(
+      client.seen.processed.map((answer) => answer.action.type),
+      ["logux/subscribe", "logux/unsubscribe"],
+    );
+  });
+
   test("a subscription never sent is dropped by unsubscribe, nothing goes to the server", async () => {
     const client = testClient(server.url, "gina");
     await client.subscribe("tasks");
