@@ -3,6 +3,7 @@
  *
  * One object store of one database holds the values by key (structured clones of JSON-able
  * values). A `set` resolves when its transaction has completed, i.e. when the value is committed.
+ * The object store is made when the database is created: give each store name its own database.
  */
 
 export class IndexedDBStorage {
@@ -40,7 +41,15 @@ export class IndexedDBStorage {
     this._db ??= new Promise((resolve, reject) => {
       const request = this.factory.open(this.database, 1);
       request.onupgradeneeded = () => request.result.createObjectStore(this.store);
-      request.onsuccess = () => resolve(request.result);
+      request.onsuccess = () => {
+        const db = request.result;
+        // Another tab upgrading the database: let it, and open again on the next call.
+        db.onversionchange = () => {
+          db.close();
+          this._db = undefined;
+        };
+        resolve(db);
+      };
       request.onerror = () => reject(request.error);
     });
     return this._db;

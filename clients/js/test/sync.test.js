@@ -54,6 +54,18 @@ describe("PullClient on a real server", () => {
     assert.deepEqual((await storage.get(`logsync:${client.node}:queue`)).actions, []);
   });
 
+  test("a long queue goes pushBatch at a time, in creation order; only the last request waits", async () => {
+    const client = testClient(server.url, "lou", { pushBatch: 3, token: async () => "secret-lou" });
+    const ids = [];
+    for (let n = 0; n < 7; n += 1) ids.push((await client.push({ type: "note", to: "nobody", n })).id);
+    const totals = await within(10_000, client.sync({ wait: 1 }));
+    assert.equal(totals.processed, 7);
+    assert.deepEqual(client.calls.map((body) => body.actions?.length), [3, 3, 1]);
+    assert.deepEqual(client.calls.flatMap((body) => body.actions.map(([, meta]) => meta.id)), ids);
+    assert.deepEqual(client.calls.map((body) => body.wait), [undefined, undefined, 1]);
+    assert.ok(client.calls.every((body) => body.token === "secret-lou"));
+  });
+
   test("undo: the server's reason and logux/undo action; undone actions leave the queue", async () => {
     const client = testClient(server.url, "bob");
     const denied = await client.push({ type: "tasks/add", text: "forbidden" });
