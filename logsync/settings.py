@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     wakeup_backoff_max_ms: int = Field(
         3_600_000, gt=0, description="the longest Retry-After a push endpoint is backed off for"
     )
+    wakeup_webhook_prefixes: str = Field(
+        "",
+        description="comma-separated URL prefixes a webhook must start with (the server POSTs "
+        "to what clients register); empty: any http(s) URL",
+    )
     wakeup_fanout: int = Field(
         10_000, gt=0, description="registered clients one entry's user or channel may wake"
     )

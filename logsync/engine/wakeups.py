@@ -208,6 +208,10 @@ class Wakeups:
             kind: Kind = "webpush"
             endpoint, keys = webpush.endpoint, webpush.keys
         elif webhook is not None:
+            prefixes = [p.strip() for p in self.settings.wakeup_webhook_prefixes.split(",")]
+            allowed = [p for p in prefixes if p]
+            if allowed and not any(webhook.startswith(p) for p in allowed):
+                raise RegistrationRefused("bad-request", "this webhook URL is not allowed here")
             kind, endpoint, keys = "webhook", webhook, None
         else:
             raise RegistrationRefused("bad-request", "give webpush or webhook")

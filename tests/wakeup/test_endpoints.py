@@ -176,6 +176,26 @@ async def test_registrations_per_client_are_bounded(
         await server.stop()
 
 
+async def test_webhooks_only_to_the_allowed_prefixes(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    server = await NodeServer.start(
+        f"sqlite:///{tmp_path}/log.db",
+        wakeup_webhook_prefixes="https://gateway.example/, http://10.0.0.9:8088/push",
+    )
+    try:
+        await server.register(session, "5:a", {"webhook": {"url": "https://gateway.example/w"}})
+        await server.register(session, "5:a", {"webhook": {"url": "http://10.0.0.9:8088/push/1"}})
+        for url in ("http://169.254.169.254/latest", "https://gateway.example.evil/"):
+            status, body = await post(
+                session, server.url, {"node": "5:a", "token": TOKEN, "webhook": {"url": url}}
+            )
+            assert (status, body["reason"]) == (400, "this webhook URL is not allowed here")
+        assert len(await server.listed(session, "5:a")) == 2
+    finally:
+        await server.stop()
+
+
 async def test_web_push_off_without_a_vapid_key(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
