@@ -242,9 +242,9 @@ class SyncHandler:
             raise Answered(
                 503, error_body("try-again-later", "try again later"), self._retry_after()
             )
-        epoch = await store.epoch()
-        head = await store.head()
-        had = await store.get_record(PULL_RECORDS, peer.client_id)
+        epoch, head, had = await asyncio.gather(
+            store.epoch(), store.head(), store.get_record(PULL_RECORDS, peer.client_id)
+        )
         await node.subscriptions.restore(peer, had)
         reset = await self._reset_reason(peer, cursor, epoch, head)
         if reset is not None:
@@ -308,13 +308,15 @@ class SyncHandler:
             return "the cursor is of another log (it was reset or restored)"
         if added > head:
             return "the cursor is ahead of the log"
-        store = self.node.store
-        for index in peer.own_indexes():
-            if added < await store.horizon(index):
-                return f"history of {index} before the cursor was trimmed"
+        # (a channel counts from where the client's subscription began)
+        since = {index: added for index in peer.own_indexes()}
         for channel, sub in peer.subscriptions.items():
-            if max(added, sub.from_added) < await store.horizon(f"channel:{channel}"):
-                return f"history of channel {channel} before the cursor was trimmed"
+            since[f"channel:{channel}"] = max(added, sub.from_added)
+        store = self.node.store
+        horizons = await asyncio.gather(*(store.horizon(index) for index in since))
+        for (index, after), horizon in zip(since.items(), horizons, strict=True):
+            if after < horizon:
+                return f"history of {index} before the cursor was trimmed"
         return None
 
     async def _push(
@@ -326,14 +328,14 @@ class SyncHandler:
         items: list[tuple[str, dict[str, Any] | None]] = []  # (channel, subscribe action | None)
         event = ActionsReceived(1, [], [])
         for item in sync.subscribe:
-            action = {"type": "logux/subscribe", **item.model_dump(exclude_none=True)}
+            action = {**item.model_dump(exclude_none=True), "type": "logux/subscribe"}
             sub = peer.subscriptions.get(item.channel)
             if sub is not None and filter_key(action) in sub.filters:
                 items.append((item.channel, None))  # held already: nothing runs again
                 continue
             items.append((item.channel, self._server_action(peer, action, event)))
         for unsub in sync.unsubscribe:
-            action = {"type": "logux/unsubscribe", **unsub.model_dump(exclude_none=True)}
+            action = {**unsub.model_dump(exclude_none=True), "type": "logux/unsubscribe"}
             items.append((unsub.channel, self._server_action(peer, action, event)))
         ids: list[str] = []
         for action, meta in sync.actions:

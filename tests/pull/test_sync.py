@@ -224,3 +224,17 @@ async def test_answers_keep_request_order_across_queues(client: Client) -> None:
     pushed = [p.action({"type": "notify", "user": "x", "n": i}) for i in range(20)]
     answer = await p.sync(actions=pushed)
     assert [a["id"] for a in answer["answers"]] == [m["id"] for _, m in pushed]
+
+
+async def test_subscribe_items_are_the_clients_actions_with_server_made_ids(
+    client: Client, node: ServerNode
+) -> None:
+    p = Puller(client, "16:phone:tab")
+    answer = await p.sync(subscribe=[{"channel": "rooms/ids", "type": "not/a/subscribe"}])
+    assert answer["subscriptions"] == [{"channel": "rooms/ids", "status": "processed"}]
+    stored = await node.store.read(["client:16:phone"], 0, 100)
+    [processed] = [e.action for e in stored.entries if e.action["type"] == "logux/processed"]
+    subscribe = await node.store.get(processed["id"])
+    assert subscribe is not None
+    assert subscribe.action == {"type": "logux/subscribe", "channel": "rooms/ids"}
+    assert subscribe.id.split(" ")[1] == "16:phone:~pull"
