@@ -20,10 +20,23 @@ from typing import Literal, get_args, get_origin
 
 import orjson
 
-from logsync.app import App
-from logsync.log.entry import Entry
-from logsync.logfmt import configure_logging
-from logsync.settings import ENV_PREFIX, Settings, SettingsError
+# The server's own dependencies are the `server` extra (`pip install logsync` is the client only):
+# without them, say so in one line instead of a traceback.
+SERVER_ONLY = frozenset(
+    {"pydantic_settings", "prometheus_client", "pythonjsonlogger", "redis", "pywebpush"}
+)
+try:
+    from logsync.app import App
+    from logsync.log.entry import Entry
+    from logsync.logfmt import configure_logging
+    from logsync.settings import ENV_PREFIX, Settings, SettingsError
+except ModuleNotFoundError as missing:
+    if (missing.name or "").split(".")[0] not in SERVER_ONLY:
+        raise
+    sys.exit(
+        f"logsync: the server needs its extra ({missing.name} is missing): "
+        "pip install 'logsync[server]'"
+    )
 
 # Every setting is a flag named after it (``node_id`` → ``--node-id``); these keep a short form.
 SHORT_FLAGS = {"ping_ms": "--ping", "timeout_ms": "--timeout"}
