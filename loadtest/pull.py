@@ -352,7 +352,10 @@ def receive_all(pipes: list[Pipe], key: str, timeout: float) -> list[Any]:
     for pipe in pipes:
         if not pipe.poll(timeout):
             raise RuntimeError(f"a generator process did not report {key!r} in {timeout:.0f} s")
-        message = pipe.recv()
+        try:
+            message = pipe.recv()
+        except EOFError:
+            raise RuntimeError(f"a generator process ended before reporting {key!r}") from None
         if "error" in message:
             raise RuntimeError(f"generator process failed: {message['error']}")
         answers.append(message[key])
@@ -391,6 +394,7 @@ def run_pages(config: Config) -> dict[str, Any]:
             ours, theirs = context.Pipe()
             process = context.Process(target=pages_worker_main, args=(theirs, spec), daemon=True)
             process.start()
+            theirs.close()  # ours then reads EOF if the process dies
             processes.append(process)
             pipes.append(ours)
         receive_all(pipes, "ready", 120)
