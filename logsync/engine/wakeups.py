@@ -79,6 +79,8 @@ PULL = "pull"
 ACTIVE_POLL_S = 1.0
 # Entries decided on in one go: their indexes are looked up once per batch.
 DECIDE_BATCH = 256
+# Indexes looked up, and clients decided on, at once.
+DECIDE_CHUNK = 64
 # Presence records written at once when refreshing.
 PRESENCE_CHUNK = 64
 
@@ -370,8 +372,16 @@ class Wakeups:
                     entries.task_done()
 
     async def _decide(self, batch: list[Entry]) -> None:
-        # index → [(client, the channel it came through, None for its own indexes)]
+        # index → [(client, the channel it came through, None for its own indexes)], looked up
+        # DECIDE_CHUNK at a time (a store answers concurrent calls together)
+        indexes = list(dict.fromkeys(index for entry in batch for index in entry.indexes))
         found: dict[str, list[tuple[str, str | None]]] = {}
+        for start in range(0, len(indexes), DECIDE_CHUNK):
+            chunk = indexes[start : start + DECIDE_CHUNK]
+            for index, clients in zip(
+                chunk, await asyncio.gather(*map(self._clients_of, chunk)), strict=True
+            ):
+                found[index] = clients
         # client → the channels it came through, None once one of its own indexes matched
         reached: dict[str, set[str] | None] = {}
         # client → how many of the entries concern it (all but one are coalesced)
@@ -380,10 +390,7 @@ class Wakeups:
             skip = {entry.origin_client, *entry.exclude_clients}
             concerned: set[str] = set()
             for index in entry.indexes:
-                clients = found.get(index)
-                if clients is None:
-                    clients = found[index] = await self._clients_of(index)
-                for client, channel in clients:
+                for client, channel in found[index]:
                     if client in skip:
                         continue
                     concerned.add(client)
@@ -397,8 +404,14 @@ class Wakeups:
                             via.add(channel)
             for client in concerned:
                 hits[client] = hits.get(client, 0) + 1
-        for client, via in reached.items():
-            await self._wake(client, via, hits[client])
+        woken = list(reached.items())
+        for start in range(0, len(woken), DECIDE_CHUNK):
+            await asyncio.gather(
+                *(
+                    self._wake(client, via, hits[client])
+                    for client, via in woken[start : start + DECIDE_CHUNK]
+                )
+            )
 
     async def _clients_of(self, index: str) -> list[tuple[str, str | None]]:
         kind, _, name = index.partition(":")
