@@ -267,6 +267,10 @@ class ClientSession:
         self._require_connected("send_synced")
         self._outgoing.append(["synced", added])
 
+    def send_error(self, error: ProtocolError) -> list[ClientEvent]:
+        """Report a protocol error about the server's input (an undecodable frame) and close."""
+        return self._fail(error)
+
     @property
     def unacked_syncs(self) -> int:
         """How many of our ``sync`` messages wait for ``synced``."""

@@ -424,9 +424,13 @@ class Client:
         for listener in listeners:
             result = listener(action, meta)
             if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+                self.spawn(result)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` as a task the client owns (cancelled by :meth:`stop`)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
