@@ -43,6 +43,7 @@ import orjson
 
 from logsync.engine.peer import Peer
 from logsync.engine.registry import Registry
+from logsync.engine.subscriptions import PULL_RECORDS
 from logsync.log import Entry, LogStore, StoreUnavailable
 from logsync.logfmt import shorten
 from logsync.metrics import Metrics
@@ -73,7 +74,7 @@ CLAIMS = "wake-claim"
 BACKOFF = "wake-backoff"
 ACTIVE = "wake-active"
 # The pull transport's record of a client's subscriptions: {"channels": {channel: {...}}}.
-PULL = "pull"
+PULL = PULL_RECORDS
 
 # How often a node that has seen no registration yet looks again.
 ACTIVE_POLL_S = 1.0

@@ -164,13 +164,26 @@ async def test_an_endpoint_that_never_answers_slows_nothing(tmp_path: Path, sink
             for client in clients:
                 await node.add({"type": "note"}, clients=[client])
             appended = time.monotonic() - started
-            # registering (a store round trip and an auth) is not held up either
+            # registering (a store round trip and an auth) is not held up either, nor a pull
             started = time.monotonic()
             await server.register(session, "50:late", {"webhook": {"url": f"{sink.url}/late"}})
             registered = time.monotonic() - started
+            started = time.monotonic()
+            body = {
+                "node": "51:puller",
+                "token": TOKEN,
+                "actions": [
+                    [{"type": "rooms/add", "room": "9"}, {"id": "1 51:puller 0", "time": 1}]
+                ],
+            }
+            async with session.post(f"{server.url}/v1/sync", json=body) as answer:
+                assert answer.status == 200
+                assert (await answer.json())["answers"][0]["status"] == "processed"
+            pulled = time.monotonic() - started
         # 20 wake-ups at 500 ms each, 2 at a time, would take 5 s if they were in the way
         assert appended < 1.0, appended
         assert registered < 0.5, registered
+        assert pulled < 0.5, pulled
         deadline = Deadline(10)
         while len(sink.received) < 2:
             await asyncio.wait_for(sink.arrived.wait(), deadline.left())
