@@ -55,8 +55,8 @@ async def test_serve_wakes_a_pull_client_by_webhook(
             body = {"node": "80:hook", "token": TOKEN, "subscribe": [{"channel": "rooms/5"}]}
             async with session.post(f"{url}/v1/sync", json=body) as answer:
                 assert answer.status == 200
-            body = {"node": "80:hook", "token": TOKEN, "webhook": {"url": f"{sink.url}/w"}}
-            async with session.post(f"{url}/v1/wakeups", json=body) as answer:
+            hook = {"node": "80:hook", "token": TOKEN, "webhook": {"url": f"{sink.url}/w"}}
+            async with session.post(f"{url}/v1/wakeups", json=hook) as answer:
                 assert answer.status == 201
 
             socket = await RawSocket.open(server.url)
