@@ -180,10 +180,11 @@ async def test_an_endpoint_that_never_answers_slows_nothing(tmp_path: Path, sink
                 assert answer.status == 200
                 assert (await answer.json())["answers"][0]["status"] == "processed"
             pulled = time.monotonic() - started
-        # 20 wake-ups at 500 ms each, 2 at a time, would take 5 s if they were in the way
-        assert appended < 1.0, appended
-        assert registered < 0.5, registered
-        assert pulled < 0.5, pulled
+        # 20 wake-ups at 500 ms each, 2 at a time, would take 5 s if they were in the way (the
+        # bounds leave room for a busy machine)
+        assert appended < 2.5, appended
+        assert registered < 1.0, registered
+        assert pulled < 1.0, pulled
         deadline = Deadline(10)
         while len(sink.received) < 2:
             await asyncio.wait_for(sink.arrived.wait(), deadline.left())
