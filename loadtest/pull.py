@@ -43,6 +43,7 @@ import contextlib
 import json
 import math
 import multiprocessing
+import os
 import shlex
 import statistics
 import sys
@@ -497,6 +498,8 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
         )
     waiters = [Waiter(node, cursors[node]) for node in nodes if node in cursors]
     rss_before = servers.rss_kib()
+    cpu_open, busy_before, wall_before = servers.cpu(), machine_busy_seconds(), time.time()
+    gen_before = cpu_seconds(os.getpid())
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -518,6 +521,7 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
         open_s = await until(all_waiting, WAITING_TIMEOUT)
         waiting_seen = await metric(http, url, "logsync_pull_waiting")
         rss_waiting = servers.rss_kib()
+        cpu_wake = servers.cpu()
         early = sum(task.done() for task in tasks)
 
         woke = time.perf_counter()
@@ -525,11 +529,14 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
         await push(puller, writer, wake, problems)
         await asyncio.gather(*tasks)
         all_answered = max((w.answered for w in waiters), default=woke)
+        cpu_end = servers.cpu()
 
         async def none_waiting() -> bool:
             return await metric(http, url, "logsync_pull_waiting") == 0
 
         drained = await until(none_waiting, 10)
+    busy, wall = machine_busy_seconds() - busy_before, time.time() - wall_before
+    gen_cpu = cpu_seconds(os.getpid()) - gen_before
 
     wake_id = wake[0][1]["id"]
     woken, errors = 0, len(problems)
@@ -562,6 +569,10 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
         "wake_p50_ms": percentile(latencies, 0.50) / 1000,
         "wake_p99_ms": percentile(latencies, 0.99) / 1000,
         "waiting_after": 0 if drained != math.inf else -1,
+        "server_cpu_us_per_open": (cpu_wake - cpu_open) / len(waiters) * 1e6 if waiters else 0,
+        "server_cpu_us_per_wake": (cpu_end - cpu_wake) / len(waiters) * 1e6 if waiters else 0,
+        "generator_cores": gen_cpu / wall,
+        "other_cores": max(0.0, busy - (servers.cpu() - cpu_open) - gen_cpu) / wall,
         "problems": problems[:10],
     }
 
@@ -601,8 +612,11 @@ WAITER_ROWS: list[tuple[str, str, str]] = [
     ("KiB / waiting request", "kib_per_waiter", "{:.1f}"),
     ("woken by one action", "woken", "{:,}"),
     ("all answered after (s)", "wake_all_s", "{:.3f}"),
+    ("server CPU µs / long-poll opened", "server_cpu_us_per_open", "{:.0f}"),
+    ("server CPU µs / long-poll woken", "server_cpu_us_per_wake", "{:.0f}"),
     ("wake-up p50 (ms)", "wake_p50_ms", "{:.0f}"),
     ("wake-up p99 (ms)", "wake_p99_ms", "{:.0f}"),
+    ("other processes' cores busy", "other_cores", "{:.2f}"),
     ("not woken / errors", "bad", "{}"),
 ]
 
