@@ -336,7 +336,9 @@ class Wakeups:
                     break
             except StoreUnavailable:
                 pass
-            await asyncio.sleep(ACTIVE_POLL_S)
+            # or activated here meanwhile, by a registration
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.activated.wait(), ACTIVE_POLL_S)
         while True:
             await asyncio.sleep(self.settings.wakeup_presence_ms / 3000)
             await self._refresh_presence()

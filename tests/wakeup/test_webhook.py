@@ -197,3 +197,41 @@ async def test_an_endpoint_that_never_answers_slows_nothing(tmp_path: Path, sink
     finally:
         never.set()
         await server.stop()
+
+
+async def test_404_removes_the_registration(tmp_path: Path, sink: Sink) -> None:
+    async def by_path(request: web.Request) -> web.Response:
+        return web.Response(status=404 if request.path == "/gone" else 201)
+
+    sink.answer = by_path
+    server = await serve(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await server.register(session, "45:a", {"webhook": {"url": f"{sink.url}/gone"}})
+            await server.register(session, "45:a", {"webhook": {"url": f"{sink.url}/kept"}})
+            await server.node.add({"type": "note"}, users=["45"])
+            await server.node.wakeups.idle()
+            assert sorted(sink.paths()) == ["gone", "kept"]
+            listed = await server.listed(session, "45:a")
+            assert [r["endpoint"] for r in listed] == [f"{sink.url}/kept"]
+            metrics = server.node.metrics.wakeups
+            assert metrics[("webhook", "gone")] == metrics[("webhook", "sent")] == 1
+    finally:
+        await server.stop()
+
+
+async def test_presence_is_refreshed_while_connected(tmp_path: Path, sink: Sink) -> None:
+    server = await serve(tmp_path, wakeup_presence_ms=300)
+    node = server.node
+    socket = await connect(server, "46:ws")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await server.register(session, "46:ws", {"webhook": {"url": f"{sink.url}/ws"}})
+        await asyncio.sleep(0.9)  # three presence lifetimes: only the refresh keeps it
+        assert await node.store.get_record("online", "46:ws") is not None
+        await node.add({"type": "note"}, users=["46"])
+        await node.wakeups.idle()
+        assert sink.received == []
+    finally:
+        socket.abort()
+        await server.stop()
