@@ -347,8 +347,13 @@ class Wakeups:
 
     def appended(self, entry: Entry) -> None:
         """This node created ``entry``: decide on its wake-ups later, beside the log (dropped
-        and counted when too many wait)."""
+        and counted when too many wait). Protocol answers (``logux/processed``, ``logux/undo``…)
+        wake nobody: they answer the client's own request, which a pull client gets in its
+        response — a wake-up for one would only spend the client's interval."""
         if not self.active or self._entries is None:
+            return
+        kind = entry.action.get("type")
+        if isinstance(kind, str) and kind.startswith("logux/"):
             return
         try:
             self._entries.put_nowait(entry)

@@ -52,6 +52,7 @@ async def test_pull_subscriptions_are_woken_through_their_channels(tmp_path: Pat
             await server.register(session, "61:late", {"webhook": {"url": f"{sink.url}/late"}})
             await pull(session, server, "61:late", subscribe=[{"channel": "rooms/1"}])
             await wakeups.idle()
+            assert sink.received == []
 
             await send_to_room(server, "1", 1)
             await wakeups.idle()

@@ -60,7 +60,9 @@ async def test_a_burst_is_coalesced_to_one_wake_up_per_interval(tmp_path: Path, 
         await server.stop()
 
 
-async def test_the_origin_and_excluded_clients_are_not_woken(tmp_path: Path, sink: Sink) -> None:
+async def test_the_origin_excluded_clients_and_answers_wake_nobody(
+    tmp_path: Path, sink: Sink
+) -> None:
     server = await serve(tmp_path)
     try:
         async with aiohttp.ClientSession() as session:
@@ -69,6 +71,8 @@ async def test_the_origin_and_excluded_clients_are_not_woken(tmp_path: Path, sin
             await server.register(session, "22:own", {"webhook": {"url": f"{sink.url}/own"}})
         await server.node.add({"type": "note"}, users=["21"], exclude_clients=["21:a"])
         await server.node.add({"type": "note"}, users=["22"], meta={"id": "1 22:own:tab 0"})
+        # an answer to the client's own request (a pull client has it in its response)
+        await server.node.add({"type": "logux/processed", "id": "1 22:own 0"}, clients=["22:own"])
         await server.node.wakeups.idle()
         assert sink.paths() == ["b"]
     finally:
