@@ -2,7 +2,7 @@
 (``js/mixed-pull.mjs``, driven line by line over its stdin) and an HTTP pull client
 (``POST /v1/sync`` with aiohttp, docs/http-pull.md) of the same user, against a real
 ``logsync serve`` of the interop app (``tests/interop/app.py``: ``chat/{id}`` and the
-``notify`` resend to a user).
+``notify`` resend to a user), or two of them on one Redis, a client on each.
 
 Every push is awaited (answered) before the next one, so the log order, and with it what each
 client must see and in which order, is known in advance.
@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +23,7 @@ import aiohttp
 import pytest
 
 from logsync.wallclock import now_ms
+from tests.conftest import INTEROP_APP
 from tests.interop.conftest import JS_DIR
 from tests.support.deadline import Deadline
 from tests.support.server import ServerProcess
@@ -182,17 +184,36 @@ async def pull_waiting(http: aiohttp.ClientSession) -> float:
     raise AssertionError("no logsync_pull_waiting in /metrics")
 
 
+@pytest.fixture(params=["one-node", "two-nodes-redis"])
+def nodes(request: pytest.FixtureRequest) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """``(socket node, HTTP node)``: one SQLite node serving both clients, or two nodes on one
+    Redis log and broker, the socket client on the first and the HTTP clients on the second
+    (so every live push, and the long-poll's wake-up, crosses the broker)."""
+    if request.param == "one-node":
+        servers = [ServerProcess(INTEROP_APP)]
+    else:
+        redis_url: str = request.getfixturevalue("redis_url")
+        store = f"{redis_url}?prefix=mix{uuid.uuid4().hex[:8]}"
+        servers = [ServerProcess(INTEROP_APP, store=store) for _ in range(2)]
+    try:
+        yield servers[0], servers[-1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
 async def test_socket_and_pull_clients_share_one_log(
-    logsync_server: ServerProcess, node_bin: str, js_deps: Path, tmp_path: Path
+    nodes: tuple[ServerProcess, ServerProcess], node_bin: str, js_deps: Path, tmp_path: Path
 ) -> None:
+    ws_node, http_node = nodes
     run = uuid.uuid4().hex[:10]
     user, other, chat = f"u{run}", f"t{run}", f"mix{run}"
     channel = f"chat/{chat}"
     deadline = Deadline(45, per_read=15)
     log = tmp_path / "mixed-pull.stderr"
     async with (
-        aiohttp.ClientSession(base_url=logsync_server.http_url) as http,
-        SocketScript(node_bin, logsync_server.url, user, chat, log) as ws,
+        aiohttp.ClientSession(base_url=http_node.http_url) as http,
+        SocketScript(node_bin, ws_node.url, user, chat, log) as ws,
     ):
         ready = await ws.event("ready", deadline)
         assert ready["clientId"].startswith(f"{user}:")
