@@ -138,6 +138,7 @@ class Client:
         self.time_fix = 0
         # the transport's state, for callers and tests
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()  # set once a connection ended, cleared by the next
         self.connections = 0
         self.last_retry_after: float | None = None
         self.delays: list[float] = []
@@ -256,6 +257,7 @@ class Client:
                 logger.info("logsync client disconnected: %r", error)
             finally:
                 self.connected.clear()
+                self.disconnected.set()
             delay = self.backoff.next(retry_after)
             self.delays.append(delay)
             await asyncio.sleep(delay)
@@ -292,9 +294,12 @@ class Client:
 
     async def flush(self) -> None:
         """Wait until every pending action is answered."""
-        for pending in self.store.pending():
-            with contextlib.suppress(Undone):
-                await self.queue.waiter(pending.id)
+        while pending := self.store.pending():
+            # every waiter first: one answer page may answer them all
+            waiters = [self.queue.waiter(p.id) for p in pending]
+            for waiter in waiters:
+                with contextlib.suppress(Undone):
+                    await waiter
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -362,6 +367,7 @@ class Client:
         self.time_fix = time_fix
         self.connections += 1
         self.backoff.reset()
+        self.disconnected.clear()
         self.connected.set()
 
     def receive(self, action: dict[str, Any], meta: dict[str, Any]) -> None:
