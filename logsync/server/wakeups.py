@@ -223,6 +223,7 @@ def _openapi_paths() -> dict[str, Any]:
 
     node = {"name": "node", "in": "query", "required": True, "schema": {"type": "string"}}
     refused = answer(WakeupError, "wrong-credentials (or the address is locked)")
+    bad_node = answer(WakeupError, "bad-request: ?node= is not a Logux node id")
     return {
         "/v1/vapid": {
             "get": {
@@ -257,7 +258,11 @@ def _openapi_paths() -> dict[str, Any]:
                 "operationId": "listWakeups",
                 "summary": "The client's registrations (token as Authorization: Bearer)",
                 "parameters": [node],
-                "responses": {"200": answer(WakeupList, "the registrations"), "401": refused},
+                "responses": {
+                    "200": answer(WakeupList, "the registrations"),
+                    "400": bad_node,
+                    "401": refused,
+                },
             },
         },
         "/v1/wakeups/{id}": {
@@ -270,6 +275,7 @@ def _openapi_paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "204": {"description": "removed"},
+                    "400": bad_node,
                     "401": refused,
                     "404": answer(WakeupError, "no such registration"),
                 },
