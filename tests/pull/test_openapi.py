@@ -40,7 +40,7 @@ from tests.conftest import INTEROP_APP
 from tests.support.server import ServerProcess
 
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
-MAX_EXAMPLES = 50  # per operation and mode: 100 requests to each, half valid, half not
+MAX_EXAMPLES = 40  # per operation and mode: 80 requests to each, half valid, half not
 WAIT_MAX_S = "0.05"
 TOKEN = "secret"
 CHECKS = [
