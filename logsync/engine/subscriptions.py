@@ -205,15 +205,20 @@ class Subscriptions:
 
     # -- subscriptions that outlive their peer ----------------------------------------------
 
-    def saved(self, peer: Peer) -> bytes:
-        """``peer``'s subscriptions as a small document for :meth:`restore`: per channel, the
-        position it receives entries after and the subscribe action of each filter."""
-        document = {
+    def state(self, peer: Peer) -> dict[str, Any]:
+        """What :meth:`saved` keeps of ``peer``'s subscriptions: per channel, the position it
+        receives entries after and the subscribe action of each filter (compare two to see
+        whether a request changed them)."""
+        return {
             channel: {"from": sub.from_added, "subscribe": list(sub.sources.values())}
             for channel, sub in peer.subscriptions.items()
             if sub.sources
         }
-        return orjson.dumps({"channels": document})
+
+    def saved(self, peer: Peer, now: int) -> bytes:
+        """``peer``'s subscriptions as the small document :meth:`restore` reads, saved at
+        ``now`` (ms)."""
+        return orjson.dumps({"channels": self.state(peer), "saved": now})
 
     async def restore(self, peer: Peer, saved: bytes | None) -> list[str]:
         """Give an authenticated ``peer`` the subscriptions :meth:`saved` kept: each filter's
@@ -267,6 +272,15 @@ class Subscriptions:
     def _drop_subscriber(self, peer: Peer, channel: str) -> None:
         if self.registry.unsubscribe(peer, channel):
             self.spawn(self.broker.unlisten([f"channel:{channel}"]))
+
+
+def saved_at(saved: bytes | None) -> int | None:
+    """When a document of :meth:`Subscriptions.saved` was written (ms), if it says."""
+    try:
+        when = orjson.loads(saved or b"null")["saved"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return when if type(when) is int else None
 
 
 def filter_key(action: dict[str, Any]) -> str:

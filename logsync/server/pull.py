@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from logsync.engine import ServerNode
 from logsync.engine.delivery import SendEntries, Skipped
-from logsync.engine.subscriptions import PULL_RECORDS, filter_key
+from logsync.engine.subscriptions import PULL_RECORDS, filter_key, saved_at
 from logsync.log import Entry, StoreUnavailable
 from logsync.protocol import MSGPACK, ActionsReceived, ConnectRequested, ProtocolError
 from logsync.protocol.codec import JSON
@@ -132,6 +132,8 @@ class SyncHandler:
         node, settings = self.node, self.node.settings
         body = await self._read_body(request)
         sync = self._validate(body, request)
+        size = len(body)
+        del body  # a long-poll holds no buffer
         if node.stopping:
             raise Answered(
                 503, error_body("try-again-later", "server shutdown"), self._retry_after()
@@ -165,7 +167,7 @@ class SyncHandler:
         )
         node.attach(peer)
         try:
-            return await self._serve(peer, sync, cursor, token, len(body), binary)
+            return await self._serve(peer, sync, cursor, token, size, binary)
         finally:
             node.detach(peer)
             peer.finished()
@@ -246,6 +248,7 @@ class SyncHandler:
             store.epoch(), store.head(), store.get_record(PULL_RECORDS, peer.client_id)
         )
         await node.subscriptions.restore(peer, had)
+        restored = node.subscriptions.state(peer)
         reset = await self._reset_reason(peer, cursor, epoch, head)
         if reset is not None:
             channels = list(peer.subscriptions)
@@ -255,8 +258,8 @@ class SyncHandler:
             body = error_body("reset", reset, cursor=fresh, resubscribe=channels)
             return 409, body, {}
         answers, subscriptions = await self._push(peer, sync, size, head)
-        if sync.subscribe or sync.unsubscribe or peer.subscriptions:
-            await self._save(peer, had is not None)
+        sync.actions.clear()  # answered: what a long-poll holds is its answers, not its actions
+        await self._save(peer, had, restored)
         page = await self._page(peer)
         if not page.entries and not page.more and sync.wait > 0:
             page = await self._long_poll(peer, page, sync.wait)
@@ -409,14 +412,21 @@ class SyncHandler:
                 return
             after = result.next_cursor
 
-    async def _save(self, peer: PullPeer, had: bool) -> None:
-        store, settings = self.node.store, self.node.settings
+    async def _save(self, peer: PullPeer, had: bytes | None, restored: dict[str, Any]) -> None:
+        """Keep the client's subscriptions for ``pull_state_ttl_ms`` after this request: write
+        them when the request changed them, or when the record is older than a tenth of its
+        TTL (so a client that only polls costs no write per request, and its subscriptions
+        live at least 9 tenths of the TTL after its last request)."""
+        node, store, ttl = self.node, self.node.store, self.node.settings.pull_state_ttl_ms
+        now = now_ms()
+        if node.subscriptions.state(peer) == restored:
+            written = saved_at(had)
+            if not restored or (written is not None and now - written < ttl // 10):
+                return
         if peer.subscriptions:
-            saved = self.node.subscriptions.saved(peer)
-            await store.put_record(
-                PULL_RECORDS, peer.client_id, saved, ttl_ms=settings.pull_state_ttl_ms
-            )
-        elif had:
+            saved = node.subscriptions.saved(peer, now)
+            await store.put_record(PULL_RECORDS, peer.client_id, saved, ttl_ms=ttl)
+        elif had is not None:
             await store.delete_record(PULL_RECORDS, peer.client_id)
 
     async def _page(self, peer: PullPeer) -> Page:

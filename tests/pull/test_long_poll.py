@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -15,14 +16,14 @@ from logsync.engine import ServerNode
 from tests.pull.conftest import Puller
 from tests.support.deadline import Deadline
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(60)
 
 Client = TestClient[Any, Any]
 
 
-async def until_waiting(node: ServerNode, count: int = 1) -> None:
+async def until_waiting(node: ServerNode, count: int = 1, seconds: float = 10) -> None:
     """Poll the waiting-long-polls gauge until ``count`` requests wait."""
-    deadline = Deadline(10)
+    deadline = Deadline(seconds)
     while node.metrics.pull_waiting != count:
         deadline.left()
         await asyncio.sleep(0.005)
@@ -89,3 +90,43 @@ async def test_shutdown_answers_a_waiting_request(client: Client, node: ServerNo
     await asyncio.wait_for(node.stop(), 10)
     page = await asyncio.wait_for(waiting, 10)
     assert page["actions"] == []
+
+
+async def test_waiting_long_polls_hold_little_memory_and_no_task_of_their_own(
+    client: Client, node: ServerNode, store_url: str
+) -> None:
+    if store_url == "memory://":
+        return  # the memory store keeps every pushed action in the process: see the SQLite run
+    count, payload = 20, "x" * 50_000
+    readers = [Puller(client, f"w{i}:c") for i in range(count)]
+    for reader in readers:
+        await reader.sync(subscribe=[{"channel": "rooms/many"}])
+    before_tasks = set(asyncio.all_tasks())
+    tracemalloc.start(30)  # deep enough to see the test client's frames
+    try:
+        before = tracemalloc.take_snapshot()
+        waiting = [
+            asyncio.ensure_future(
+                r.sync(wait=20, actions=[r.action({"type": "notify", "user": "x", "p": payload})])
+            )
+            for r in readers
+        ]
+        await until_waiting(node, count, seconds=40)  # (tracing slows everything down)
+        during = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    new_tasks = asyncio.all_tasks() - before_tasks
+    ours = [t for t in new_tasks if "/logsync/" in t.get_coro().cr_code.co_filename]  # type: ignore[union-attr]
+    assert ours == []  # aiohttp's own handler task per request, nothing more
+    # What the server side holds for them (allocations not made by the test's client): far
+    # less than the 50 KB each pushed (released once answered).
+    client_side = [tracemalloc.Filter(False, "*/tests/pull/*", all_frames=True)]
+    growth = during.filter_traces(client_side).compare_to(
+        before.filter_traces(client_side), "filename"
+    )
+    held = sum(stat.size_diff for stat in growth)
+    assert held / count < 40_000, held / count
+    sender = Puller(client, "s:c")
+    await sender.sync(actions=[sender.action({"type": "rooms/add", "room": "many", "text": "all"})])
+    pages = await asyncio.wait_for(asyncio.gather(*waiting), 15)
+    assert all([a["text"] for a, _ in p["actions"]] == ["all"] for p in pages)

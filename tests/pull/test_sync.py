@@ -238,3 +238,20 @@ async def test_subscribe_items_are_the_clients_actions_with_server_made_ids(
     assert subscribe is not None
     assert subscribe.action == {"type": "logux/subscribe", "channel": "rooms/ids"}
     assert subscribe.id.split(" ")[1] == "16:phone:~pull"
+
+
+async def test_polling_writes_the_saved_subscriptions_only_when_they_change(
+    client: Client, node: ServerNode
+) -> None:
+    p = Puller(client, "17:phone")
+    await p.sync(subscribe=[{"channel": "rooms/w"}])
+    saved = await node.store.get_record(PULL_RECORDS, "17:phone")
+    assert saved is not None
+    for _ in range(3):
+        await p.sync()
+    assert await node.store.get_record(PULL_RECORDS, "17:phone") == saved  # not rewritten
+    await p.sync(subscribe=[{"channel": "rooms/w2"}])
+    changed = await node.store.get_record(PULL_RECORDS, "17:phone")
+    assert changed is not None and b"rooms/w2" in changed
+    await p.sync(unsubscribe=[{"channel": "rooms/w"}, {"channel": "rooms/w2"}])
+    assert await node.store.get_record(PULL_RECORDS, "17:phone") is None
