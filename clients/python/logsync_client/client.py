@@ -141,7 +141,9 @@ class Client:
         self.disconnected = asyncio.Event()  # set once a connection ended, cleared by the next
         self.connections = 0
         self.last_retry_after: float | None = None
-        self.delays: list[float] = []
+        self.delays: list[float] = []  # every reconnect delay taken, in seconds
+        # (the server's Retry-After, the delay taken, why) for each overload answer
+        self.retry_hints: list[tuple[float, float, str]] = []
         self.error: Refused | None = None
         self._refused = asyncio.Event()
         self._listeners: dict[str, list[Listener]] = {}
@@ -240,6 +242,7 @@ class Client:
     async def _run(self) -> None:
         while not self._stopping:
             retry_after: float | None = None
+            why = ""
             try:
                 await self.transport.run()
             except Refused as refused:
@@ -251,6 +254,7 @@ class Client:
             except RetryLater as later:
                 retry_after = later.seconds
                 self.last_retry_after = later.seconds
+                why = str(later)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -260,6 +264,8 @@ class Client:
                 self.disconnected.set()
             delay = self.backoff.next(retry_after)
             self.delays.append(delay)
+            if retry_after is not None:
+                self.retry_hints.append((retry_after, delay, why))
             await asyncio.sleep(delay)
 
     def wake(self) -> None:

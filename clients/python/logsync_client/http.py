@@ -75,12 +75,20 @@ class HttpTransport:
                 if first:
                     self._time_fix(headers)
                     client.handshake_done(client.time_fix)
-                first = False
+                was_first, first = first, False
                 more = self._page(data, actions, subscribe, unsubscribe)
-                if not more and not busy and client.wait == 0:
+                if client.wait == 0 and not (more or was_first or self._has_work()):
                     await self._wait_woken()
                 continue
             self._error(status, headers, data)
+
+    def _has_work(self) -> bool:
+        store = self.client.store
+        return bool(
+            store.pending()
+            or any(not s.confirmed for s in store.subscriptions())
+            or self._unsubscriptions()
+        )
 
     # -- one request ---------------------------------------------------------------------------
 
