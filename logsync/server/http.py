@@ -108,10 +108,13 @@ def build_metrics_app(node: ServerNode) -> web.Application:
 def http_options(settings: Settings) -> dict[str, Any]:
     """aiohttp's per-connection options: an idle kept-alive connection (or one whose next
     request head is incomplete) is closed after ``http_keepalive_ms``; the unread rest of a
-    request body is drained for at most ``head_timeout_ms`` before the connection is closed."""
+    request body is drained for at most ``head_timeout_ms`` before the connection is closed; a
+    request whose client went away is cancelled (a long-poll of ``/v1/sync`` ends then, not at
+    its timeout)."""
     return {
         "keepalive_timeout": settings.http_keepalive_ms / 1000,
         "lingering_time": settings.head_timeout_ms / 1000,
+        "handler_cancellation": True,
         "handle_signals": False,
         "access_log": None,
     }

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from logsync.wallclock import now_ms
+from tests.support.deadline import Deadline
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
 
@@ -152,3 +153,32 @@ async def test_undo_answers_are_the_sockets(
     for (name, _, _), ws, over_http in zip(CASES, by_socket, by_http, strict=True):
         assert ws == over_http, name
     assert [a["reason"] for a in answer["answers"]] == [u["reason"] for u in by_socket]
+
+
+async def test_a_long_poll_whose_client_left_ends_at_once(server: ServerProcess) -> None:
+    host, port = server.url.removeprefix("ws://").strip("/").split(":")
+    body = orjson.dumps({"node": "e9:gone", "token": "secret", "subprotocol": 2, "wait": 20})
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    deadline = Deadline(10)
+    while await waiting(server) != 1:  # it waits
+        deadline.left()
+        await asyncio.sleep(0.02)
+    writer.transport.abort()  # the client goes away
+    while await waiting(server) != 0:  # and the server stops waiting for it, well before 20 s
+        deadline.left()
+        await asyncio.sleep(0.02)
+
+
+async def waiting(server: ServerProcess) -> float:
+    """The server's ``logsync_pull_waiting`` gauge."""
+    async with aiohttp.ClientSession() as http, http.get(server.http_url + "metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("logsync_pull_waiting "):
+                return float(line.split()[1])
+    raise AssertionError("no logsync_pull_waiting in /metrics")
