@@ -76,10 +76,10 @@ class Metrics:
     # wake-ups of pull-only clients: (kind, result) → count (see WAKEUP_RESULTS)
     wakeups: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def wakeup(self, kind: str, result: str) -> None:
-        """Count a wake-up of ``kind`` (webpush, webhook) that ended in ``result``."""
+    def wakeup(self, kind: str, result: str, count: int = 1) -> None:
+        """Count ``count`` wake-ups of ``kind`` (webpush, webhook) that ended in ``result``."""
         key = (kind, result)
-        self.wakeups[key] = self.wakeups.get(key, 0) + 1
+        self.wakeups[key] = self.wakeups.get(key, 0) + count
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:

@@ -455,8 +455,8 @@ class Wakeups:
         )
         coalesced = entries if not claimed else entries - 1
         for registration in registrations:
-            for _ in range(coalesced):
-                self.metrics.wakeup(registration.kind, "coalesced")
+            if coalesced:
+                self.metrics.wakeup(registration.kind, "coalesced", coalesced)
             if not claimed:
                 continue
             if await store.get_record(BACKOFF, registration.id) is not None:
