@@ -20,12 +20,14 @@ Every answer is checked: 200, ``--limit`` actions, the fill's first ones in orde
 
 ``waiters`` — memory per waiting long-poll. ``--waiters`` clients subscribe to ``bench/wake``
 (50 at a time, on connections closed afterwards), then the server's RSS (VmRSS of
-``/proc/<pid>/status``) is read; then every client opens ``POST /v1/sync`` with ``wait=--wait``
-from its up-to-date cursor, all at once on one ``ClientSession``, and once the server's
-``logsync_pull_waiting`` gauge (``/metrics``) counts them all the RSS is read again: the
-difference over the waiters is the KiB one waiting request costs (its socket and request state in
-the server). Then one action on ``bench/wake`` wakes them: the time until every one has answered,
-and that every one answered 200 with exactly that action.
+``/proc/<pid>/status``) is read; then one ``ClientSession`` opens as many kept-alive
+connections (a ``GET /health/live`` each) and the RSS is read again; then every client opens
+``POST /v1/sync`` with ``wait=--wait`` from its up-to-date cursor on those connections, all at
+once, and once the server's ``logsync_pull_waiting`` gauge (``/metrics``) counts them all the RSS
+is read a third time. The differences over the waiters are the KiB one waiting long-poll costs
+the server: its idle connection, and the waiting request on it. Then one action on
+``bench/wake`` wakes them: the time until every one has answered, and that every one answered 200
+with exactly that action; the server's CPU per long-poll opened and per long-poll woken.
 
 Each pull request is a handshake to the node's admission (``handshake_rate``, 500/s by default):
 ``--handshake-rate`` (default 100,000) is passed to the server so that the pull path is measured
@@ -487,6 +489,23 @@ class Waiter:
     error: str = ""
 
 
+async def open_connections(
+    http: aiohttp.ClientSession, url: str, count: int, servers: Servers, problems: list[str]
+) -> int:
+    """Open ``count`` kept-alive connections (one ``GET /health/live`` each, all at once), left
+    idle in the session's pool for the long-polls to reuse; the server's RSS then."""
+
+    async def one() -> None:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with http.get(url.rstrip("/") + "/health/live") as response:
+                await response.read()
+                if response.status != 200:
+                    problems.append(f"/health/live: {response.status}")
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return servers.rss_kib()
+
+
 async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
     url = servers.nodes[0].http_url
     problems: list[str] = []
@@ -504,6 +523,7 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         puller = Puller(http, url, config.codec)
+        rss_connected = await open_connections(http, url, len(waiters), servers, problems)
 
         async def wait(waiter: Waiter) -> None:
             body = request(waiter.node, cursor=waiter.cursor, wait=config.wait)
@@ -561,7 +581,10 @@ async def measure_waiters(config: Config, servers: Servers) -> dict[str, Any]:
         "open_s": open_s if open_s != math.inf else -1.0,
         "rss_before_mib": rss_before / 1024,
         "rss_waiting_mib": rss_waiting / 1024,
+        "rss_connected_mib": rss_connected / 1024,
         "kib_per_waiter": grown / len(waiters) if waiters else math.nan,
+        "kib_per_connection": (rss_connected - rss_before) / len(waiters) if waiters else math.nan,
+        "kib_per_request": (rss_waiting - rss_connected) / len(waiters) if waiters else math.nan,
         "woken": woken,
         "not_woken": len(waiters) - woken,
         "errors": errors,
@@ -608,8 +631,11 @@ WAITER_ROWS: list[tuple[str, str, str]] = [
     ("waiting long-polls", "waiters", "{:,}"),
     ("all waiting after (s)", "open_s", "{:.2f}"),
     ("server RSS before (MiB)", "rss_before_mib", "{:.1f}"),
+    ("server RSS connected, idle (MiB)", "rss_connected_mib", "{:.1f}"),
     ("server RSS waiting (MiB)", "rss_waiting_mib", "{:.1f}"),
-    ("KiB / waiting request", "kib_per_waiter", "{:.1f}"),
+    ("KiB / waiting long-poll, all told", "kib_per_waiter", "{:.1f}"),
+    ("  of it: its kept-alive connection", "kib_per_connection", "{:.1f}"),
+    ("  of it: the waiting request", "kib_per_request", "{:.1f}"),
     ("woken by one action", "woken", "{:,}"),
     ("all answered after (s)", "wake_all_s", "{:.3f}"),
     ("server CPU µs / long-poll opened", "server_cpu_us_per_open", "{:.0f}"),

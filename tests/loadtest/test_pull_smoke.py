@@ -58,7 +58,10 @@ def test_every_page_is_full_and_every_waiter_is_woken(args: tuple[str, ...]) -> 
     assert waiters["woken"] == 60 and waiters["not_woken"] == 0, waiters["problems"]
     assert waiters["errors"] == 0
     assert waiters["waiting_after"] == 0  # the gauge is back to 0
-    assert waiters["rss_waiting_mib"] > 0 and waiters["rss_before_mib"] > 0
+    assert waiters["rss_waiting_mib"] > 0 and waiters["rss_connected_mib"] > 0
+    assert waiters["kib_per_waiter"] == pytest.approx(
+        waiters["kib_per_connection"] + waiters["kib_per_request"]
+    )
     assert waiters["wake_all_s"] > 0 and waiters["wake_p99_ms"] >= waiters["wake_p50_ms"]
 
 
