@@ -2,7 +2,9 @@
 and, for every entry this node appends, which of them to tickle — those whose indexes the entry
 lands in (``client:``, ``node:``, ``user:``, and ``channel:`` through their pull subscriptions),
 never its origin or excluded clients, not while they are connected on any node, at most once per
-``wakeup_interval_ms`` across all nodes. Sending runs in a bounded queue beside the log
+``wakeup_interval_ms`` across all nodes — and, when an entry was coalesced away, once more at the
+interval's end (the trailing edge: an entry that came after the last tickle is never left
+without one). Sending runs in a bounded queue beside the log
 (:class:`~logsync.wakeup.Dispatcher`): a slow push service never slows an append.
 
 Everything shared lives in the store's records, so it survives restarts and every node sees it:
@@ -15,7 +17,7 @@ kind               key                   value
 ``wake-channel``   ``channel\\0client``   (empty): registered clients pulling the channel
 ``wake-channels``  ``client``            the channels indexed for the client (JSON list)
 ``online``         ``client``            the node it is connected to (``wakeup_presence_ms``)
-``wake-claim``     ``client``            the node that woke it (``wakeup_interval_ms``)
+``wake-claim``     ``client``            the node that woke it, and when (``wakeup_interval_ms``)
 ``wake-backoff``   registration id       (empty): its endpoint said 429/503 (Retry-After)
 ``wake-active``    ``""``                someone registered once: nodes start tracking
 =================  ====================  ==================================================
@@ -23,10 +25,11 @@ kind               key                   value
 Until the first registration of a deployment, a node keeps no presence and looks at no entry
 (it polls ``wake-active`` each second), so wake-ups cost nothing where they are not used.
 
+The registrations and their indexes are :attr:`Wakeups.book`'s
+(:class:`~logsync.engine.wakeup_registrations.WakeupRegistrations`: the HTTP endpoints call it).
 The node calls :meth:`Wakeups.start` / :meth:`stop`, :meth:`appended` for each created entry
 (the :class:`~logsync.log.writer.LogWriter`'s observer), :meth:`online` / :meth:`offline` as
-peers come and go; the HTTP endpoints call :meth:`register`, :meth:`registrations`,
-:meth:`unregister`; the pull transport calls :meth:`pull_subscriptions_changed`.
+peers come and go.
 """
 
 from __future__ import annotations
@@ -34,47 +37,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 
 from logsync.engine.peer import Peer
 from logsync.engine.registry import Registry
-from logsync.engine.subscriptions import PULL_RECORDS
+from logsync.engine.wakeup_registrations import ACTIVE, WakeupRegistrations
 from logsync.log import Entry, LogStore, StoreUnavailable
 from logsync.logfmt import shorten
 from logsync.metrics import Metrics
-from logsync.protocol.ids import parse_node_id
 from logsync.settings import Settings
-from logsync.wakeup import (
-    Dispatcher,
-    Outcome,
-    Registration,
-    VapidKey,
-    WebhookSender,
-    WebPushSender,
-    WebPushSubscription,
-    registration_id,
-)
-from logsync.wakeup.registration import Kind
+from logsync.wakeup import Dispatcher, Outcome, Registration, VapidKey, WebhookSender, WebPushSender
 from logsync.wallclock import now_ms
 
 logger = logging.getLogger("logsync.wakeup")
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
-KIND = "wakeup"
-USERS = "wake-user"
-CHANNELS = "wake-channel"
-INDEXED = "wake-channels"
 ONLINE = "online"
 CLAIMS = "wake-claim"
 BACKOFF = "wake-backoff"
-ACTIVE = "wake-active"
-# The pull transport's record of a client's subscriptions: {"channels": {channel: {...}}}.
-PULL = PULL_RECORDS
 
 # How often a node that has seen no registration yet looks again.
 ACTIVE_POLL_S = 1.0
@@ -84,15 +68,6 @@ DECIDE_BATCH = 256
 DECIDE_CHUNK = 64
 # Presence records written at once when refreshing.
 PRESENCE_CHUNK = 64
-
-
-class RegistrationRefused(ValueError):
-    """A registration the server does not take; ``code`` is the API's error code."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -126,6 +101,9 @@ class Wakeups:
             if settings.vapid_private_key
             else None
         )
+        self.book = WakeupRegistrations(
+            store, settings, web_push=self.vapid is not None, on_registered=self._activate
+        )
         self.active = False
         # set once active (a registration seen): the node keeps presence and decides
         self.activated = asyncio.Event()
@@ -138,6 +116,10 @@ class Wakeups:
         self._webhook: WebhookSender | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._updates: set[asyncio.Task[Any]] = set()
+        # clients whose wake-up was coalesced away: client → (the channels it came through, or
+        # None for its own indexes; when), retried once the interval's claim has expired
+        self._deferred: dict[str, tuple[set[str] | None, int]] = {}
+        self._retries: list[asyncio.TimerHandle] = []
 
     @property
     def public_key(self) -> str | None:
@@ -167,6 +149,9 @@ class Wakeups:
     async def stop(self) -> None:
         """Stop deciding and sending (queued wake-ups are dropped), close the session."""
         self.active = False
+        for handle in self._retries:
+            handle.cancel()
+        self._deferred.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -189,93 +174,6 @@ class Wakeups:
         self._updates.add(task)
         task.add_done_callback(self._updates.discard)
 
-    # -- registrations (the HTTP endpoints) ----------------------------------------------------
-
-    async def register(
-        self,
-        node_id: str,
-        *,
-        webpush: WebPushSubscription | None = None,
-        webhook: str | None = None,
-    ) -> Registration:
-        """Register ``node_id``'s client to be woken (one of ``webpush``, ``webhook``); the same
-        endpoint again gives the same id. :class:`RegistrationRefused` past
-        ``wakeups_per_client`` or for Web Push while it is off."""
-        node = parse_node_id(node_id)
-        client = node.client_id
-        if webpush is not None:
-            if self.vapid is None:
-                raise RegistrationRefused(
-                    "bad-request", "Web Push is off on this server (no vapid_private_key)"
-                )
-            kind: Kind = "webpush"
-            endpoint, keys = webpush.endpoint, webpush.keys
-        elif webhook is not None:
-            prefixes = [p.strip() for p in self.settings.wakeup_webhook_prefixes.split(",")]
-            allowed = [p for p in prefixes if p]
-            if allowed and not any(webhook.startswith(p) for p in allowed):
-                raise RegistrationRefused("bad-request", "this webhook URL is not allowed here")
-            kind, endpoint, keys = "webhook", webhook, None
-        else:
-            raise RegistrationRefused("bad-request", "give webpush or webhook")
-        reg_id = registration_id(kind, endpoint)
-        limit = self.settings.wakeups_per_client
-        existing = await self.store.list_records(KIND, client + "\0", limit=limit + 1)
-        if client + "\0" + reg_id not in dict(existing) and len(existing) >= limit:
-            raise RegistrationRefused(
-                "limit", f"a client may have at most {limit} wake-up registrations"
-            )
-        registration = Registration(
-            id=reg_id, kind=kind, endpoint=endpoint, keys=keys, node=node_id, created=now_ms()
-        )
-        await self.store.put_record(KIND, client + "\0" + reg_id, registration.dump())
-        if _has_user(node.user_id):
-            await self.store.put_record(USERS, f"{node.user_id}\0{client}", b"")
-        pulled = await self.store.get_record(PULL, client)
-        await self._index_channels(client, _pull_channels(pulled))
-        if not self.active:
-            await self.store.put_record(ACTIVE, "", b"1")
-            self._activate()
-        return registration
-
-    async def registrations(self, client_id: str) -> list[Registration]:
-        """The client's registrations, in id order."""
-        found = await self.store.list_records(
-            KIND, client_id + "\0", limit=self.settings.wakeups_per_client
-        )
-        return [Registration.load(value) for _, value in found]
-
-    async def unregister(self, client_id: str, reg_id: str) -> bool:
-        """Remove a registration; whether there was one. The client's last one takes its
-        user and channel index records with it."""
-        removed = await self.store.delete_record(KIND, f"{client_id}\0{reg_id}")
-        if removed and not await self.store.list_records(KIND, client_id + "\0", limit=1):
-            user = parse_node_id(client_id).user_id
-            if _has_user(user):
-                await self.store.delete_record(USERS, f"{user}\0{client_id}")
-            await self._index_channels(client_id, ())
-        return removed
-
-    async def pull_subscriptions_changed(self, client_id: str, channels: Collection[str]) -> None:
-        """The pull transport saved ``client_id``'s subscriptions: keep the channel index of
-        a registered client in step (nothing for a client without registrations)."""
-        if await self.store.list_records(KIND, client_id + "\0", limit=1):
-            await self._index_channels(client_id, channels)
-
-    async def _index_channels(self, client_id: str, channels: Collection[str]) -> None:
-        """Make ``wake-channel`` hold exactly ``channels`` for the client."""
-        stored = await self.store.get_record(INDEXED, client_id)
-        before = set(orjson.loads(stored)) if stored else set()
-        after = set(channels)
-        for channel in after - before:
-            await self.store.put_record(CHANNELS, f"{channel}\0{client_id}", b"")
-        for channel in before - after:
-            await self.store.delete_record(CHANNELS, f"{channel}\0{client_id}")
-        if after:
-            await self.store.put_record(INDEXED, client_id, orjson.dumps(sorted(after)))
-        elif stored:
-            await self.store.delete_record(INDEXED, client_id)
-
     # -- presence --------------------------------------------------------------------------------
 
     def online(self, peer: Peer) -> None:
@@ -291,7 +189,7 @@ class Wakeups:
             self._later(self._mark_offline(peer))
             if getattr(peer, "keeps_subscriptions", False):
                 channels = list(peer.subscriptions)
-                self._later(self.pull_subscriptions_changed(peer.client_id, channels))
+                self._later(self.book.pull_subscriptions_changed(peer.client_id, channels))
 
     async def _mark_online(self, clients: list[str]) -> None:
         value, ttl = self.node_id.encode(), self.settings.wakeup_presence_ms
@@ -387,7 +285,7 @@ class Wakeups:
         for start in range(0, len(indexes), DECIDE_CHUNK):
             chunk = indexes[start : start + DECIDE_CHUNK]
             for index, clients in zip(
-                chunk, await asyncio.gather(*map(self._clients_of, chunk)), strict=True
+                chunk, await asyncio.gather(*map(self.book.clients_of, chunk)), strict=True
             ):
                 found[index] = clients
         # client → the channels it came through, None once one of its own indexes matched
@@ -421,41 +319,30 @@ class Wakeups:
                 )
             )
 
-    async def _clients_of(self, index: str) -> list[tuple[str, str | None]]:
-        kind, _, name = index.partition(":")
-        if kind == "client":
-            return [(name, None)]
-        if kind == "node":
-            return [(parse_node_id(name).client_id, None)]
-        fanout = self.settings.wakeup_fanout
-        if kind == "user":
-            keys = await self.store.list_records(USERS, name + "\0", limit=fanout)
-            return [(key.partition("\0")[2], None) for key, _ in keys]
-        if kind == "channel":
-            keys = await self.store.list_records(CHANNELS, name + "\0", limit=fanout)
-            return [(key.partition("\0")[2], name) for key, _ in keys]
-        return []
-
-    async def _wake(self, client: str, via: set[str] | None, entries: int) -> None:
-        """Wake ``client`` (concerned by ``entries`` of the batch) unless connected, coalesced,
-        or not (any more) concerned."""
+    async def _wake(
+        self, client: str, via: set[str] | None, entries: int, since: int | None = None
+    ) -> None:
+        """Wake ``client`` (concerned by ``entries`` of the batch, decided on at ``since``)
+        unless connected, coalesced, or not (any more) concerned."""
+        since = now_ms() if since is None else since
         peer = self.registry.by_client.get(client)
         if peer is not None and peer.authenticated and not peer.closed:
             return
         store = self.store
-        registrations = await self.registrations(client)
+        registrations = await self.book.registrations(client)
         if not registrations:
             return
         if await store.get_record(ONLINE, client) is not None:
             return
-        if via is not None and not await self._still_pulls(client, via):
+        if via is not None and not await self.book.still_pulls(client, via):
             return
+        claim = f"{self.node_id} {now_ms()}".encode()
         claimed = await store.add_record(
-            CLAIMS, client, self.node_id.encode(), ttl_ms=self.settings.wakeup_interval_ms
+            CLAIMS, client, claim, ttl_ms=self.settings.wakeup_interval_ms
         )
         coalesced = entries if not claimed else entries - 1
         for registration in registrations:
-            if coalesced:
+            if coalesced > 0:
                 self.metrics.wakeup(registration.kind, "coalesced", coalesced)
             if not claimed:
                 continue
@@ -463,15 +350,36 @@ class Wakeups:
                 self.metrics.wakeup(registration.kind, "backoff")
             elif not self._dispatcher.offer(_Job(registration, client)):
                 self.metrics.wakeup(registration.kind, "dropped")
+        if not claimed:
+            await self._defer(client, via, since)
 
-    async def _still_pulls(self, client: str, via: set[str]) -> bool:
-        """Whether the client's pull subscriptions still hold one of ``via`` (the channel index
-        may be behind them: expired or unsubscribed); a stale index is brought in step."""
-        channels = _pull_channels(await self.store.get_record(PULL, client))
-        if via & channels:
-            return True
-        await self._index_channels(client, channels)
-        return False
+    async def _defer(self, client: str, via: set[str] | None, since: int) -> None:
+        """A wake-up coalesced away: try again when the interval's claim has expired — unless
+        the claim in the way was made after ``since`` (that tickle came after the entries, so it
+        covers them). One retry per client per node at a time, at most ``wakeup_decide_queue``."""
+        claim = await self.store.get_record(CLAIMS, client)
+        if claim is not None and _claimed_at(claim) >= since:
+            return
+        deferred = self._deferred.get(client)
+        if deferred is not None:
+            channels, first = deferred
+            merged = None if channels is None or via is None else channels | via
+            self._deferred[client] = (merged, min(first, since))
+            return
+        if len(self._deferred) >= self.settings.wakeup_decide_queue:
+            self.metrics.wakeup("any", "dropped")
+            return
+        self._deferred[client] = (via, since)
+        loop = asyncio.get_running_loop()
+        self._retries = [h for h in self._retries if not h.cancelled() and h.when() > loop.time()]
+        delay = self.settings.wakeup_interval_ms / 1000
+        self._retries.append(loop.call_later(delay, self._retry, client))
+
+    def _retry(self, client: str) -> None:
+        deferred = self._deferred.pop(client, None)
+        if deferred is not None and self.active:
+            via, since = deferred
+            self._later(self._wake(client, via, 0, since))
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -492,7 +400,7 @@ class Wakeups:
         endpoint = shorten(registration.endpoint, chars)
         if outcome.result == "gone":
             logger.info("wake-up endpoint gone (%s), removed: %s", outcome.status, endpoint)
-            await self.unregister(job.client_id, registration.id)
+            await self.book.unregister(job.client_id, registration.id)
         elif outcome.result == "backoff":
             retry = outcome.retry_after_s
             delay_ms = self.settings.wakeup_interval_ms if retry is None else int(retry * 1000)
@@ -513,16 +421,7 @@ class Wakeups:
             )
 
 
-def _has_user(user_id: str | None) -> bool:
-    return user_id is not None and user_id != "false"
-
-
-def _pull_channels(value: bytes | None) -> set[str]:
-    """The channels of a ``pull`` record."""
-    if not value:
-        return set()
-    try:
-        channels = orjson.loads(value).get("channels")
-    except (orjson.JSONDecodeError, AttributeError):
-        return set()
-    return set(channels) if isinstance(channels, dict | list) else set()
+def _claimed_at(claim: bytes) -> int:
+    """When a ``wake-claim`` was made (ms; 0 when its value has no time)."""
+    _, _, at = claim.decode(errors="replace").rpartition(" ")
+    return int(at) if at.isdigit() else 0

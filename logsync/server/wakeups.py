@@ -23,7 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from logsync.engine import ServerNode
-from logsync.engine.wakeups import RegistrationRefused
+from logsync.engine.wakeup_registrations import RegistrationRefused
 from logsync.protocol.ids import parse_node_id
 from logsync.protocol.schema import MAX_TOKEN_LENGTH, is_node_id
 from logsync.server.pull import OPENAPI_PARTS
@@ -139,7 +139,7 @@ class WakeupEndpoints:
             return _json(400, {"error": "bad-request", "reason": reason, "details": details})
         try:
             await self._authenticate(request, body.node, body.token)
-            registration = await self.wakeups.register(
+            registration = await self.wakeups.book.register(
                 body.node,
                 webpush=body.webpush,
                 webhook=None if body.webhook is None else body.webhook.url,
@@ -157,7 +157,7 @@ class WakeupEndpoints:
         except _Refused as refused:
             return refused.response
         client = self._client(node_id)
-        found = await self.wakeups.registrations(client)
+        found = await self.wakeups.book.registrations(client)
         return _json(200, {"wakeups": [r.public() for r in found]})
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -165,7 +165,7 @@ class WakeupEndpoints:
             node_id = await self._query_client(request)
         except _Refused as refused:
             return refused.response
-        if not await self.wakeups.unregister(self._client(node_id), request.match_info["id"]):
+        if not await self.wakeups.book.unregister(self._client(node_id), request.match_info["id"]):
             return _json(404, {"error": "not-found", "reason": "no such registration"})
         return web.Response(status=204, headers=NO_STORE)
 

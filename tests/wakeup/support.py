@@ -125,6 +125,13 @@ class Sink:
     def paths(self) -> list[str]:
         return [r.path for r in self.received]
 
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Return once ``count`` requests have arrived (fail after ``timeout`` seconds)."""
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
     async def stop(self) -> None:
         assert self.runner is not None
         await self.runner.cleanup()

@@ -103,7 +103,7 @@ async def test_refused_credentials_and_the_lock(
         ) as answer:
             assert answer.status == 401
         assert server.node.metrics.auth_refused == 5
-        assert await server.node.wakeups.registrations("1:a") == []
+        assert await server.node.wakeups.book.registrations("1:a") == []
     finally:
         await server.stop()
 
@@ -148,7 +148,7 @@ async def test_malformed_bodies_are_400_with_the_reason(
             assert raw.status == 400
         async with session.post(f"{server.url}/v1/wakeups", data=b"x" * 20_000) as raw:
             assert raw.status == 413  # over preauth_frame_bytes
-        assert await server.node.wakeups.registrations("2:a") == []
+        assert await server.node.wakeups.book.registrations("2:a") == []
     finally:
         await server.stop()
 

@@ -39,9 +39,11 @@ async def test_a_burst_is_coalesced_to_one_wake_up_per_interval(tmp_path: Path, 
         async with aiohttp.ClientSession() as session:
             await server.register(session, "20:hook", {"webhook": {"url": f"{sink.url}/hook"}})
         burst = 20
+        started = time.monotonic()
         for n in range(burst):
             await server.node.add({"type": "note", "n": n}, users=["20"])
         await server.node.wakeups.idle()
+        # the leading edge: one wake-up for the whole burst
         assert sink.paths() == ["hook"]
         received = sink.received[0]
         assert received.headers["Content-Type"] == "application/json"
@@ -50,12 +52,22 @@ async def test_a_burst_is_coalesced_to_one_wake_up_per_interval(tmp_path: Path, 
         assert metrics[("webhook", "sent")] == 1
         assert metrics[("webhook", "coalesced")] == burst - 1
 
-        await asyncio.sleep(INTERVAL_MS / 1000)  # the interval has to pass
-        for n in range(burst):
-            await server.node.add({"type": "note", "n": n}, clients=["20:hook"])
+        # the trailing edge: entries after the first tickle get one more, once the interval
+        # is over — and only one
+        await sink.wait_for(2)
+        assert time.monotonic() - started >= INTERVAL_MS / 1000
         await server.node.wakeups.idle()
+        assert metrics[("webhook", "sent")] == 2
+        await asyncio.sleep(2 * INTERVAL_MS / 1000)  # nothing more may come meanwhile
         assert sink.paths() == ["hook", "hook"]
-        assert metrics[("webhook", "coalesced")] == 2 * (burst - 1)
+
+        # a lone entry after a quiet interval: one wake-up at once, nothing trailing
+        await server.node.add({"type": "note", "n": burst}, clients=["20:hook"])
+        await server.node.wakeups.idle()
+        assert sink.paths() == ["hook", "hook", "hook"]
+        await asyncio.sleep(2 * INTERVAL_MS / 1000)
+        assert len(sink.received) == 3
+        assert metrics[("webhook", "coalesced")] == burst - 1
     finally:
         await server.stop()
 
