@@ -111,6 +111,12 @@ class SyncHandler:
             self.node.store_failed(error)
             status, headers = 503, self._retry_after()
             body = error_body("try-again-later", "the log store is unavailable")
+        except Exception:
+            # (e.g. the broker losing Redis mid-handshake): the client retries, dedupe makes
+            # that safe — never a 500 outside the contract
+            logger.exception("POST /v1/sync failed")
+            status, headers = 503, self._retry_after()
+            body = error_body("try-again-later", "server error: try again")
         metrics = self.node.metrics
         metrics.pull_requests[status] = metrics.pull_requests.get(status, 0) + 1
         if status == 415:

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from logsync.settings import Settings
 from tests.pull.app import app
 from tests.pull.conftest import ClientFactory, Puller
 from tests.pull.test_long_poll import until_waiting
+from tests.support.redis import start_redis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,3 +91,24 @@ async def test_a_newer_request_on_another_node_ends_an_older_waiting_one(
     page = await asyncio.wait_for(waiting, 15)
     assert page["actions"] == []
     assert time.monotonic() - started < 15
+
+
+async def test_a_store_that_is_down_is_answered_503(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    redis = start_redis(tmp_path)
+    store = open_store(f"{redis.url}?prefix=down")
+    node = ServerNode(app, store, open_broker("", store), Settings())
+    await node.start()
+    try:
+        http = await aiohttp_client(build_web_app(node))
+        p = Puller(http, "c6:phone")
+        await p.sync()
+        redis.stop()
+        started = time.monotonic()
+        status, answer = await p.post({})
+        assert (status, answer["error"]) == (503, "try-again-later"), answer
+        assert time.monotonic() - started < 30
+    finally:
+        redis.stop()
+        await node.stop()
