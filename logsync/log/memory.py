@@ -24,8 +24,10 @@ class MemoryStore(LogStore):
         self._horizons: dict[str, int] = {}
         self._head = 0
         self._epoch = secrets.token_hex(8)
-        # kind → key → (value, expiry in ms since the epoch or None)
+        # kind → key → (value, expiry in ms since the epoch or None), and each kind's keys in
+        # order (listing by prefix is a bisect, not a sort of every key)
         self._records: dict[str, dict[str, tuple[bytes, int | None]]] = {}
+        self._record_keys: dict[str, list[str]] = {}
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         results = []
@@ -158,9 +160,14 @@ class MemoryStore(LogStore):
             return None
         value, expires = found
         if expires is not None and expires <= now_ms():
-            del self._records[kind][key]
+            self._drop(kind, key)
             return None
         return value
+
+    def _drop(self, kind: str, key: str) -> None:
+        if self._records.get(kind, {}).pop(key, None) is not None:
+            keys = self._record_keys[kind]
+            del keys[bisect.bisect_left(keys, key)]
 
     async def get_record(self, kind: str, key: str) -> bytes | None:
         return self._live(kind, key)
@@ -169,7 +176,10 @@ class MemoryStore(LogStore):
         self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
     ) -> None:
         expires = None if ttl_ms is None else now_ms() + ttl_ms
-        self._records.setdefault(kind, {})[key] = (bytes(value), expires)
+        records = self._records.setdefault(kind, {})
+        if key not in records:
+            bisect.insort(self._record_keys.setdefault(kind, []), key)
+        records[key] = (bytes(value), expires)
 
     async def add_record(
         self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
@@ -181,17 +191,22 @@ class MemoryStore(LogStore):
 
     async def delete_record(self, kind: str, key: str) -> bool:
         found = self._live(kind, key) is not None
-        self._records.get(kind, {}).pop(key, None)
+        self._drop(kind, key)
         return found
 
     async def list_records(
         self, kind: str, prefix: str = "", limit: int = 1000
     ) -> list[tuple[str, bytes]]:
+        keys = self._record_keys.get(kind, [])
         found: list[tuple[str, bytes]] = []
-        for key in sorted(k for k in self._records.get(kind, {}) if k.startswith(prefix)):
+        position = bisect.bisect_left(keys, prefix)
+        while position < len(keys) and len(found) < limit:
+            key = keys[position]
+            if not key.startswith(prefix):
+                break
             value = self._live(kind, key)
-            if value is not None:
-                found.append((key, value))
-                if len(found) == limit:
-                    break
+            if value is None:
+                continue  # expired: dropped from `keys`, the next key is at `position` now
+            found.append((key, value))
+            position += 1
         return found
