@@ -354,12 +354,7 @@ class SyncHandler:
             except SchemaError as error:
                 raise Answered(400, error_body("bad-request", str(error))) from None
             ids.append(meta["id"])
-            try:
-                check_entry(action, meta, node.settings.max_channel_length)
-            except SchemaError as error:
-                event.refused.append((stand_in(action), meta, str(error)))
-            else:
-                event.entries.append((action, meta))
+            _check(action, meta, event, node.settings.max_channel_length)
         if (event.entries or event.refused) and not await peer.push(event, size):
             reason = "the request was interrupted; send it again"
             raise Answered(503, error_body("try-again-later", reason), self._retry_after())
@@ -378,10 +373,11 @@ class SyncHandler:
     def _server_action(
         self, peer: PullPeer, action: dict[str, Any], event: ActionsReceived
     ) -> dict[str, Any]:
-        """A subscribe/unsubscribe item as the client's action with a server-made id."""
+        """A subscribe/unsubscribe item as the client's action with a server-made id, checked
+        at the door like every action (a channel too long, a bad ``since``: undo ``error``)."""
         ms, seq = self.node.clock.next(now_ms())
         action_id = f"{ms} {peer.client_id}:{SERVER_TAB} {seq}"
-        event.entries.append((action, {"id": action_id, "time": ms}))
+        _check(action, {"id": action_id, "time": ms}, event, self.node.settings.max_channel_length)
         return {"id": action_id}
 
     async def _answers_in_log(
@@ -460,6 +456,19 @@ class SyncHandler:
                 break
         node.metrics.deliveries += len(entries)
         return Page(entries, more)
+
+
+def _check(
+    action: dict[str, Any], meta: dict[str, Any], event: ActionsReceived, max_channel: int
+) -> None:
+    """Validate one action at the door, as the socket's session does: into ``event.entries``,
+    or ``event.refused`` with the details its undo carries."""
+    try:
+        check_entry(action, meta, max_channel)
+    except SchemaError as error:
+        event.refused.append((stand_in(action), meta, str(error)))
+    else:
+        event.entries.append((action, meta))
 
 
 def _outbound(entry: Entry, binary: bool) -> list[Any]:

@@ -56,7 +56,6 @@ class PullPeer:
         self.claim_seen = False
         self.accepted = False
         self.refused: ProtocolError | None = None
-        self.close_code: int | None = None
         self.delivery: Delivery | None = None
         # answers the engine sent outside the log: action id → logux/processed or logux/undo
         self.answers: dict[str, dict[str, Any]] = {}
@@ -201,8 +200,6 @@ class PullPeer:
 
     def close(self, code: int, reason: str) -> None:
         """End the request now: it answers with what it has (a waiting long-poll), or 503."""
-        if self.close_code is None:
-            self.close_code = code
         self.closed = True
         for future in (self._synced, self._wake):
             if future is not None and not future.done():

@@ -255,3 +255,19 @@ async def test_polling_writes_the_saved_subscriptions_only_when_they_change(
     assert changed is not None and b"rooms/w2" in changed
     await p.sync(unsubscribe=[{"channel": "rooms/w"}, {"channel": "rooms/w2"}])
     assert await node.store.get_record(PULL_RECORDS, "17:phone") is None
+
+
+async def test_subscribe_items_are_validated_at_the_door(client: Client) -> None:
+    p = Puller(client, "18:phone")
+    answer = await p.sync(
+        subscribe=[
+            {"channel": "rooms/" + "x" * 600},
+            {"channel": "rooms/ok", "since": {"id": "not an id"}},
+            {"channel": "rooms/big", "n": 2**60},
+        ]
+    )
+    assert [(s["status"], s["reason"]) for s in answer["subscriptions"]] == [("undo", "error")] * 3
+    details = [s["undo"]["details"] for s in answer["subscriptions"]]
+    assert "channel must be a string of at most 512" in details[0]
+    assert "action id" in details[1]
+    assert "round-trip" in details[2]
