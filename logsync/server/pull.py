@@ -1,13 +1,15 @@
 """The pull-only HTTP transport: ``POST /v1/sync`` (docs/http-pull.md is the contract) and
 ``GET /v1/openapi.json``, registered on the node's aiohttp application by :func:`add_pull_routes`.
 
-Each request is one :class:`~logsync.server.pull_peer.PullPeer`, the second :class:`~logsync.engine.peer.Peer`: it is
-authenticated by the engine (admission, brute-force lock, ``auth``, the cluster-wide claim of its
-client id), gets back the client's stored subscriptions, pushes the request's subscriptions and
-actions as one batch through the engine's rules, and reads its page with the engine's pure
-:class:`~logsync.engine.delivery.Delivery` (who receives what, filters, undeliverable entries,
-the cursor). With an empty page it may wait for an entry the broker routes to it (long-poll),
-holding only a future and a timer. It is detached from the node whatever happens.
+Each request is one :class:`~logsync.server.pull_peer.PullPeer`, the second
+:class:`~logsync.engine.peer.Peer`: it is authenticated by the engine (admission, brute-force
+lock, ``auth``, the cluster-wide claim of its client id), gets back the client's stored
+subscriptions, pushes the request's subscriptions and actions as one batch through the engine's
+rules, and reads its page with the engine's pure :class:`~logsync.engine.delivery.Delivery` (who
+receives what, filters, undeliverable entries, the cursor). With an empty page it may wait for an
+entry the broker routes to it (long-poll), holding only a future and a timer. It is detached
+from the node whatever happens. Every answer, errors included, is a body of
+:mod:`logsync.protocol.pull`.
 """
 
 from __future__ import annotations
@@ -235,6 +237,9 @@ class SyncHandler:
         size: int,
         binary: bool,
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """An attached peer's request: authenticate; restore its subscriptions and check its
+        cursor (409 reset); push and collect the answers; save the subscriptions; read the page,
+        long-polling while it is empty; the status, body and headers to answer with."""
         node, store = self.node, self.node.store
         event = ConnectRequested(
             node=peer.parts,
