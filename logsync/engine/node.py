@@ -188,8 +188,10 @@ class ServerNode:
                 peer.catch_up()
 
     def snapshot(self) -> Snapshot:
-        """The node's gauges now, for ``/metrics``."""
-        peers = self.registry.peers
+        """The node's gauges now, for ``/metrics``. Pull-only HTTP requests (peers whose
+        subscriptions outlive them) are not connections nor sessions catching up: they have
+        their own figures (``logsync_pull_requests_total``, ``logsync_pull_waiting``)."""
+        peers = [p for p in self.registry.peers if not getattr(p, "keeps_subscriptions", False)]
         authenticated = [p for p in peers if p.authenticated]
         admission, settings = self.admission, self.settings
         return Snapshot(

@@ -130,3 +130,17 @@ async def test_waiting_long_polls_hold_little_memory_and_no_task_of_their_own(
     await sender.sync(actions=[sender.action({"type": "rooms/add", "room": "many", "text": "all"})])
     pages = await asyncio.wait_for(asyncio.gather(*waiting), 15)
     assert all([a["text"] for a, _ in p["actions"]] == ["all"] for p in pages)
+
+
+async def test_a_waiting_request_is_no_connection_nor_session_catching_up(
+    client: Client, node: ServerNode
+) -> None:
+    waiting = asyncio.ensure_future(Puller(client, "11:laptop").sync(wait=20))
+    await until_waiting(node)
+    text = await (await client.get("/metrics")).text()
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line[:1] != "#")
+    assert values["logsync_pull_waiting"] == "1.0"
+    assert values["logsync_connections"] == "0.0"
+    assert values["logsync_sessions_catching_up"] == "0.0"
+    await Puller(client, "11:laptop").sync()  # ends it
+    await asyncio.wait_for(waiting, 10)
