@@ -55,12 +55,14 @@ class WsTransport:
         self._refused: Refused | None = None
         # logux/subscribe ids of this connection → (channel, extra)
         self._subscribing: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._outbox: list[StoredAction] = []  # added while connected, to send this turn
 
     async def run(self) -> None:
         client = self.client
         assert client.http is not None
         self._refused = None
         self._subscribing.clear()
+        self._outbox.clear()
         try:
             ws = await client.http.ws_connect(
                 client.url, autoping=True, max_msg_size=16 * 1024 * 1024
@@ -186,10 +188,21 @@ class WsTransport:
     # -- the client's calls --------------------------------------------------------------------
 
     def push(self, stored: StoredAction) -> None:
+        # Actions added in one turn of the event loop go out together, push_batch per `sync`.
         session = self.session
         if session is not None and session.state is ClientState.CONNECTED:
-            self._send_actions(session, [stored])
-            self._flush_soon()
+            if not self._outbox:
+                asyncio.get_running_loop().call_soon(self._send_outbox, session)
+            self._outbox.append(stored)
+
+    def _send_outbox(self, session: ClientSession) -> None:
+        outbox, self._outbox = self._outbox, []
+        if session is not self.session or session.state is not ClientState.CONNECTED:
+            return  # that connection ended: the next one sends every pending action
+        batch = self.client.push_batch
+        for start in range(0, len(outbox), batch):
+            self._send_actions(session, outbox[start : start + batch])
+        self._flush_soon()
 
     def subscribe(self, sub: StoredSubscription) -> None:
         session = self.session
