@@ -282,8 +282,15 @@ class Client:
         action_id, time = self.clock_.next_id(self.clock())
         meta: dict[str, Any] = {"id": action_id, "time": time}
         stored = self.queue.add(action, meta, clock_ms=time)
+        # compaction (logsync_client/compaction.py): the states hold what the queue holds, so the
+        # optimistic value is what the server will end with (a change back to the server's value
+        # is dropped from both; otherwise a concurrent older write would win there, not here)
+        keep = self.queue.last_keep
         for state in self._states:
-            state.apply(action, meta, answered=False)
+            if keep is not None and keep.drop:
+                state.undo(keep.drop)
+            if stored is not None:
+                state.apply(stored.action, meta, answered=False)
         if stored is not None:
             self.transport.push(stored)
         return action_id

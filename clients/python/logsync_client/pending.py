@@ -56,6 +56,7 @@ class PendingQueue:
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # id → ids folded into it by compaction, answered with it
         self._folded: dict[str, list[str]] = {}
+        self.last_keep: Keep | None = None
         self.changed = asyncio.Event()  # set on every add: wakes a transport waiting to pull
 
     def add(
@@ -68,6 +69,7 @@ class PendingQueue:
         if self.compactor is not None:
             offered = [p for p in self.store.pending() if not p.sent]
             keep = self.compactor.compact(offered, new)
+        self.last_keep = keep  # compaction: what the last add kept (Client.add mirrors it)
         kept_id = meta["id"] if keep.action is not None else None
         stored: StoredAction | None = None
         into = keep.into if keep.into is not None else kept_id
