@@ -59,7 +59,8 @@ class Worker:
     def queued(self) -> list[str]:
         first = self.line()
         assert first.startswith("queued"), first
-        return [i.replace("_", " ") for i in first.split()[1:]]
+        ids = first.removeprefix("queued").strip()
+        return ids.split("|") if ids else []
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
