@@ -73,7 +73,9 @@ class Entry:
         if binary:
             return self.action
         if self.encoded is None:
-            self.encoded = orjson.Fragment(orjson.dumps(self.action))
+            # copied to its own size: orjson's result keeps a 4 KiB buffer however short it is,
+            # and this one lives as long as the entry
+            self.encoded = orjson.Fragment(bytes(memoryview(orjson.dumps(self.action))))
         return self.encoded
 
     @property

@@ -179,7 +179,7 @@ class MemoryStore(LogStore):
         records = self._records.setdefault(kind, {})
         if key not in records:
             bisect.insort(self._record_keys.setdefault(kind, []), key)
-        records[key] = (bytes(value), expires)
+        records[key] = (bytes(memoryview(value)), expires)  # its own copy, of its size
 
     async def add_record(
         self, kind: str, key: str, value: bytes, *, ttl_ms: int | None = None
