@@ -539,13 +539,13 @@ def test_the_compacted_queue_leaves_a_real_server_as_every_change(
 
     before = RealServer.pushed
     for machine in (Real, RealRewriting):
-        run = machine.TestCase("runTest")
-        run.settings = settings(
+        case = machine.TestCase
+        case.settings = settings(
             max_examples=50,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
             database=None,
         )
-        run.runTest()
+        case("runTest").runTest()
     assert RealServer.pushed - before > 500  # the examples did reach the server

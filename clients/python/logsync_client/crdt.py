@@ -170,6 +170,29 @@ class SyncMapState:
             return {}
         return self.record(record_id).apply(action, meta)
 
+    def applied(self, action: Action, meta: Meta) -> SyncMapState:
+        """A new state with the action applied, this one unchanged (only the record it touches
+        is copied): the reducer of ``Client.state(lambda s, a, m: s.applied(a, m),
+        SyncMapState("notes"))``, which the client replays on an undo."""
+        parts = split_type(action.get("type"))
+        record_id = action.get("id")
+        if parts is None or parts[0] != self.plural or not isinstance(record_id, str):
+            return self
+        new = SyncMapState(self.plural)
+        new.records = dict(self.records)
+        old = self.records.get(record_id)
+        copy = (
+            LWWMap()
+            if old is None
+            else LWWMap(dict(old.fields), dict(old.stamps), old.alive, old.deleted)
+        )
+        new.records[record_id] = copy
+        try:
+            copy.apply(action, meta)
+        except ValueError:
+            return self
+        return new
+
     def record(self, record_id: str) -> LWWMap:
         """The state of one record (an empty one, not existing, if nothing was applied)."""
         record = self.records.get(record_id)
