@@ -260,11 +260,14 @@ class SyncHandler:
         )
         await node.subscriptions.restore(peer, had)
         restored = node.subscriptions.state(peer)
-        reset = await self._reset_reason(peer, cursor, epoch, head)
+        reset = await self._reset_reason(peer, cursor, epoch, head, known=had is not None)
         if reset is not None:
             channels = list(peer.subscriptions)
             node.subscriptions.end(peer)  # they are dropped (no `unsubscribe` callbacks run)
-            await store.delete_record(PULL_RECORDS, peer.client_id)
+            # kept, empty: the client is known, so its fresh cursor is not refused in turn
+            ttl = node.settings.pull_state_ttl_ms
+            saved = node.subscriptions.saved(peer, now_ms())
+            await store.put_record(PULL_RECORDS, peer.client_id, saved, ttl_ms=ttl)
             fresh = encode_cursor(epoch, head)
             body = error_body("reset", reset, cursor=fresh, resubscribe=channels)
             return 409, body, {}
@@ -311,10 +314,17 @@ class SyncHandler:
         return 401, error_body("wrong-credentials", "authentication refused"), {}
 
     async def _reset_reason(
-        self, peer: PullPeer, cursor: tuple[str, int] | None, epoch: str, head: int
+        self,
+        peer: PullPeer,
+        cursor: tuple[str, int] | None,
+        epoch: str,
+        head: int,
+        *,
+        known: bool,
     ) -> str | None:
         """Why the cursor cannot be served (another log, ahead of it, below trimmed history of
-        one of the client's indexes), or None."""
+        one of the client's indexes, or the client's saved subscriptions expired: ``known`` is
+        whether a record of them is kept), or None."""
         if cursor is None:
             return None
         cursor_epoch, added = cursor
@@ -322,6 +332,11 @@ class SyncHandler:
             return "the cursor is of another log (it was reset or restored)"
         if added > head:
             return "the cursor is ahead of the log"
+        if not known and added > 0:
+            # Every answered request keeps a record (for pull_state_ttl_ms): a cursor without
+            # one outlived its subscriptions, and a page without their channels would be a
+            # silent gap.
+            return "the client's saved subscriptions expired: subscribe again"
         # (a channel counts from where the client's subscription began)
         since = {index: added for index in peer.own_indexes()}
         for channel, sub in peer.subscriptions.items():
@@ -423,18 +438,18 @@ class SyncHandler:
         """Keep the client's subscriptions for ``pull_state_ttl_ms`` after this request: write
         them when the request changed them, or when the record is older than a tenth of its
         TTL (so a client that only polls costs no write per request, and its subscriptions
-        live at least 9 tenths of the TTL after its last request)."""
+        live at least 9 tenths of the TTL after its last request). A client with none gets a
+        record too: its cursor's next request tells a known client from one whose saved
+        subscriptions expired."""
         node, store, ttl = self.node, self.node.store, self.node.settings.pull_state_ttl_ms
         now = now_ms()
-        if node.subscriptions.state(peer) == restored:
+        if had is not None and node.subscriptions.state(peer) == restored:
             written = saved_at(had)
-            if not restored or (written is not None and now - written < ttl // 10):
+            if written is not None and now - written < ttl // 10:
                 return
-        if peer.subscriptions:
-            saved = node.subscriptions.saved(peer, now)
-            await store.put_record(PULL_RECORDS, peer.client_id, saved, ttl_ms=ttl)
-        elif had is not None:
-            await store.delete_record(PULL_RECORDS, peer.client_id)
+        # kept even with no subscription: a known client's cursor is not taken for an expired one
+        saved = node.subscriptions.saved(peer, now)
+        await store.put_record(PULL_RECORDS, peer.client_id, saved, ttl_ms=ttl)
 
     async def _page(self, peer: PullPeer) -> Page:
         """The entries after the peer's cursor it receives, at most its limit; ``more`` when

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -155,7 +156,8 @@ async def test_refused_subscriptions_are_answered_undo(client: Client, node: Ser
         ("rooms/secret", "undo", "denied"),
         ("nowhere", "undo", "wrongChannel"),
     ]
-    assert await node.store.get_record(PULL_RECORDS, "10:phone") is None
+    saved = await node.store.get_record(PULL_RECORDS, "10:phone")
+    assert saved is not None and orjson.loads(saved)["channels"] == {}  # known, subscribed to none
 
 
 async def test_resubscribe_with_since_gets_history_without_load(client: Client) -> None:
@@ -254,7 +256,29 @@ async def test_polling_writes_the_saved_subscriptions_only_when_they_change(
     changed = await node.store.get_record(PULL_RECORDS, "17:phone")
     assert changed is not None and b"rooms/w2" in changed
     await p.sync(unsubscribe=[{"channel": "rooms/w"}, {"channel": "rooms/w2"}])
-    assert await node.store.get_record(PULL_RECORDS, "17:phone") is None
+    emptied = await node.store.get_record(PULL_RECORDS, "17:phone")
+    assert emptied is not None and orjson.loads(emptied)["channels"] == {}
+
+
+async def test_a_cursor_that_outlived_its_saved_subscriptions_is_reset(
+    client: Client, node: ServerNode
+) -> None:
+    sender, reader = Puller(client, "10:phone"), Puller(client, "19:desk")
+    await reader.sync(subscribe=[{"channel": "rooms/expired"}])
+    await sender.sync(actions=[sender.action(message("expired", "seen"))])
+    await reader.sync()
+    # pull_state_ttl_ms passed without a request: the store let the record go
+    assert await node.store.delete_record(PULL_RECORDS, "19:desk")
+    await sender.sync(actions=[sender.action(message("expired", "missed"))])
+    status, body = await reader.post({})
+    assert (status, body["error"]) == (409, "reset") and "expired" in body["reason"]
+    assert decode_cursor(body["cursor"]) == (await node.store.epoch(), await node.store.head())
+    # the fresh cursor is served (the client is known again), and subscribing again loads
+    reader.cursor = body["cursor"]
+    loads = rules.loads["expired"]
+    page = await reader.sync(subscribe=[{"channel": "rooms/expired"}])
+    assert [s["status"] for s in page["subscriptions"]] == ["processed"]
+    assert rules.loads["expired"] == loads + 1
 
 
 async def test_subscribe_items_are_validated_at_the_door(client: Client) -> None:
