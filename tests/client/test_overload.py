@@ -87,3 +87,30 @@ async def test_http_reset_resubscribes_and_takes_the_fresh_cursor(tmp_path: Path
     finally:
         await client.stop()
         server.stop()
+
+
+@pytest.mark.parametrize("transport", ["ws", "http"])
+async def test_a_large_backlog_is_split_to_fit_the_servers_frame_limit(
+    transport: str, tmp_path: Path
+) -> None:
+    """20 actions of 9 KB queued offline against a server taking 64 KiB messages: sent in one
+    message (or request) they would be refused at every reconnect; split, they all go through."""
+    log = tmp_path / "log"
+    server = serve(log, "--max-frame-bytes", "65536")
+    url = server.url if transport == "ws" else server.http_url
+    client = Client(url, "mona", "secret", max_message_bytes=65536, wait=5)
+    room = uuid.uuid4().hex[:8]
+    try:
+        ids = [
+            client.add({"type": "rooms/add", "room": room, "text": "x" * 9000}) for _ in range(20)
+        ]
+        with pytest.raises(ValueError, match="max_message_bytes"):
+            client.add({"type": "rooms/add", "room": room, "text": "x" * 70_000})
+        await client.start()
+        await asyncio.wait_for(client.flush(), 30)
+        assert client.connections == 1  # never refused, never reconnected
+    finally:
+        await client.stop()
+        server.stop()
+    processed = [line.split("|")[0] for line in log.read_text().splitlines()]
+    assert processed == ids

@@ -35,7 +35,7 @@ from logsync.protocol.clock import HybridClock
 from logsync.protocol.ids import ActionId, parse_node_id
 from logsync_client.backoff import Backoff, RetryLater
 from logsync_client.errors import ClientClosed, Refused, Undone
-from logsync_client.pending import Compactor, PendingQueue
+from logsync_client.pending import Compactor, PendingQueue, encoded_size
 from logsync_client.state import LocalState, Reducer
 from logsync_client.store import Store, StoredAction, StoredSubscription
 
@@ -83,7 +83,9 @@ class Client:
     ``codec``: WebSocket frames in ``"json"`` or ``"msgpack"`` (HTTP bodies too). ``wait``: HTTP
     long-poll seconds (0: pull only when :meth:`wake` is called or an action is added).
     ``clock``: the wall clock in ms (for tests). Delays are in seconds, ``ping_ms``/``timeout_ms``
-    in milliseconds; ``push_batch`` is the most actions sent in one message or request.
+    in milliseconds; ``push_batch`` is the most actions sent in one message or request, and
+    ``max_message_bytes`` about the most bytes (the server's ``max_frame_bytes``, 1 MiB by
+    default): :meth:`add` refuses an action that would not fit alone.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Client:
         wait: float = 25.0,
         limit: int | None = None,
         push_batch: int = 100,
+        max_message_bytes: int = 1 << 20,
         request_timeout: float = 30.0,
     ) -> None:
         scheme = urlsplit(url).scheme
@@ -127,6 +130,7 @@ class Client:
         self.wait = wait
         self.limit = limit
         self.push_batch = push_batch
+        self.max_message_bytes = max_message_bytes
         self.request_timeout = request_timeout
         self.store = store if isinstance(store, Store) else Store.open(store)
         self.node_id = self._node_id(client_id)
@@ -279,6 +283,9 @@ class Client:
         applied to every :meth:`state` at once, and sent now if connected."""
         if not isinstance(action.get("type"), str):
             raise ValueError("an action is a dict with a string 'type'")
+        # headroom for the message around it (or the request's other fields)
+        if encoded_size(action) > self.max_message_bytes - 1024:
+            raise ValueError(f"action larger than max_message_bytes ({self.max_message_bytes})")
         action_id, time = self.clock_.next_id(self.clock())
         meta: dict[str, Any] = {"id": action_id, "time": time}
         stored = self.queue.add(action, meta, clock_ms=time)

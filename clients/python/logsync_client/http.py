@@ -2,11 +2,12 @@
 
 :class:`HttpTransport.run` sends requests until one fails: each carries the cursor, the
 subscriptions the server does not have yet, queued unsubscriptions and up to ``push_batch``
-pending actions (creation order; retried as they are until answered — the server deduplicates by
-id); answers resolve the actions, the page goes to the client, and the new cursor is saved after
-it. With nothing to push and nothing more to read it long-polls (``wait`` seconds), or, with
-``wait=0``, sleeps until :meth:`~logsync_client.Client.wake` or a new action. A long-poll is cut
-short when an action is added. A 409 reset takes the fresh cursor and subscribes every channel
+(and ``max_message_bytes``) pending actions (creation order; retried as they are until
+answered — the server deduplicates by id); answers resolve the actions, the page goes to the
+client, and the new cursor is saved after it. With nothing to push and nothing more to read it
+long-polls (``wait`` seconds), or, with ``wait=0``, sleeps until
+:meth:`~logsync_client.Client.wake` or a new action. A long-poll is cut short when an action is
+added. A 409 reset takes the fresh cursor and subscribes every channel
 again (their ``load`` runs); 503 ends the run with
 :class:`~logsync_client.backoff.RetryLater` (``Retry-After``); 401 and ``wrong-subprotocol`` with
 :class:`~logsync_client.errors.Refused`. Bodies are parsed with the server's own models
@@ -30,6 +31,7 @@ import orjson
 from logsync.protocol.pull import ErrorBody, SyncResponse
 from logsync_client.backoff import RetryLater, parse_retry_after
 from logsync_client.errors import Refused
+from logsync_client.pending import batches
 from logsync_client.store import StoredAction, StoredSubscription
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class HttpTransport:
             client.queue.changed.clear()
             client.woken().clear()
             # The first request of a run pushes nothing: it measures the time fix first.
-            actions = [] if first else client.queue.to_send()[: client.push_batch]
+            actions = [] if first else self._next_batch()
             subscribe = [s for s in client.store.subscriptions() if not s.confirmed]
             unsubscribe = self._unsubscriptions()
             busy = bool(actions or subscribe or unsubscribe or more or first)
@@ -81,6 +83,11 @@ class HttpTransport:
                     await self._wait_woken()
                 continue
             self._error(status, headers, data)
+
+    def _next_batch(self) -> list[StoredAction]:
+        client = self.client
+        runs = batches(client.queue.to_send(), client.push_batch, client.max_message_bytes)
+        return runs[0] if runs else []
 
     def _has_work(self) -> bool:
         store = self.client.store

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from logsync_client.errors import Undone
 from logsync_client.store import Store, StoredAction
 
@@ -45,6 +47,35 @@ class Compactor(Protocol):
         sent may already be on the server, so they are not offered). ``new``: the action being
         added (its ``added`` is 0: not stored yet)."""
         ...
+
+
+# What a meta adds to an action's encoded size in a message, at most (id, time, punctuation).
+META_BYTES = 128
+
+
+def encoded_size(action: dict[str, Any]) -> int:
+    """About how many bytes an action takes in a ``sync`` message or a request body."""
+    return len(orjson.dumps(action)) + META_BYTES
+
+
+def batches(
+    actions: Sequence[StoredAction], count: int, max_bytes: int
+) -> list[list[StoredAction]]:
+    """Split actions (in order) into runs of at most ``count`` and about ``max_bytes`` each (an
+    action alone is never split: :meth:`~logsync_client.Client.add` refuses larger ones)."""
+    runs: list[list[StoredAction]] = []
+    run: list[StoredAction] = []
+    size = 0
+    for action in actions:
+        cost = encoded_size(action.action)
+        if run and (len(run) >= count or size + cost > max_bytes):
+            runs.append(run)
+            run, size = [], 0
+        run.append(action)
+        size += cost
+    if run:
+        runs.append(run)
+    return runs
 
 
 class PendingQueue:

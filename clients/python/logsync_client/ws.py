@@ -32,6 +32,7 @@ from logsync.protocol.codec import JSON, MSGPACK, Codec
 from logsync.protocol.messages import ProtocolError
 from logsync_client.backoff import RetryLater, parse_retry_after
 from logsync_client.errors import Refused
+from logsync_client.pending import batches
 from logsync_client.store import StoredAction, StoredSubscription
 
 if TYPE_CHECKING:
@@ -164,10 +165,9 @@ class WsTransport:
         client.receive(action, meta)
 
     def _send_pending(self, session: ClientSession) -> None:
-        pending = self.client.queue.to_send()
-        batch = self.client.push_batch
-        for start in range(0, len(pending), batch):
-            self._send_actions(session, pending[start : start + batch])
+        client = self.client
+        for run in batches(client.queue.to_send(), client.push_batch, client.max_message_bytes):
+            self._send_actions(session, run)
 
     def _send_actions(self, session: ClientSession, actions: list[StoredAction]) -> None:
         self.client.queue.mark_sent(actions)
@@ -199,9 +199,9 @@ class WsTransport:
         outbox, self._outbox = self._outbox, []
         if session is not self.session or session.state is not ClientState.CONNECTED:
             return  # that connection ended: the next one sends every pending action
-        batch = self.client.push_batch
-        for start in range(0, len(outbox), batch):
-            self._send_actions(session, outbox[start : start + batch])
+        client = self.client
+        for run in batches(outbox, client.push_batch, client.max_message_bytes):
+            self._send_actions(session, run)
         self._flush_soon()
 
     def subscribe(self, sub: StoredSubscription) -> None:
