@@ -196,6 +196,7 @@ async def test_python_and_logux_clients_converge_after_offline_edits(
         min_delay=0.05,
         max_delay=0.2,
     )
+    compactor.track(alice.pending())
     for kind in ("notes/created", "notes/changed", "notes/deleted"):
         alice.on(kind, compactor.observe)
     alice.on("logux/processed", lambda action, meta: compactor.processed(str(action["id"])))

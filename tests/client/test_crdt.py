@@ -141,7 +141,7 @@ def snapshot(state: SyncMapState) -> Any:
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(record_actions, st.randoms(use_true_random=False), st.integers(0, 25))
 def test_lwwmap_converges_in_any_order_and_split(raw: Any, rnd: Any, cut: int) -> None:
     pairs = as_pairs(raw)
@@ -158,7 +158,7 @@ messages = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(messages, st.randoms(use_true_random=False), st.integers(0, 20))
 def test_gset_lists_the_same_messages_in_the_same_order(raw: Any, rnd: Any, cut: int) -> None:
     pairs = [
@@ -202,7 +202,7 @@ deltas = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(deltas, st.randoms(use_true_random=False), st.integers(0, 20))
 def test_counter_sums_each_action_once_in_any_order(raw: Any, rnd: Any, cut: int) -> None:
     pairs = [

@@ -1,14 +1,22 @@
 """Compaction of pending SyncMap actions: what the pending queue keeps when a new one arrives.
 
-:class:`Compactor` is the pending queue's compactor (``PendingQueue(store, compactor)``, the hook
-of ``clients/python/README.md`` "Compaction hook": ``compact(offered, new) -> Keep``). It is pure:
-no I/O, only what it is told. Feed it:
+:class:`Compactor` is the pending queue's compactor (the hook of ``clients/python/README.md``
+"Compaction hook": ``compact(offered, new) -> Keep``). It is pure: no I/O, only what it is told.
+Wire it to a client like this (the feeds give it each record's last server state)::
 
-* ``Compactor(pending=store.pending())`` at start-up (the actions still waiting for an answer,
-  sent ones included: it must know what may already be on the server);
-* :meth:`Compactor.observe` with every action received from the server (``<plural>/created``,
-  ``changed``, ``deleted``: the last server state of each record);
-* :meth:`Compactor.processed` / :meth:`Compactor.undone` with the server's answers to own actions.
+    compactor = Compactor(["notes"])
+    client = Client(url, user, token, store="app.db", compactor=compactor)
+    compactor.track(client.pending())
+    for kind in ("notes/created", "notes/changed", "notes/deleted"):
+        client.on(kind, compactor.observe)
+    client.on("logux/processed", lambda action, meta: compactor.processed(action["id"]))
+    client.on("logux/undo", lambda action, meta: compactor.undone(action["id"]))
+
+``track`` (or ``pending=``): the actions still waiting for an answer at start-up, sent ones
+included (it must know what may already be on the server). ``observe`` takes every action received;
+``processed``/``undone`` the answers to own actions. The server's order, not the stamps, says
+whether a record exists (a create makes it anew, a delete removes it); its fields are
+last-writer-wins (:class:`~logsync_client.crdt.LWWMap`).
 
 Record actions are ``<plural>/create {id, fields}``, ``<plural>/change {id, fields}`` and
 ``<plural>/delete {id}`` (``logsync.syncmap``), for the ``plurals`` given (all when ``None``);
@@ -22,28 +30,37 @@ the change's ``meta.time`` (an action has one time for all its fields), so the r
    change were sent. Two changes of different fields thus stay two actions (at most one per
    distinct time); a change of the same fields replaces the older one. A new change older than a
    pending write of a field (a clock that went back) loses that field, as it would on the server.
-2. **A create absorbs the changes that follow it** while it is not sent: the create's fields take
-   the newer values and the change is not queued (it is answered with the create). The create
-   keeps its place and its time: nothing can have changed a record the server does not have yet,
-   so the fields' times do not matter to anyone else. A change of a record still pending creation
-   thus never goes before the create (with ``rewrite=False`` it is queued after it).
-3. **A change back to the last server state** (fed by :meth:`observe`/:meth:`processed`) drops
-   the field, and the change when no field is left — provided nothing of the record is pending
-   or in flight that would make the server's state differ (a create, a delete, a sent write of
-   the field). A concurrent writer's value then stays, where sending the change would have
-   overwritten it with the old value again: the client meant "no change".
-4. **A delete drops the pending changes** of the record. **Create then delete sends nothing**:
-   when the create is not sent and the record is not known on the server (a create of a record
-   the server has would be undone, and the delete would then matter), the create, its changes and
-   the delete all go (answered at once) — unless ``references(action)`` says another pending
-   action between them names the record (``{(plural, id)}``; none by default).
-5. Order is never changed: an action is only dropped or, with ``rewrite``, given fewer or newer
+2. **A create absorbs the changes that follow it** while it is not sent: nothing can have
+   changed a record the server does not have yet, so its fields may take the create's time. The
+   create keeps its place (a change of a record pending creation never goes before it): with
+   rewrites its fields take the newer values in place and the change is answered with it;
+   without, a create that is the queue's last action is re-queued as the new action (the
+   change's id and time) with the merged fields, and otherwise the change is queued after it.
+3. **A change back to the last server state** drops the field, and the change when no field is
+   left — provided nothing of the record is pending or in flight that would make the server's
+   state differ (a create, a delete, a sent write of the field). A concurrent writer's value
+   then stays, where sending the change would have overwritten it: the client meant "no
+   change". For both clients to agree, the optimistic state must follow the queue, not the
+   actions as made: ``Client.add`` removes the dropped actions from its ``state()`` views and
+   applies the kept body (tests/client/test_convergence.py shows the case).
+4. **A delete drops the pending changes** of the record (their ``change`` callbacks do not run
+   on the server). **Create then delete sends nothing**: when the create is not sent and the
+   record is not known on the server (a create of a record the server has would be undone, and
+   the delete would then matter), the create, its changes and the delete all go (answered at
+   once) — unless ``references(action)`` says another pending action after the create names the
+   record (``{(plural, id)}``; none by default).
+5. Order is never changed: an action is only dropped or, with rewrites, given fewer or newer
    field values in place. Actions of other records are not touched.
 
-``rewrite=True`` uses :class:`Plan`'s ``rewrite`` (an offered action's new body, same meta and
-place) — the queue must support it; :meth:`Compactor.compact` answers a ``Keep`` and so plans with
-``rewrite=False`` unless the ``Keep`` class has a ``rewrite`` field. Without rewriting, rule 1
-drops an older change only when the new one covers all its fields, and rule 2 queues the change.
+Assumed: own actions' times never go back (the client's clock keeps its floor across restarts),
+and a create is of a new record unless the server state says the record exists.
+
+Rewrites: :meth:`Compactor.plan` answers a :class:`Plan`, whose ``rewrite`` (an offered action's
+new body, same meta and place) a queue may apply; :meth:`Compactor.compact` answers the queue's
+``Keep``, which has no such field today, so the compactor then plans without rewrites (rule 1
+drops an older change only when the new one covers all its fields). Once ``Keep`` gets a
+``rewrite: Mapping[str, dict]`` field (the store updating those bodies in the add's transaction,
+``Client.add`` replacing them in its states), ``Compactor()`` uses it by itself.
 """
 
 from __future__ import annotations
@@ -173,8 +190,13 @@ class Compactor:
         self._server: dict[RecordKey, LWWMap] = {}
         # set by _change for _follow: the create absorbing the new change, its fields' stamps
         self._absorbed: tuple[str, dict[str, Stamp]] | None = None
+        self.track(pending)
+
+    def track(self, pending: Iterable[Queued]) -> None:
+        """Follow these pending actions (the queue's, at start-up: sent ones too)."""
         for queued in pending:
-            self._track(queued.action, queued.meta)
+            if queued.id not in self._slots:
+                self._track(queued.action, queued.meta)
 
     # -- feeds ---------------------------------------------------------------------------------
 
