@@ -167,3 +167,42 @@ def test_store_keeps_everything_in_its_file(tmp_path: Path) -> None:
     assert again.remove_pending(meta(1)["id"]) and not again.remove_pending(meta(1)["id"])
     again.reset_subscriptions()
     assert again.subscriptions()[0].since_id is None
+
+
+class Rewriter:
+    """A toy compactor: a new `set` of a key moves its value into the offered `set` of that key."""
+
+    def compact(self, offered: Sequence[PendingAction], new: PendingAction) -> Keep:
+        for pending in offered:
+            if pending.action["key"] == new.action["key"]:
+                return Keep(rewrite={pending.id: new.action}, into=pending.id)
+        return Keep(action=new.action)
+
+
+async def test_compactor_rewrites_offered_actions_in_place() -> None:
+    store = Store.open(":memory:")
+    queue = PendingQueue(store, Rewriter())
+    queue.add({"type": "set", "key": "a", "v": 1}, meta(1))
+    queue.add({"type": "set", "key": "b", "v": 1}, meta(2))
+    queue.add({"type": "set", "key": "a", "v": 2}, meta(3))
+    assert [(p.id, p.action["v"]) for p in store.pending()] == [
+        (meta(1)["id"], 2),
+        (meta(2)["id"], 1),
+    ]
+    waiter = queue.waiter(meta(3)["id"])  # answered with the action it was folded into
+    queue.processed(meta(1)["id"], {"id": "answer"})
+    assert waiter.result() == {"id": "answer"}
+    # a sent action is never rewritten by the store
+    (b,) = store.pending()
+    store.mark_sent([b.id])
+    store.drop_pending([], rewrite={b.id: {"type": "set", "key": "b", "v": 9}})
+    assert store.pending()[0].action["v"] == 1
+
+
+def test_local_state_replace_keeps_the_place() -> None:
+    state = LocalState(texts, [])
+    state.apply({"t": "a"}, meta(1), answered=False)
+    state.apply({"t": "b"}, meta(2))
+    assert state.replace({meta(1)["id"]: {"t": "A"}})
+    assert state.value == ["A", "b"]
+    assert not state.replace({"9 x:y 0": {"t": "?"}})

@@ -296,6 +296,8 @@ class Client:
         for state in self._states:
             if keep is not None and keep.drop:
                 state.undo(keep.drop)
+            if keep is not None and keep.rewrite:
+                state.replace({i: b for i, b in keep.rewrite.items() if i not in keep.drop})
             if stored is not None:
                 state.apply(stored.action, meta, answered=False)
         if stored is not None:

@@ -11,7 +11,7 @@ a future per action for ``await client.sync(...)``. Before persisting a new acti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,11 +32,14 @@ class Keep:
     persists nothing new. Its meta (id, time) is always the new action's own. ``into``: the id whose
     answer also answers the dropped actions (and the new one if not persisted): by default the new
     action's id when it is persisted, else nothing (their ``sync()`` resolve at once).
+    ``rewrite``: new bodies for offered actions that stay (same id, time and place), written in
+    the same transaction; ids that were sent meanwhile are left as they are.
     """
 
     drop: frozenset[str] = field(default_factory=frozenset)
     action: dict[str, Any] | None = None
     into: str | None = None
+    rewrite: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Compactor(Protocol):
@@ -107,11 +110,14 @@ class PendingQueue:
         absorbed = list(keep.drop)
         if keep.action is None:
             absorbed.append(meta["id"])
+        rewrite = {i: body for i, body in keep.rewrite.items() if i not in keep.drop}
         if keep.action is not None:
-            added = self.store.add_pending(keep.action, meta, drop=keep.drop, clock_ms=clock_ms)
+            added = self.store.add_pending(
+                keep.action, meta, drop=keep.drop, rewrite=rewrite, clock_ms=clock_ms
+            )
             stored = StoredAction(added, keep.action, meta, False)
         else:
-            self.store.drop_pending(keep.drop, clock_ms=clock_ms)
+            self.store.drop_pending(keep.drop, rewrite=rewrite, clock_ms=clock_ms)
         if into is not None:
             folded = self._folded.setdefault(into, [])
             for action_id in absorbed:

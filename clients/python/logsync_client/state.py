@@ -98,6 +98,19 @@ class LocalState(Generic[S]):
         self._changed()
         return True
 
+    def replace(self, bodies: dict[str, dict[str, Any]]) -> bool:
+        """Give kept actions new bodies (a compactor rewrote them in the queue); ``True`` if any
+        was here. Their place (id, time) stays."""
+        changed = False
+        for i, (action_id, _, meta) in enumerate(self._entries):
+            if action_id in bodies:
+                self._entries[i] = (action_id, bodies[action_id], meta)
+                changed = True
+        if changed:
+            self._recompute()
+            self._changed()
+        return changed
+
     def _recompute(self) -> None:
         value = self._base
         for _, action, meta in self._entries:

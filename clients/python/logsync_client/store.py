@@ -16,7 +16,7 @@ Open with :meth:`Store.open`; the client calls the rest.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,13 +118,14 @@ class Store:
         meta: dict[str, Any],
         *,
         drop: Iterable[str] = (),
+        rewrite: Mapping[str, dict[str, Any]] | None = None,
         clock_ms: int | None = None,
     ) -> int:
-        """Persist a new pending action (removing ``drop`` ids in the same transaction) and
-        return its ``added``; ``clock_ms`` is saved as the clock's floor after a restart."""
+        """Persist a new pending action (removing ``drop`` ids and giving ``rewrite`` ids their
+        new bodies, never-sent ones only, in the same transaction) and return its ``added``;
+        ``clock_ms`` is saved as the clock's floor after a restart."""
         with self._transaction():
-            for action_id in drop:
-                self._db.execute("DELETE FROM pending WHERE id = ? AND sent = 0", (action_id,))
+            self._compact(drop, rewrite or {})
             cursor = self._db.execute(
                 "INSERT INTO pending (id, action, meta) VALUES (?, ?, ?)",
                 (meta["id"], orjson.dumps(action), orjson.dumps(meta)),
@@ -134,13 +135,27 @@ class Store:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def drop_pending(self, ids: Iterable[str], *, clock_ms: int | None = None) -> None:
-        """Remove never-sent pending actions (a compactor made them redundant)."""
+    def drop_pending(
+        self,
+        ids: Iterable[str],
+        *,
+        rewrite: Mapping[str, dict[str, Any]] | None = None,
+        clock_ms: int | None = None,
+    ) -> None:
+        """Remove (and rewrite) never-sent pending actions: a compactor made them redundant."""
         with self._transaction():
-            for action_id in ids:
-                self._db.execute("DELETE FROM pending WHERE id = ? AND sent = 0", (action_id,))
+            self._compact(ids, rewrite or {})
             if clock_ms is not None:
                 self.put("clock_ms", str(clock_ms))
+
+    def _compact(self, drop: Iterable[str], rewrite: Mapping[str, dict[str, Any]]) -> None:
+        for action_id in drop:
+            self._db.execute("DELETE FROM pending WHERE id = ? AND sent = 0", (action_id,))
+        for action_id, body in rewrite.items():
+            self._db.execute(
+                "UPDATE pending SET action = ? WHERE id = ? AND sent = 0",
+                (orjson.dumps(body), action_id),
+            )
 
     def pending(self) -> list[StoredAction]:
         """Every pending action, in creation order."""
