@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from logsync_client import Client
+from logsync_client import Client, LocalState
 from logsync_client.compaction import Compactor
 from logsync_client.crdt import SyncMapState
 from tests.interop.conftest import JS_DIR, js_deps, node_bin  # noqa: F401 (fixtures)
@@ -35,6 +35,9 @@ from tests.support.deadline import Deadline
 from tests.support.server import ServerProcess
 
 STEP_TIMEOUT = 15.0
+# Between edits meant to be ordered in time across the two clients: each client's time fix
+# against the server is only as exact as its handshake round trip (tests/interop uses 50 ms too).
+CLOCK_SKEW_S = 0.05
 
 
 class Relay:
@@ -176,6 +179,38 @@ def fields_of(state: SyncMapState, note_id: str) -> dict[str, Any] | None:
     return state.record(note_id).value() if note_id in state.records else None
 
 
+def python_client(url: str, store: Path) -> tuple[Client, Compactor, LocalState[SyncMapState]]:
+    """The Python side: a client with the compactor fed as its docs say, and a local state of
+    the ``notes`` maps (last-writer-wins per field)."""
+    compactor = Compactor(["notes"])
+    client = Client(
+        url,
+        "alice",
+        "secret",
+        store=store,
+        subprotocol=3,
+        compactor=compactor,
+        min_delay=0.05,
+        max_delay=0.2,
+    )
+    compactor.track(client.pending())
+    for kind in ("notes/created", "notes/changed", "notes/deleted"):
+        client.on(kind, compactor.observe)
+    client.on("logux/processed", lambda action, meta: compactor.processed(str(action["id"])))
+    client.on("logux/undo", lambda action, meta: compactor.undone(str(action["id"])))
+    notes = client.state(lambda s, a, m: s.applied(a, m), SyncMapState("notes"))
+    return client, compactor, notes
+
+
+START = {"title": "T0", "text": "x0", "color": "c0", "size": 1, "tags": "a"}
+
+
+async def created_and_subscribed(client: Client, note_id: str) -> None:
+    await asyncio.wait_for(client.wait_connected(), STEP_TIMEOUT)
+    await client.sync({"type": "notes/create", "id": note_id, "fields": START})
+    await asyncio.wait_for(client.subscribe(f"notes/{note_id}"), STEP_TIMEOUT)
+
+
 async def test_python_and_logux_clients_converge_after_offline_edits(
     server: ServerProcess,
     relay: Relay,
@@ -185,31 +220,12 @@ async def test_python_and_logux_clients_converge_after_offline_edits(
 ) -> None:
     assert shutil.which(node_bin)
     note_id = f"conv{tmp_path.name[-8:].replace('_', '')}"
-    compactor = Compactor(["notes"])
-    alice = Client(
-        f"ws://127.0.0.1:{relay.port}/",
-        "alice",
-        "secret",
-        store=tmp_path / "alice.db",
-        subprotocol=3,
-        compactor=compactor,
-        min_delay=0.05,
-        max_delay=0.2,
-    )
-    compactor.track(alice.pending())
-    for kind in ("notes/created", "notes/changed", "notes/deleted"):
-        alice.on(kind, compactor.observe)
-    alice.on("logux/processed", lambda action, meta: compactor.processed(str(action["id"])))
-    alice.on("logux/undo", lambda action, meta: compactor.undone(str(action["id"])))
-    notes = alice.state(lambda s, a, m: s.applied(a, m), SyncMapState("notes"))
-
+    alice, compactor, notes = python_client(f"ws://127.0.0.1:{relay.port}/", tmp_path / "a.db")
     await alice.start()
     bob: NodeScript | None = None
     try:
-        await asyncio.wait_for(alice.wait_connected(), STEP_TIMEOUT)
-        start = {"title": "T0", "text": "x0", "color": "c0", "size": 1, "tags": "a"}
-        await alice.sync({"type": "notes/create", "id": note_id, "fields": start})
-        await asyncio.wait_for(alice.subscribe(f"notes/{note_id}"), STEP_TIMEOUT)
+        await created_and_subscribed(alice, note_id)
+        start = START
         assert compactor.server_record(("notes", note_id)).value() == start
 
         expected_from_alice = {"title": "T2", "color": "alice color"}
@@ -229,8 +245,10 @@ async def test_python_and_logux_clients_converge_after_offline_edits(
                 {"size": 2},
             )
         ]
+        await asyncio.sleep(CLOCK_SKEW_S)  # bob's edits are the newer ones on every clock
         await bob.tell("edit")
         await bob.phase("edited")  # bob changed text, color and size after alice's first edits
+        await asyncio.sleep(CLOCK_SKEW_S)  # and alice's last ones newer than bob's
         made += [
             alice.add({"type": "notes/change", "id": note_id, "fields": f})
             for f in (
@@ -270,6 +288,9 @@ async def test_python_and_logux_clients_converge_after_offline_edits(
 
     assert report["errors"] == []
     assert [r["ok"] for r in (report["text"], report["color"], report["size"])] == [True] * 3
+    bob_time = {key: e["time"] for e in report["bobTimes"] for key in e["fields"]}
+    assert bob_time["text"] > int(made[1].split(" ")[0])  # bob's text is the newer
+    assert bob_time["color"] < int(made[4].split(" ")[0])  # alice's color is the newer
     assert report["bobValue"] == {"id": note_id, **final}
     assert report["carolLoad"] == {"ok": True, "value": {"id": note_id, **final}}
     # what bob got from alice: one change per queued action, none for size
@@ -278,3 +299,54 @@ async def test_python_and_logux_clients_converge_after_offline_edits(
     assert {"title": "T2"} in got and {"color": "alice color"} in got
     assert {"title": "T1"} not in got and {"size": 1} not in got and {"size": 2} not in got
     assert fields_of(notes.value, note_id) == final
+
+
+async def test_python_and_logux_clients_converge_when_the_logux_one_was_offline(
+    server: ServerProcess,
+    tmp_path: Path,
+    node_bin: str,  # noqa: F811 (the fixture)
+    js_deps: Path,  # noqa: F811
+) -> None:
+    """bob (@logux/client) edits ``text`` and ``color`` offline; alice (Python) edits ``text``
+    later and ``title`` online. bob's older ``text`` reaches alice after her own: it loses there,
+    on the server and on bob's side alike."""
+    note_id = f"off{tmp_path.name[-8:].replace('_', '')}"
+    alice, _, notes = python_client(server.url, tmp_path / "a.db")
+    await alice.start()
+    bob: NodeScript | None = None
+    try:
+        await created_and_subscribed(alice, note_id)
+        from_alice = {"title": "alice title", "text": "alice text"}
+        bob = await NodeScript.start(
+            node_bin, "converge-offline", server.url, note_id, json.dumps(from_alice)
+        )
+        bob_times = {
+            key: entry["time"]
+            for entry in (await bob.phase("offline-edited"))["times"]
+            for key in entry["fields"]
+        }
+        await asyncio.sleep(CLOCK_SKEW_S)  # alice's text is the newer on every clock
+        text_id = alice.add(
+            {"type": "notes/change", "id": note_id, "fields": {"text": "alice text"}}
+        )
+        alice.add({"type": "notes/change", "id": note_id, "fields": {"title": "alice title"}})
+        await asyncio.wait_for(alice.flush(), STEP_TIMEOUT)
+        assert int(text_id.split(" ")[0]) > bob_times["text"]  # alice's text is the newer
+        await bob.tell("online")
+        report = await bob.report()
+        final = {**START, **from_alice, "color": "bob color"}
+        await wait_for(
+            lambda: fields_of(notes.value, note_id) == final, f"alice sees {final}: {notes.value}"
+        )
+    finally:
+        if bob is not None:
+            bob.kill()
+        await alice.stop()
+
+    assert report["errors"] == []
+    assert report["text"] == {"ok": True} and report["color"] == {"ok": True}
+    assert report["bobValue"] == {"id": note_id, **final}
+    assert report["carolLoad"] == {"ok": True, "value": {"id": note_id, **final}}
+    # bob's older text did reach alice, and lost there
+    texts = [a for a, _ in notes.actions if a.get("fields", {}).get("text") == "bob offline text"]
+    assert texts and fields_of(notes.value, note_id) == final
