@@ -13,6 +13,10 @@ by itself. Field by field, while offline:
 * ``size``: alice 1 → 2, bob 5, alice back to 1 — alice's changes cancel out (nothing sent), so
   bob's 5 stays: on the server and, since the local state follows the queue, on alice's side too;
 * ``tags``: nobody — unchanged.
+
+The second test turns it round: the @logux/client edits offline (js/converge-offline.mjs), the
+Python client online; the JS client's older ``text`` reaches the Python client after its own
+newer one and loses there as on the server and in JS.
 """
 
 from __future__ import annotations
