@@ -329,7 +329,7 @@ def test_other_actions_and_plurals_are_left_alone() -> None:
 
 
 async def test_the_pending_queue_applies_the_compactor() -> None:
-    """Through the client's own PendingQueue and SQLite store (no rewrite in its hook)."""
+    """Through the client's own PendingQueue and SQLite store."""
     store = Store.open(":memory:")
     compactor = Compactor(["notes"])
     queue = PendingQueue(store, compactor)
@@ -349,6 +349,26 @@ async def test_the_pending_queue_applies_the_compactor() -> None:
     queue.add(change("r", title="b"), clock.meta())
     assert store.pending() == []
     assert (await reverted)["id"] == third["id"]  # nothing left to send: answered at once
+    store.close()
+
+
+async def test_the_pending_queue_rewrites_a_create_in_place() -> None:
+    store = Store.open(":memory:")
+    queue = PendingQueue(store, Compactor(["notes"]))
+    clock = Clock(WRITER)
+    created = clock.meta()
+    queue.add(create("r", title="a"), created)
+    queue.add(create("other", n=1), clock.meta())
+    changed = clock.meta()
+    queue.add(change("r", title="b", text="x"), changed)
+    waiter = queue.waiter(changed["id"])
+    assert [(p.id, p.action["id"]) for p in store.pending()] == [
+        (created["id"], "r"),
+        (store.pending()[1].id, "other"),
+    ]
+    assert store.pending()[0].action == create("r", title="b", text="x")
+    queue.processed(created["id"], {"id": created["id"]})
+    assert (await waiter)["id"] == created["id"]  # the change is answered with its create
     store.close()
 
 
@@ -476,27 +496,23 @@ class RewritingMachine(CompactionMachine):
     rewrite = True
 
 
-class KeepHookMachine(CompactionMachine):
-    """The compactor without rewrites, as a queue whose hook cannot rewrite uses it."""
+class NoRewriteMachine(CompactionMachine):
+    """The compactor without rewrites (``rewrite=False``), for a queue that cannot rewrite."""
 
     rewrite = False
 
 
 class PendingQueueMachine(CompactionMachine):
-    """The compactor through the client's PendingQueue and SQLite store (its own choice of
-    rewriting, by what the queue's ``Keep`` supports)."""
+    """The compactor through the client's PendingQueue and SQLite store (``Keep.rewrite``)."""
 
     queue_class = StoreQueue
-
-    @property
-    def rewrite(self) -> bool:  # type: ignore[override]
-        return Compactor().rewrite
+    rewrite = True
 
 
 TestReferenceRewriting = RewritingMachine.TestCase
 TestReferenceRewriting.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
-TestReferenceKeepHook = KeepHookMachine.TestCase
-TestReferenceKeepHook.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+TestReferenceNoRewrite = NoRewriteMachine.TestCase
+TestReferenceNoRewrite.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestPendingQueue = PendingQueueMachine.TestCase
 TestPendingQueue.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 

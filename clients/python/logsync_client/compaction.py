@@ -55,17 +55,14 @@ the change's ``meta.time`` (an action has one time for all its fields), so the r
 Assumed: own actions' times never go back (the client's clock keeps its floor across restarts),
 and a create is of a new record unless the server state says the record exists.
 
-Rewrites: :meth:`Compactor.plan` answers a :class:`Plan`, whose ``rewrite`` (an offered action's
-new body, same meta and place) a queue may apply; :meth:`Compactor.compact` answers the queue's
-``Keep``, which has no such field today, so the compactor then plans without rewrites (rule 1
-drops an older change only when the new one covers all its fields). Once ``Keep`` gets a
-``rewrite: Mapping[str, dict]`` field (the store updating those bodies in the add's transaction,
-``Client.add`` replacing them in its states), ``Compactor()`` uses it by itself.
+Rewrites: the queue's ``Keep`` carries ``rewrite`` (an offered action's new body, same meta and
+place: the store rewrites the row in the add's transaction, ``Client.add`` replaces it in its
+states). ``Compactor(rewrite=False)`` plans without them, for a queue that cannot: rule 1 then
+drops an older change only when the new one covers all its fields.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -179,12 +176,12 @@ class Compactor:
         plurals: Iterable[str] | None = None,
         *,
         pending: Iterable[Queued] = (),
-        rewrite: bool | None = None,
+        rewrite: bool = True,
         references: References | None = None,
     ) -> None:
-        """``rewrite``: plan in-place rewrites (default: when ``Keep`` supports them)."""
+        """``rewrite``: plan in-place rewrites of offered actions (``Keep.rewrite``)."""
         self.plurals = None if plurals is None else frozenset(plurals)
-        self.rewrite = _keep_rewrites() if rewrite is None else rewrite
+        self.rewrite = rewrite
         self.references = references
         self._slots: dict[str, _Slot] = {}  # own unanswered actions by id, oldest first
         self._server: dict[RecordKey, LWWMap] = {}
@@ -250,9 +247,7 @@ class Compactor:
     def compact(self, offered: Sequence[Queued], new: Queued) -> Keep:
         """The pending queue's hook: :meth:`plan` as a ``Keep``."""
         plan = self.plan(offered, new)
-        # rewrites are only planned when Keep has the field (see _keep_rewrites)
-        extra: dict[str, Any] = {"rewrite": plan.rewrite} if plan.rewrite else {}
-        return Keep(plan.drop, plan.action, plan.into, **extra)
+        return Keep(plan.drop, plan.action, plan.into, plan.rewrite)
 
     def plan(self, offered: Sequence[Queued], new: Queued) -> Plan:
         """Decide what the queue keeps when ``new`` arrives; ``offered``: the pending actions not
@@ -409,7 +404,3 @@ def _after_last_delete(slots: list[_Slot]) -> list[_Slot]:
         if slots[index].verb == "delete":
             return slots[index + 1 :]
     return slots
-
-
-def _keep_rewrites() -> bool:
-    return any(f.name == "rewrite" for f in dataclasses.fields(Keep))
