@@ -377,12 +377,12 @@ class Compactor:
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def _track(self, action: Mapping[str, Any], meta: Mapping[str, Any]) -> _Slot:
+    def _track(self, action: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         parsed = record_key(action, self.plurals)
+        if parsed is None and self.references is None:
+            return  # only ``references`` looks at other actions
         key, verb = parsed if parsed is not None else (None, "")
-        slot = _Slot(dict(action), dict(meta), key, verb)
-        self._slots[str(meta["id"])] = slot
-        return slot
+        self._slots[str(meta["id"])] = _Slot(dict(action), dict(meta), key, verb)
 
     def _follow(self, plan: Plan, new: Queued) -> None:
         """Update the followed actions as the queue will hold them after ``plan``."""
