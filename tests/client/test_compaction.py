@@ -13,6 +13,7 @@ after each flush both copies hold the same fields, and the compacted queue never
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import urllib.request
@@ -349,6 +350,24 @@ async def test_the_pending_queue_applies_the_compactor() -> None:
     queue.add(change("r", title="b"), clock.meta())
     assert store.pending() == []
     assert (await reverted)["id"] == third["id"]  # nothing left to send: answered at once
+    store.close()
+
+
+async def test_actions_folded_into_one_that_cancels_out_are_answered_too() -> None:
+    store = Store.open(":memory:")
+    compactor = Compactor(["notes"])
+    compactor.observe(
+        {"type": "notes/changed", "id": "r", "fields": {"t": "v"}}, {"id": "5 s:x 0", "time": 5}
+    )
+    queue = PendingQueue(store, compactor)
+    clock = Clock(WRITER)
+    first = clock.meta()
+    queue.add(change("r", t="a"), first)
+    waiter = queue.waiter(first["id"])
+    queue.add(change("r", t="b"), clock.meta())  # the first is folded into this one
+    queue.add(change("r", t="v"), clock.meta())  # back to the server's value: nothing to send
+    assert store.pending() == []
+    assert (await asyncio.wait_for(waiter, 1))["id"] == first["id"]
     store.close()
 
 

@@ -126,7 +126,9 @@ class PendingQueue:
                     folded.extend(self._folded.pop(action_id, []))
         else:
             for action_id in absorbed:
-                self._resolve(action_id, {"id": action_id})
+                # (compaction) with those folded into it earlier: they end with it
+                for answered in [action_id, *self._folded.pop(action_id, [])]:
+                    self._resolve(answered, {"id": answered})
         self.changed.set()
         return stored
 
