@@ -6,7 +6,8 @@ of the SyncMap rules (tests/client/compaction_app.py ``Notes``), then against a 
 The machine is one client (node ``w:1``, a clock that never goes back, ties included) making
 ``notes/create|change|delete`` of two records, handing some of its queue to the transport (sent:
 no longer offered to the compactor), another client (``o:1``) changing or deleting the same
-records meanwhile (seen by the compactor as the server's ``notes/changed|deleted``), and
+records meanwhile at newer times (seen by the compactor as the server's
+``notes/changed|deleted``), and
 flushes: the every-change queue goes to one copy of the records, the compacted queue to another;
 after each flush both copies hold the same fields, and the compacted queue never held more.
 """
@@ -188,6 +189,27 @@ def test_a_field_in_flight_blocks_the_revert() -> None:
     queue.send()  # may be on the server already
     queue.add(change("r", title="t"))
     assert queue.bodies() == [change("r", title="edited"), change("r", title="t")]
+
+
+def test_a_dropped_return_lets_an_older_concurrent_write_stay() -> None:
+    """Rule 3's one difference from sending every change: a change back to the server's value is
+    not sent, so a concurrent write older than it (arriving later) stays on the server."""
+    compactor = Compactor(["notes"])
+    compactor.observe(
+        {"type": "notes/changed", "id": "r", "fields": {"t": "v"}}, {"id": "5 s:x 0", "time": 5}
+    )
+    queue = Queue(compactor, Clock(WRITER, start=10))
+    queue.add(change("r", t="w"))
+    meta = queue.add(change("r", t="v"))
+    assert queue.entries == []
+    every, compacted = Notes(), Notes()
+    for notes in (every, compacted):
+        notes.create("r", {"t": "v"}, 5)
+        notes.change("r", {"t": "x"}, meta["time"] - 1)  # the other client, older, arriving now
+    every.change("r", {"t": "w"}, meta["time"] - 1)
+    every.change("r", {"t": "v"}, meta["time"])
+    assert every.values() == {"r": {"t": "v"}}
+    assert compacted.values() == {"r": {"t": "x"}}
 
 
 def test_after_a_restart_it_tracks_the_sent_actions_it_is_given() -> None:
@@ -481,8 +503,11 @@ class CompactionMachine(RuleBasedStateMachine):
 
     @rule(rid=RECORDS, fields=FIELDS, step=STEPS, deleting=st.booleans())
     def other_client(self, rid: str, fields: dict[str, int], step: int, deleting: bool) -> None:
+        # newer than every change made so far: an older concurrent write may beat a change the
+        # compactor dropped as a return to the server's value (rule 3, by design: see
+        # test_a_dropped_return_lets_an_older_concurrent_write_stay)
         self.other_clock.time = self.clock.time
-        meta = self.other_clock.meta(step)
+        meta = self.other_clock.meta(step + 1)
         action = delete(rid) if deleting else change(rid, **fields)
         answers = self.servers.other(action, meta)
         assert answers[0] == answers[1]
