@@ -21,8 +21,8 @@ What the server does not decide for these helpers, and the rule chosen:
   server pops the record and a later create makes it anew; in arrival order that is the same
   outcome whenever the delete is the newest action of the record, as it is in practice).
 * ``logux/undo`` of an own optimistic change is not handled here (the field's previous value is
-  gone): rebuild the helper from the actions the server kept, or keep the state only of processed
-  actions plus the pending ones (``clients/python`` ``LocalState``).
+  gone): use :meth:`SyncMapState.applied` as the reducer of ``Client.state(...)``, whose
+  ``LocalState`` replays the actions left after an undo (and follows the compacted queue).
 * The server has no counter type: :class:`Counter` needs only that the actions reach every replica
   once or more (a channel's resend does that); the sum does not depend on order.
 """
