@@ -129,12 +129,12 @@ async def measure(
             users = [f"u{n}" for n in range(clients)]
             for n, user in enumerate(users):
                 if kind == "webpush":
-                    await node.wakeups.register(
+                    await node.wakeups.book.register(
                         f"{user}:c", webpush=subscription(f"{sink_url}/push/{n}")
                     )
                 else:
                     target = WebhookTarget(url=f"{sink_url}/hook/{n}")
-                    await node.wakeups.register(f"{user}:c", webhook=target.url)
+                    await node.wakeups.book.register(f"{user}:c", webhook=target.url)
             cpu_before, started = cpu_s(), time.time()
             for start in range(0, clients, USERS_PER_ENTRY):
                 await node.add({"type": "note"}, users=users[start : start + USERS_PER_ENTRY])
