@@ -21,6 +21,7 @@ from logsync.protocol.events import (
 )
 from logsync.protocol.ids import decompress_id
 from logsync.protocol.messages import VALIDATORS, ProtocolError
+from logsync.protocol.schema import echo
 from logsync.protocol.session import Session, State
 from tests.protocol.helpers import (
     ACCEPT_AT,
@@ -325,7 +326,7 @@ def test_arbitrary_text_raises_only_protocol_error(frame: str) -> None:
             value = codec.decode(frame)
         except ProtocolError as error:
             assert error.type == "wrong-format"
-            assert error.options == frame
+            assert error.options == echo(frame)  # the frame quoted back, at most MAX_ECHO chars
         else:
             assert codec is JSON  # msgpack never takes text frames
             feed(connected_session(), [value])
