@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import msgpack
@@ -31,11 +31,9 @@ import orjson
 from logsync.protocol.pull import ErrorBody, SyncResponse
 from logsync_client.backoff import RetryLater, parse_retry_after
 from logsync_client.errors import Refused
+from logsync_client.host import TransportHost
 from logsync_client.pending import batches
 from logsync_client.store import StoredAction, StoredSubscription
-
-if TYPE_CHECKING:
-    from logsync_client.client import Client
 
 DATE_SLACK_MS = 1500
 DEFAULT_RETRY_S = 1.0
@@ -44,7 +42,7 @@ DEFAULT_RETRY_S = 1.0
 class HttpTransport:
     """The ``http://``/``https://`` transport of a :class:`~logsync_client.Client`."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: TransportHost) -> None:
         self.client = client
         self.endpoint = client.url.rstrip("/") + "/v1/sync"
         self.binary = client.codec == "msgpack"

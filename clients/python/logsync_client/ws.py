@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
@@ -32,11 +32,9 @@ from logsync.protocol.codec import JSON, MSGPACK, Codec
 from logsync.protocol.messages import ProtocolError
 from logsync_client.backoff import RetryLater, parse_retry_after
 from logsync_client.errors import Refused
+from logsync_client.host import TransportHost
 from logsync_client.pending import batches
 from logsync_client.store import StoredAction, StoredSubscription
-
-if TYPE_CHECKING:
-    from logsync_client.client import Client
 
 # logsync closes with 1013 "try again later (try again in 3 s)" past its handshake queue.
 _RETRY_IN = re.compile(r"try again in (\d+(?:\.\d+)?) s")
@@ -47,7 +45,7 @@ DEFAULT_RETRY_S = 1.0
 class WsTransport:
     """The ``ws://``/``wss://`` transport of a :class:`~logsync_client.Client`."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: TransportHost) -> None:
         self.client = client
         self.codec: Codec = MSGPACK if client.codec == "msgpack" else JSON
         self.session: ClientSession | None = None
