@@ -1,0 +1,747 @@
+/**
+ * SocketClient: the Logux WebSocket transport (protocol v5, as @logux/core 0.10 speaks it) with
+ * the API of the pull client (pull.js): a saved queue of pending actions, subscriptions with
+ * resume points, and `action`/`processed`/`undo`/`error`/`state` events.
+ *
+ *   const client = new SocketClient({ url: "wss://sync.example", node: "10:phone", token });
+ *   client.on("action", (action, meta) => { ... });
+ *   client.on("state", ({ state, pending }) => { ... });
+ *   client.start();                       // connect, and reconnect until stop()
+ *   await client.subscribe("rooms/1");
+ *   await client.push({ type: "rooms/add", text: "hi" });   // saved, then sent
+ *   await client.sync();                  // resolves once the server has answered the queue
+ *
+ * What the client keeps in its storage adapter (storage.js): `<keyPrefix>queue` (the actions
+ * not yet answered by `logux/processed` or `logux/undo`; the same format as the pull client's,
+ * so a page can switch transports and keep its queue) and `<keyPrefix>socket`: the `added` of
+ * the last server `sync` handled (sent as `synced` in `connect`) and the subscriptions, each with
+ * its resume point (`since`: the `logux/processed` answering its last subscribe).
+ */
+
+import { backoffDelay, SyncError } from "./pull.js";
+import { MemoryStorage } from "./storage.js";
+
+/** The Logux protocol version spoken. */
+export const PROTOCOL = 5;
+
+/** Errors after which reconnecting cannot help (the client stops, as @logux/core's Reconnect). */
+const FATAL = new Set(["wrong-protocol", "wrong-subprotocol", "wrong-credentials"]);
+
+/** Close code "Try Again Later": the server is busy; reconnect after at least `busyDelay`. */
+const TRY_AGAIN_LATER = 1013;
+
+/** Received ids kept to drop a replayed action seen already (a bounded window). */
+const SEEN_WINDOW = 2000;
+
+const NODE_ID = /^[^\s:]+:[^\s:]+(:[^\s]+)?$/;
+
+/** Socket readyState OPEN (the constructor's static may be absent on injected classes). */
+const OPEN = 1;
+
+/**
+ * A Logux WebSocket client. Construct it, add listeners with {@link SocketClient#on}, then
+ * {@link SocketClient#start}; queue actions with {@link SocketClient#push}, choose channels
+ * with {@link SocketClient#subscribe}, {@link SocketClient#stop} to disconnect for good.
+ */
+export class SocketClient {
+  /**
+   * @param {object} options
+   * @param {string} options.url the server's `ws(s)://host:port/` (`http(s)://` is turned into it)
+   * @param {string} options.node the node id, `user:client[:tab]` (`false:client` for no user)
+   * @param {string | (() => string | Promise<string>)} options.token sent in `connect`
+   * @param {import("./storage.js").Storage} [options.storage] default: a MemoryStorage
+   * @param {number} [options.subprotocol] the app's subprotocol, as in `connect`
+   * @param {any} [options.WebSocket] the WebSocket class (default globalThis.WebSocket; Node 20
+   *   has none: pass the `ws` package's)
+   * @param {{ base?: number, cap?: number }} [options.backoff] reconnect delays, ms, full jitter
+   *   (default { base: 1000, cap: 30000 })
+   * @param {number} [options.busyDelay] least ms before reconnecting after close code 1013
+   *   (default 5000)
+   * @param {number} [options.ping] idle ms before a `ping` (default 10000)
+   * @param {number} [options.timeout] ms to wait for `connected`, `synced` or `pong` (default 20000)
+   * @param {number} [options.syncBatch] pending actions per `sync` message (default 100)
+   * @param {boolean} [options.fixTime] correct times by the handshake's time fix (default true)
+   * @param {string} [options.keyPrefix] storage key prefix (default `logsync:<node>:`)
+   * @param {() => number} [options.random] for the jitter (default Math.random)
+   */
+  constructor({
+    url,
+    node,
+    token,
+    storage = new MemoryStorage(),
+    subprotocol,
+    WebSocket = globalThis.WebSocket,
+    backoff = {},
+    busyDelay = 5000,
+    ping = 10_000,
+    timeout = 20_000,
+    syncBatch = 100,
+    fixTime = true,
+    keyPrefix,
+    random = Math.random,
+  }) {
+    if (typeof url !== "string" || url === "") throw new TypeError("url is required");
+    if (typeof node !== "string" || !NODE_ID.test(node)) {
+      throw new TypeError(`node must be "user:client[:tab]", not ${JSON.stringify(node)}`);
+    }
+    if (typeof WebSocket !== "function") {
+      throw new TypeError("no WebSocket: pass options.WebSocket (Node < 22: the `ws` package's)");
+    }
+    if (!(Number.isInteger(syncBatch) && syncBatch > 0)) throw new RangeError("syncBatch > 0");
+    this.url = url.replace(/^http(s?):/, "ws$1:");
+    this.node = node;
+    this.token = token;
+    this.storage = storage;
+    this.subprotocol = subprotocol;
+    this.WebSocket = WebSocket;
+    this.backoff = { base: backoff.base ?? 1000, cap: backoff.cap ?? 30_000 };
+    this.busyDelay = busyDelay;
+    this.pingMs = ping;
+    this.timeout = timeout;
+    this.syncBatch = syncBatch;
+    this.fixTime = fixTime;
+    this.keyPrefix = keyPrefix ?? `logsync:${node}:`;
+    this.random = random;
+    /** @type {"disconnected" | "connecting" | "sending" | "synchronized"} */
+    this.state = "disconnected";
+    /** The server's node id and `headers`, once connected. */
+    this.remoteNode = undefined;
+    this.remoteHeaders = {};
+    /** ms added to the server's times to get this clock's (the handshake's time fix). */
+    this.timeFix = 0;
+    /** @type {Map<string, Set<Function>>} */
+    this._listeners = new Map();
+    /** @type {Promise<void> | undefined} */
+    this._loading = undefined;
+    /** @type {Promise<void>} one storage write at a time, in call order */
+    this._writing = Promise.resolve();
+    /** @type {{ actions: [object, { id: string, time: number }][], ms: number, seq: number }} */
+    this._queue = { actions: [], ms: 0, seq: -1 };
+    /** @type {{ synced: number, channels: Record<string, { extra: object, since?: { id: string, time: number } }> }} */
+    this._saved = { synced: 0, channels: {} };
+    this._running = false;
+    this._attempt = 0;
+    /** @type {any} the current socket */
+    this._socket = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._reconnectTimer = undefined;
+    this._connection = undefined;
+    /** @type {string[]} */
+    this._seen = [];
+    this._seenSet = new Set();
+    /** @type {Map<string, { resolve: Function, reject: Function }[]>} */
+    this._tracked = new Map();
+    /** @type {Set<Function>} sync() waiters, told whenever the queue shrinks or the client stops */
+    this._waiters = new Set();
+  }
+
+  /**
+   * Listen to an event; returns a function that removes the listener. `action` listeners may
+   * return a promise: the client awaits it before acknowledging the server's `sync` (`synced`),
+   * so what a failing listener missed comes again after a reconnect.
+   *
+   * - `action` (action, meta): an action from the server (meta: id, time, and the rest it sent);
+   *   `logux/processed` is left out (see `processed`), `logux/undo` is not
+   * - `processed` (answer): `{ id, action, meta }` for a pushed action, `{ channel, id, action }`
+   *   for a (un)subscription
+   * - `undo` (answer): the same plus `reason` and `undo` (the logux/undo action)
+   * - `state` ({ state, pending }): `connecting`, `sending` (a `sync` awaits `synced`),
+   *   `synchronized`, `disconnected`; `pending` is the count of unanswered queued actions
+   * - `error` (SyncError): a server `error` message (`code` is its type) or a local one
+   *   (`timeout`); after `wrong-credentials`, `wrong-subprotocol`, `wrong-protocol` the client
+   *   stops reconnecting
+   * - `debug` (text): a server `['debug', 'error', text]`
+   * - `reconnect` ({ attempt, delay, code }): the next connection starts in `delay` ms
+   * @param {"action" | "processed" | "undo" | "state" | "error" | "debug" | "reconnect"} event
+   * @param {Function} listener
+   */
+  on(event, listener) {
+    let listeners = this._listeners.get(event);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this._listeners.set(event, listeners);
+    }
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  /** Connect, and keep reconnecting (full-jitter backoff) until {@link SocketClient#stop}. */
+  start() {
+    if (this._running) return;
+    this._running = true;
+    this._attempt = 0;
+    this._open();
+  }
+
+  /** Disconnect for good (no reconnect); the queue stays saved. Resolves once saved writes are done. */
+  async stop() {
+    this._running = false;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = undefined;
+    this._closeSocket(1000, "stop");
+    for (const waiter of this._waiters) waiter();
+    await this._writing;
+  }
+
+  /**
+   * Queue an action with a client-made id (`"<ms> <node> <seq>"`) and save the queue; resolves
+   * with its meta once saved; it is sent at once when connected, else after the next connect.
+   * @param {{ type: string }} action
+   * @returns {Promise<{ id: string, time: number }>}
+   */
+  async push(action) {
+    if (action === null || typeof action !== "object" || typeof action.type !== "string") {
+      throw new TypeError("an action is an object with a string type");
+    }
+    await this._load();
+    const meta = this._newMeta();
+    this._queue.actions.push([structuredClone(action), meta]);
+    await this._save("queue", this._queue);
+    this._emitState();
+    if (this._connection?.ready) this._sendSync([[action, meta]]);
+    return { ...meta };
+  }
+
+  /**
+   * A promise of the server's answer to a pushed action: resolves with the `processed` answer,
+   * rejects with a SyncError (code `undo`, `reason`, `body`: the logux/undo action) on undo.
+   * @param {string} id the meta.id `push` resolved with
+   */
+  track(id) {
+    return new Promise((resolve, reject) => {
+      const list = this._tracked.get(id) ?? [];
+      list.push({ resolve, reject });
+      this._tracked.set(id, list);
+    });
+  }
+
+  /**
+   * Subscribe to a channel (saved now; sent now when connected, else on connect). `extra` are
+   * the subscribe action's other fields, e.g. `{ filter: { done: false } }`. Resubscribing with
+   * other `extra` forgets the resume point (the channel's `load` runs again).
+   * @param {string} channel
+   * @param {object} [extra]
+   */
+  async subscribe(channel, extra = {}) {
+    if (typeof channel !== "string" || channel === "") throw new TypeError("a channel name");
+    await this._load();
+    const known = this._saved.channels[channel];
+    if (known !== undefined && sameJson(known.extra, extra)) return;
+    this._saved.channels[channel] = { extra: structuredClone(extra) };
+    await this._save("socket", this._saved);
+    if (this._connection?.ready) this._sendSubscribe(channel);
+  }
+
+  /**
+   * Unsubscribe from a channel (forgotten now; `logux/unsubscribe` sent when connected — while
+   * disconnected there is nothing to send: the server drops a socket's subscriptions with it).
+   * @param {string} channel
+   */
+  async unsubscribe(channel) {
+    await this._load();
+    const known = this._saved.channels[channel];
+    if (known === undefined) return;
+    delete this._saved.channels[channel];
+    await this._save("socket", this._saved);
+    const connection = this._connection;
+    if (connection?.ready) {
+      const action = { type: "logux/unsubscribe", channel, ...known.extra };
+      const meta = this._newMeta();
+      connection.answers.set(meta.id, { channel, action });
+      this._sendSync([[action, meta]]);
+    }
+  }
+
+  /**
+   * Resolves once every queued action has been answered (`processed` or `undo`), like the pull
+   * client's `sync()` pushing its queue. Rejects with SyncError `stopped` when the client is
+   * stopped first, or `aborted` on `signal`.
+   * @param {{ signal?: AbortSignal }} [options]
+   */
+  async sync({ signal } = {}) {
+    await this._load();
+    while (this._queue.actions.length > 0) {
+      if (!this._running) throw new SyncError("the client is stopped", { code: "stopped" });
+      if (signal?.aborted) throw new SyncError("aborted", { code: "aborted" });
+      await new Promise((resolve) => {
+        const done = () => {
+          this._waiters.delete(done);
+          signal?.removeEventListener("abort", done);
+          resolve(undefined);
+        };
+        this._waiters.add(done);
+        signal?.addEventListener("abort", done);
+      });
+    }
+  }
+
+  /** The queued actions the server has not answered yet, oldest first: `[action, meta][]`. */
+  async pending() {
+    await this._load();
+    return structuredClone(this._queue.actions);
+  }
+
+  /** The subscriptions: `{ channel, extra, since }[]` (`since`: the resume point, if any). */
+  async subscriptions() {
+    await this._load();
+    return Object.entries(this._saved.channels).map(([channel, { extra, since }]) => ({
+      channel,
+      extra: structuredClone(extra),
+      since: since && { ...since },
+    }));
+  }
+
+  /** The `added` of the last server `sync` handled (sent in `connect`). */
+  async synced() {
+    await this._load();
+    return this._saved.synced;
+  }
+
+  // ---- the connection ---------------------------------------------------------------------
+
+  _open() {
+    if (!this._running) return;
+    this._setState("connecting");
+    let socket;
+    try {
+      socket = new this.WebSocket(this.url);
+    } catch (error) {
+      this._emit("error", new SyncError(`cannot open ${this.url}`, { code: "network", cause: error }));
+      this._scheduleReconnect(undefined);
+      return;
+    }
+    this._socket = socket;
+    /** The state of one connection; dropped with it. */
+    const connection = {
+      socket,
+      ready: false,
+      baseTime: 0,
+      connectSent: 0,
+      /** @type {Map<number, true>} `added` of the sent syncs awaiting `synced` */
+      outstanding: new Map(),
+      added: 0,
+      /** @type {Map<string, { channel: string, action: object }>} subscribe/unsubscribe ids */
+      answers: new Map(),
+      /** @type {Promise<void>} received messages are handled one at a time, in order */
+      handling: Promise.resolve(),
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      timeoutTimer: undefined,
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      pingTimer: undefined,
+      fatal: false,
+    };
+    this._connection = connection;
+    socket.onopen = () => {
+      if (this._connection !== connection) return;
+      this._sendConnect(connection).catch((error) => {
+        this._emit("error", new SyncError("no token", { code: "token", cause: error }));
+        this._closeSocket(1000, "no token");
+      });
+    };
+    socket.onmessage = (/** @type {{ data: unknown }} */ event) => {
+      if (this._connection !== connection) return;
+      const text = typeof event.data === "string" ? event.data : String(event.data);
+      connection.handling = connection.handling
+        .then(() => this._receive(connection, text))
+        .catch((error) => {
+          this._emit("error", new SyncError(`handling a message failed: ${error}`, {
+            code: "listener", cause: error,
+          }));
+          // Not acknowledged: reconnecting brings the unacknowledged actions again.
+          this._dropConnection(connection, 4000, "listener failed");
+        });
+    };
+    socket.onerror = () => {};
+    socket.onclose = (/** @type {{ code: number, reason: string }} */ event) => {
+      if (this._connection !== connection) return;
+      this._ended(connection, event.code);
+    };
+  }
+
+  /** @param {any} connection */
+  async _sendConnect(connection) {
+    await this._load();
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    if (this._connection !== connection) return;
+    const options = {};
+    if (token !== undefined && token !== null) options.token = String(token);
+    if (this.subprotocol !== undefined) options.subprotocol = this.subprotocol;
+    connection.connectSent = Date.now();
+    const message = ["connect", PROTOCOL, this.node, this._saved.synced];
+    if (Object.keys(options).length > 0) message.push(options);
+    this._send(connection, message);
+    this._armTimeout(connection);
+  }
+
+  /** @param {any} connection @param {string} text */
+  async _receive(connection, text) {
+    if (this._connection !== connection) return;
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      this._send(connection, ["error", "wrong-format", text]);
+      this._dropConnection(connection, 1000, "wrong-format");
+      return;
+    }
+    if (!Array.isArray(message) || typeof message[0] !== "string") {
+      this._send(connection, ["error", "wrong-format", text]);
+      this._dropConnection(connection, 1000, "wrong-format");
+      return;
+    }
+    this._armPing(connection);
+    const [type, ...args] = message;
+    switch (type) {
+      case "connected":
+        return this._connected(connection, args);
+      case "sync":
+        return this._receiveSync(connection, args);
+      case "synced":
+        connection.outstanding.delete(args[0]);
+        if (connection.outstanding.size === 0) {
+          clearTimeout(connection.timeoutTimer);
+          this._setState("synchronized");
+        }
+        return;
+      case "ping":
+        this._send(connection, ["pong", this._saved.synced]);
+        return;
+      case "pong":
+        clearTimeout(connection.timeoutTimer);
+        if (connection.outstanding.size > 0) this._armTimeout(connection);
+        return;
+      case "error":
+        return this._receiveError(connection, args);
+      case "debug":
+        this._emit("debug", args[1]);
+        return;
+      case "headers":
+        this.remoteHeaders = args[0] ?? {};
+        return;
+      case "duilian":
+        if (args[0] === "金木水火土") this._send(connection, ["duilian", "板城烧锅酒"]);
+        return;
+      default:
+        this._send(connection, ["error", "unknown-message", type]);
+        this._dropConnection(connection, 1000, "unknown-message");
+    }
+  }
+
+  /** @param {any} connection @param {any[]} args */
+  async _connected(connection, [protocol, remoteNode, times]) {
+    clearTimeout(connection.timeoutTimer);
+    if (typeof protocol !== "number" || protocol < PROTOCOL) {
+      this._send(connection, ["error", "wrong-protocol", { supported: PROTOCOL, used: protocol }]);
+      connection.fatal = true;
+      this._emit("error", new SyncError("the server speaks an old protocol", {
+        code: "wrong-protocol",
+      }));
+      this._dropConnection(connection, 1000, "wrong-protocol");
+      return;
+    }
+    const [start, end] = Array.isArray(times) ? times : [Date.now(), Date.now()];
+    connection.baseTime = end;
+    if (this.fixTime) {
+      // As @logux/core's ClientNode: the auth time is left out of the round trip.
+      const roundTrip = Date.now() - connection.connectSent - (end - start);
+      this.timeFix = Math.floor(connection.connectSent - start + roundTrip / 2);
+    }
+    this.remoteNode = remoteNode;
+    connection.ready = true;
+    this._attempt = 0;
+    for (let i = 0; i < this._queue.actions.length; i += this.syncBatch) {
+      this._sendSync(this._queue.actions.slice(i, i + this.syncBatch));
+    }
+    for (const channel of Object.keys(this._saved.channels)) this._sendSubscribe(channel);
+    if (connection.outstanding.size === 0) this._setState("synchronized");
+  }
+
+  /** @param {any} connection @param {any[]} args */
+  async _receiveSync(connection, [added, ...entries]) {
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      const action = entries[i];
+      const meta = this._expandMeta(connection, entries[i + 1]);
+      await this._handle(connection, action, meta);
+    }
+    if (typeof added === "number" && added > this._saved.synced) {
+      this._saved.synced = added;
+      await this._save("socket", this._saved);
+    }
+    if (this._connection === connection) this._send(connection, ["synced", added]);
+  }
+
+  /** @param {any} connection @param {any} action @param {any} meta */
+  async _handle(connection, action, meta) {
+    if (action?.type === "logux/processed") {
+      await this._answered(connection, action, meta, "processed");
+      return;
+    }
+    if (this._seenSet.has(meta.id)) return;
+    this._remember(meta.id);
+    if (action?.type === "logux/undo") await this._answered(connection, action, meta, "undo");
+    await this._emitAwaited("action", action, meta);
+  }
+
+  /**
+   * A `logux/processed` or `logux/undo`: the answer to a queued action (it leaves the queue) or
+   * to a (un)subscription of this connection (a subscribe's `processed` is its resume point).
+   * @param {any} connection @param {any} answer @param {any} meta
+   * @param {"processed" | "undo"} kind
+   */
+  async _answered(connection, answer, meta, kind) {
+    const id = answer.id;
+    const undo = kind === "undo" ? { reason: answer.reason, undo: answer } : {};
+    const index = this._queue.actions.findIndex(([, queued]) => queued.id === id);
+    if (index >= 0) {
+      const [[action, queuedMeta]] = this._queue.actions.splice(index, 1);
+      await this._save("queue", this._queue);
+      this._emitState();
+      for (const waiter of this._waiters) waiter();
+      const result = { id, action, meta: queuedMeta, ...undo };
+      for (const { resolve, reject } of this._tracked.get(id) ?? []) {
+        if (kind === "processed") resolve(result);
+        else {
+          reject(new SyncError(`the server undid ${id}: ${answer.reason}`, {
+            code: "undo", reason: answer.reason, body: answer,
+          }));
+        }
+      }
+      this._tracked.delete(id);
+      await this._emitAwaited(kind, result);
+      return;
+    }
+    const asked = connection.answers.get(id);
+    if (asked === undefined) return;
+    connection.answers.delete(id);
+    const { channel, action } = asked;
+    const saved = this._saved.channels[channel];
+    if (action.type === "logux/subscribe" && saved !== undefined) {
+      if (kind === "processed") saved.since = { id: meta.id, time: meta.time };
+      else delete this._saved.channels[channel];
+      await this._save("socket", this._saved);
+    }
+    await this._emitAwaited(kind, { channel, id, action, ...undo });
+  }
+
+  /** @param {any} connection @param {any[]} args */
+  _receiveError(connection, [code, options]) {
+    const fatal = FATAL.has(code);
+    if (fatal) connection.fatal = true;
+    this._emit("error", new SyncError(`the server sent error ${code}`, {
+      code, body: options, reason: typeof options === "string" ? options : undefined,
+    }));
+    if (fatal) this._running = false;
+  }
+
+  /** @param {any} connection @param {number | undefined} code */
+  _ended(connection, code) {
+    clearTimeout(connection.timeoutTimer);
+    clearTimeout(connection.pingTimer);
+    connection.ready = false;
+    this._connection = undefined;
+    this._socket = undefined;
+    this._setState("disconnected");
+    if (connection.fatal) this._running = false;
+    if (!this._running) {
+      for (const waiter of this._waiters) waiter();
+      return;
+    }
+    this._scheduleReconnect(code);
+  }
+
+  /** @param {number | undefined} code */
+  _scheduleReconnect(code) {
+    if (!this._running || this._reconnectTimer !== undefined) return;
+    let delay = backoffDelay(this._attempt, this.backoff, this.random);
+    if (code === TRY_AGAIN_LATER) delay = Math.max(delay, this.busyDelay * (1 + this.random()));
+    this._attempt += 1;
+    this._emit("reconnect", { attempt: this._attempt, delay, code });
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = undefined;
+      this._open();
+    }, delay);
+  }
+
+  /** Close a connection and treat it as ended now (without waiting for the close event). */
+  _dropConnection(connection, code, reason) {
+    if (this._connection !== connection) return;
+    try {
+      connection.socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+    this._ended(connection, code);
+  }
+
+  _closeSocket(code, reason) {
+    const connection = this._connection;
+    if (connection === undefined) return;
+    this._dropConnection(connection, code, reason);
+  }
+
+  // ---- sending ----------------------------------------------------------------------------
+
+  /** @param {any} connection @param {unknown[]} message */
+  _send(connection, message) {
+    if (connection.socket.readyState !== OPEN) return;
+    connection.socket.send(JSON.stringify(message));
+    this._armPing(connection);
+  }
+
+  /** @param {[object, { id: string, time: number }][]} entries */
+  _sendSync(entries) {
+    const connection = this._connection;
+    if (!connection?.ready || entries.length === 0) return;
+    connection.added += 1;
+    const added = connection.added;
+    const message = ["sync", added];
+    for (const [action, meta] of entries) message.push(action, this._shortMeta(connection, meta));
+    connection.outstanding.set(added, true);
+    this._setState("sending");
+    this._send(connection, message);
+    this._armTimeout(connection);
+  }
+
+  /** @param {string} channel */
+  _sendSubscribe(channel) {
+    const connection = this._connection;
+    const saved = this._saved.channels[channel];
+    if (!connection?.ready || saved === undefined) return;
+    const action = { type: "logux/subscribe", channel, ...saved.extra };
+    if (saved.since !== undefined) action.since = { ...saved.since };
+    const meta = this._newMeta();
+    connection.answers.set(meta.id, { channel, action });
+    this._sendSync([[action, meta]]);
+  }
+
+  /** A new meta `{ id, time }` with a client-made id that never goes back. */
+  _newMeta() {
+    const time = Date.now();
+    const queue = this._queue;
+    queue.seq = time > queue.ms ? 0 : queue.seq + 1;
+    queue.ms = Math.max(queue.ms, time);
+    return { id: `${queue.ms} ${this.node} ${queue.seq}`, time };
+  }
+
+  /**
+   * A meta as sent (@logux/core's sendSync): `time` relative to the connection's baseTime and
+   * back in the server's clock, the id shortened relative to baseTime (not time-fixed).
+   * @param {any} connection @param {{ id: string, time: number }} meta
+   */
+  _shortMeta(connection, meta) {
+    const base = connection.baseTime;
+    const [ms, node, seq] = splitId(meta.id);
+    const shift = Number(ms) - base;
+    let id;
+    if (node === this.node) id = Number(seq) === 0 ? shift : [shift, Number(seq)];
+    else id = [shift, node, Number(seq)];
+    return { ...meta, id, time: meta.time - this.timeFix - base };
+  }
+
+  /**
+   * A received meta expanded: the id in full, `time` in this clock (@logux/core's syncMessage).
+   * @param {any} connection @param {any} meta
+   */
+  _expandMeta(connection, meta) {
+    const base = connection.baseTime;
+    const wire = meta.id;
+    let id;
+    if (Array.isArray(wire)) {
+      id = wire.length === 2
+        ? `${wire[0] + base} ${this.remoteNode} ${wire[1]}`
+        : `${wire[0] + base} ${wire[1]} ${wire[2]}`;
+    } else if (typeof wire === "number") {
+      id = `${wire + base} ${this.remoteNode} 0`;
+    } else {
+      id = wire;
+    }
+    return { ...meta, id, time: meta.time + base + this.timeFix };
+  }
+
+  // ---- timers -----------------------------------------------------------------------------
+
+  _armTimeout(connection) {
+    clearTimeout(connection.timeoutTimer);
+    connection.timeoutTimer = setTimeout(() => {
+      this._emit("error", new SyncError(`no answer within ${this.timeout} ms`, { code: "timeout" }));
+      this._dropConnection(connection, 1000, "timeout");
+    }, this.timeout);
+  }
+
+  _armPing(connection) {
+    clearTimeout(connection.pingTimer);
+    connection.pingTimer = setTimeout(() => {
+      if (this._connection !== connection || !connection.ready) return;
+      this._send(connection, ["ping", this._saved.synced]);
+      this._armTimeout(connection);
+    }, this.pingMs);
+  }
+
+  // ---- state and storage ------------------------------------------------------------------
+
+  /** @param {"disconnected" | "connecting" | "sending" | "synchronized"} state */
+  _setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emitState();
+  }
+
+  _emitState() {
+    this._emit("state", { state: this.state, pending: this._queue.actions.length });
+  }
+
+  /** @param {string} id */
+  _remember(id) {
+    this._seen.push(id);
+    this._seenSet.add(id);
+    if (this._seen.length > SEEN_WINDOW) this._seenSet.delete(this._seen.shift());
+  }
+
+  _load() {
+    this._loading ??= (async () => {
+      const queue = await this.storage.get(`${this.keyPrefix}queue`);
+      if (queue && Array.isArray(queue.actions)) this._queue = queue;
+      const saved = await this.storage.get(`${this.keyPrefix}socket`);
+      if (saved && typeof saved === "object") {
+        this._saved = { synced: Number(saved.synced) || 0, channels: saved.channels ?? {} };
+      }
+    })();
+    return this._loading;
+  }
+
+  /** @param {string} key @param {unknown} value */
+  _save(key, value) {
+    const snapshot = structuredClone(value);
+    const done = this._writing.then(() => this.storage.set(`${this.keyPrefix}${key}`, snapshot));
+    this._writing = done.catch(() => {});
+    return done;
+  }
+
+  /** @param {string} event @param {...unknown} args */
+  _emit(event, ...args) {
+    for (const listener of this._listeners.get(event) ?? []) {
+      try {
+        const result = listener(...args);
+        if (result && typeof result.catch === "function") result.catch(() => {});
+      } catch {
+        // a state or error listener must not break the connection
+      }
+    }
+  }
+
+  /** @param {string} event @param {...unknown} args */
+  async _emitAwaited(event, ...args) {
+    for (const listener of this._listeners.get(event) ?? []) await listener(...args);
+  }
+}
+
+/** @param {string} id @returns {[string, string, string]} */
+function splitId(id) {
+  const first = id.indexOf(" ");
+  const last = id.lastIndexOf(" ");
+  return [id.slice(0, first), id.slice(first + 1, last), id.slice(last + 1)];
+}
+
+function sameJson(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
