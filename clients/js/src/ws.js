@@ -228,6 +228,7 @@ export class SocketClient {
     const known = this._saved.channels[channel];
     if (known !== undefined && sameJson(known.extra, extra)) return;
     this._saved.channels[channel] = { extra: structuredClone(extra) };
+    this._connection?.subscribed.delete(channel);
     await this._save("socket", this._saved);
     if (this._connection?.ready) this._sendSubscribe(channel);
   }
@@ -244,6 +245,7 @@ export class SocketClient {
     delete this._saved.channels[channel];
     await this._save("socket", this._saved);
     const connection = this._connection;
+    connection?.subscribed.delete(channel);
     if (connection?.ready) {
       const action = { type: "logux/unsubscribe", channel, ...known.extra };
       const meta = this._newMeta();
@@ -322,6 +324,10 @@ export class SocketClient {
       added: 0,
       /** @type {Map<string, { channel: string, action: object }>} subscribe/unsubscribe ids */
       answers: new Map(),
+      /** @type {Set<string>} ids of queued actions sent on this connection (sent once each) */
+      sent: new Set(),
+      /** @type {Set<string>} channels subscribed on this connection */
+      subscribed: new Set(),
       /** @type {Promise<void>} received messages are handled one at a time, in order */
       handling: Promise.resolve(),
       /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -591,7 +597,11 @@ export class SocketClient {
   /** @param {[object, { id: string, time: number }][]} entries */
   _sendSync(entries) {
     const connection = this._connection;
-    if (!connection?.ready || entries.length === 0) return;
+    if (!connection?.ready) return;
+    // push() and a (re)connect may both offer a queued action: it goes once per connection.
+    entries = entries.filter(([, meta]) => !connection.sent.has(meta.id));
+    if (entries.length === 0) return;
+    for (const [, meta] of entries) connection.sent.add(meta.id);
     connection.added += 1;
     const added = connection.added;
     const message = ["sync", added];
@@ -606,7 +616,8 @@ export class SocketClient {
   _sendSubscribe(channel) {
     const connection = this._connection;
     const saved = this._saved.channels[channel];
-    if (!connection?.ready || saved === undefined) return;
+    if (!connection?.ready || saved === undefined || connection.subscribed.has(channel)) return;
+    connection.subscribed.add(channel);
     const action = { type: "logux/subscribe", channel, ...saved.extra };
     if (saved.since !== undefined) action.since = { ...saved.since };
     const meta = this._newMeta();

@@ -81,20 +81,32 @@ export function until(client, check, what, ms = 10_000) {
 }
 
 /**
- * A TCP proxy on 127.0.0.1 to `port`: `proxy.url` (ws://), `proxy.cut()` ends every open
- * connection at once (a dropped network), `proxy.connections` counts those made.
+ * A TCP proxy on 127.0.0.1 to `port` (a stand-in for the network and a load balancer):
+ * `proxy.url` (ws://), `cut()` ends every open connection at once (a dropped network),
+ * `refuse(true)` ends new connections at once (offline), `mute(true)` stops forwarding what
+ * the server sends (answers lost on the way), `retarget(port)` sends new connections to
+ * another server; `connections` counts the connections made.
  * @param {number} port
  */
 export async function startTcpProxy(port) {
   const sockets = new Set();
-  let connections = 0;
+    let connections = 0;
+  let target = port;
+  let refusing = false;
+  let muting = false;
   const server = createServer((inbound) => {
     connections += 1;
-    const outbound = connect(port, "127.0.0.1");
+    if (refusing) {
+      inbound.destroy();
+      return;
+    }
+    const outbound = connect(target, "127.0.0.1");
     sockets.add(inbound);
     sockets.add(outbound);
     inbound.pipe(outbound);
-    outbound.pipe(inbound);
+    outbound.on("data", (chunk) => {
+      if (!muting) inbound.write(chunk);
+    });
     const end = () => {
       inbound.destroy();
       outbound.destroy();
@@ -114,6 +126,18 @@ export async function startTcpProxy(port) {
     cut() {
       for (const socket of sockets) socket.destroy();
       sockets.clear();
+    },
+    /** @param {boolean} on */
+    refuse(on) {
+      refusing = on;
+    },
+    /** @param {boolean} on */
+    mute(on) {
+      muting = on;
+    },
+    /** @param {number} next */
+    retarget(next) {
+      target = next;
     },
     async stop() {
       for (const socket of sockets) socket.destroy();
