@@ -16,7 +16,7 @@ Every callback may be a plain function or a coroutine function. Callbacks that r
 :class:`Undo` for a custom reason or :class:`NotFound` from ``load`` for ``notFound``.
 The rules run in the engine (:mod:`logsync.engine`), which calls them in Logux's order; what
 they may ask of the server in return is the small :class:`Outbox` (add an action, subscribe a
-node), never the node itself.
+node, read the log), never the node itself.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from logsync.log import Entry
+    from logsync.log import Entry, ReadResult
 
 logger = logging.getLogger("logsync.app")
 
@@ -93,6 +93,12 @@ class Outbox(Protocol):
     ) -> Entry: ...
 
     async def subscribe(self, node_id: str, channel: str) -> bool: ...
+
+    async def read(self, indexes: list[str], after: int, limit: int) -> ReadResult:
+        """Read the log: entries filed under any of ``indexes`` (``channel:chat/1``…) with
+        ``added > after``, oldest first, at most ``limit`` (:meth:`LogStore.read`). For rules
+        that build a channel's ``load`` from its history."""
+        ...
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The listening socket and the plain HTTP endpoints: :func:`serve` runs a node; WebSocket
 upgrades are served by :class:`~logsync.server.ws.WebSocketProtocol`, every other request by
 the aiohttp application of :func:`build_web_app` (``/health``, ``/health/live``, ``/metrics``,
-the pull API of :mod:`logsync.server.pull`, a hello page).
+the pull API of :mod:`logsync.server.pull`, the demo chat's page at ``/``).
 
 ``/metrics`` may be served on its own address instead (``metrics_listen``, e.g. an internal
 interface; the public port then answers 404 for it) and may require a bearer token
@@ -17,6 +17,7 @@ import hmac
 import logging
 import signal
 import ssl
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +58,37 @@ def metrics_handler(node: ServerNode) -> Any:
     return metrics
 
 
+# The demo chat's page, and the JS client's ES modules (clients/js/src, in the package through
+# the logsync/static/js link and pyproject's package-data).
+STATIC = Path(__file__).resolve().parent.parent / "static"
+CLIENT_JS = STATIC / "js"
+CONTENT_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+}
+
+
+def static_file(folder: Path, request: web.Request | str) -> web.StreamResponse:
+    """A file of ``folder`` by name (no subfolders, known kinds only), else 404."""
+    name = request if isinstance(request, str) else request.match_info["name"]
+    kind = CONTENT_TYPES.get(Path(name).suffix)
+    path = folder / name
+    if kind is None or "/" in name or name.startswith(".") or not path.is_file():
+        return web.Response(status=404, text="Not Found\n")
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+
+
+def static_handler(folder: Path, name: str | None = None) -> Any:
+    """The handler serving ``folder``'s files by ``{name}`` (or always the file ``name``)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return static_file(folder, request if name is None else name)
+
+    return handler
+
+
 def build_web_app(node: ServerNode) -> web.Application:
     """The aiohttp application for ``node``'s plain HTTP requests. (WebSocket upgrades, on every
     path like Logux, never reach it: the socket's first request is read by WebSocketProtocol.)
@@ -69,7 +101,9 @@ def build_web_app(node: ServerNode) -> web.Application:
             # A later request on a kept-alive HTTP connection; browsers and proxies open a
             # new connection for each WebSocket.
             return web.Response(status=400, text="open a new connection for a WebSocket upgrade\n")
-        return web.Response(text="logsync: a Logux protocol v5 server\n")
+        if request.path != "/":
+            return web.Response(status=404, text="Not Found\n")
+        return static_file(STATIC, "index.html")
 
     async def health(request: web.Request) -> web.Response:
         if node.stopping:
@@ -93,6 +127,11 @@ def build_web_app(node: ServerNode) -> web.Application:
     else:
         web_app.router.add_get("/metrics", metrics_handler(node))
     web_app.router.add_get("/health/live", alive)
+    # The demo chat's page (logsync/static) and the JS client modules it imports.
+    web_app.router.add_get("/static/{name}", static_handler(STATIC))
+    # The page's service worker, at the root so that its scope is the whole site.
+    web_app.router.add_get("/sw.js", static_handler(STATIC, "sw.js"))
+    web_app.router.add_get("/clients/js/{name}", static_handler(CLIENT_JS))
     web_app.router.add_get("/{tail:.*}", root)
     return web_app
 

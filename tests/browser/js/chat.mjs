@@ -1,0 +1,222 @@
+/**
+ * The demo chat's user stories (logsync issue 15), one per run:
+ *
+ *   node chat.mjs <story> <server http url>
+ *
+ * Run by tests/browser/test_chat.py, which starts `logsync serve` (SQLite in a temp folder) and
+ * answers `ASK restart` lines on stdout by restarting it on the same port and store. Exit code 0
+ * and a last line `PASS <story>` mean the story held; screenshots go to tests/browser/artifacts.
+ */
+
+import {
+  ask,
+  assert,
+  assertEqual,
+  connection,
+  launch,
+  openUser,
+  send,
+  shot,
+  texts,
+  until,
+} from "./harness.mjs";
+
+const [story, url] = process.argv.slice(2);
+
+/** Seed `count` messages into `room` from user `carol` over POST /v1/sync, written 1 s apart. */
+async function seed(room, count) {
+  const start = Date.now() - count * 1000 - 5000;
+  const actions = [];
+  for (let i = 0; i < count; i += 1) {
+    const time = start + i * 1000;
+    actions.push([{ type: "chat/message", room, text: `m${i}` }, { id: `${time} carol:seed 0`, time }]);
+  }
+  const response = await fetch(`${url}/v1/sync`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ node: "carol:seed", token: "demo", actions }),
+  });
+  const body = await response.json();
+  assertEqual(
+    body.answers.map((answer) => answer.status),
+    actions.map(() => "processed"),
+    "the seeded messages are processed",
+  );
+}
+
+const stories = {
+  /** On open I see the latest messages; scrolling up pages older ones in, without a jump. */
+  async history(browser) {
+    await seed("lobby", 75);
+    const { page } = await openUser(browser, url, "alice");
+    await page.waitForFunction(() => document.querySelectorAll("#messages .message").length === 30);
+    const shown = await texts(page);
+    assertEqual(shown.at(0), "m45", "the first shown is the 30th from the end");
+    assertEqual(shown.at(-1), "m74", "the latest is shown last");
+    const bottom = await page.$eval("#messages", (list) =>
+      Math.abs(list.scrollHeight - list.clientHeight - list.scrollTop) < 2);
+    assert(bottom, "the list opens scrolled to the latest message");
+    await shot(page, "history-latest");
+    // Where m45 is on screen before the older page lands above it.
+    const topOf = (text) =>
+      page.evaluate((wanted) => {
+        const node = [...document.querySelectorAll("#messages .message")].find(
+          (element) => element.querySelector(".text").textContent === wanted,
+        );
+        return node.getBoundingClientRect().top;
+      }, text);
+    // Scrolled to the top, m45 is where the eye is; the older page must land above it.
+    await page.$eval("#messages", (list) => {
+      list.scrollTop = 0;
+    });
+    const before = await topOf("m45");
+    await page.waitForFunction(() => document.querySelectorAll("#messages .message").length === 60);
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
+    const after = await topOf("m45");
+    assert(before > 0, `m45 stays in view where it was (top ${before})`);
+    assert(Math.abs(before - after) < 2, `no jump: ${before} then ${after}`);
+    assertEqual((await texts(page)).slice(0, 2), ["m15", "m16"], "the older page is above");
+    await page.$eval("#messages", (list) => {
+      list.scrollTop = 0;
+    });
+    await page.waitForFunction(() => document.querySelectorAll("#messages .message").length === 75);
+    await page.waitForFunction(() =>
+      document.querySelector("#messages .older").textContent.includes("beginning"));
+    assertEqual((await texts(page)).length, 75, "every message once, after paging to the start");
+    await shot(page, "history-older");
+    assertEqual(page.errors, [], "no page errors");
+  },
+
+  /** What I send shows at once (keyboard send); the other person gets it live. */
+  async live(browser) {
+    const alice = await openUser(browser, url, "alice");
+    const bob = await openUser(browser, url, "bob");
+    for (const { page } of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    }
+    await send(alice.page, "hello bob");
+    // Shown before any answer could have come back: in the same task as the key press.
+    assert((await texts(alice.page)).includes("hello bob"), "the message shows at once");
+    await alice.page.waitForFunction(() =>
+      document.querySelector("#messages .message.mine.sent .status")?.textContent.includes("sent"));
+    await bob.page.waitForFunction(() =>
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "hello bob"));
+    assertEqual(await alice.page.$eval("#text", (node) => node.value), "", "the composer is emptied");
+    await until("both online in the presence lists", async () => {
+      const names = await alice.page.$$eval("#presence li", (items) => items.map((i) => i.dataset.user));
+      return names.includes("bob") && names.includes("alice");
+    });
+    await shot(alice.page, "live-alice");
+    await shot(bob.page, "live-bob");
+    assertEqual([...alice.page.errors, ...bob.page.errors], [], "no page errors");
+  },
+
+  /**
+   * Offline: three messages pending, a reload while still offline keeps them (pending), back
+   * online they go out by themselves and Bob gets them in the order written — around a message
+   * Bob wrote meanwhile.
+   */
+  async offline(browser) {
+    const alice = await openUser(browser, url, "alice");
+    const bob = await openUser(browser, url, "bob");
+    for (const { page } of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    }
+    // The service worker holds the page's shell, for the reload offline.
+    await alice.page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+    await alice.context.setOffline(true);
+    await alice.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "offline");
+    await send(alice.page, "offline one");
+    await send(alice.page, "offline two");
+    await send(bob.page, "bob while alice is away");
+    await bob.page.waitForFunction(() => document.querySelector(".message.mine.sent"));
+    await send(alice.page, "offline three");
+    const pending = () =>
+      alice.page.$$eval("#messages .message.pending .text", (nodes) => nodes.map((n) => n.textContent));
+    assertEqual(await pending(), ["offline one", "offline two", "offline three"], "pending while offline");
+    await shot(alice.page, "offline-pending");
+    await alice.page.reload();
+    await alice.page.waitForFunction(() => window.chat !== undefined);
+    await until("the pending messages after the reload", async () => (await pending()).length === 3);
+    assertEqual(await pending(), ["offline one", "offline two", "offline three"], "still pending after a reload");
+    assertEqual(await connection(alice.page), "offline", "still offline after the reload");
+    await shot(alice.page, "offline-reloaded");
+    await alice.context.setOffline(false);
+    await alice.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    await until("Alice's messages sent", async () => (await pending()).length === 0);
+    const order = ["offline one", "offline two", "bob while alice is away", "offline three"];
+    await until("Bob gets them in the order written", async () => {
+      const shown = await texts(bob.page);
+      return JSON.stringify(shown.slice(-4)) === JSON.stringify(order);
+    });
+    await until("Alice sees Bob's message where it was written", async () => {
+      const shown = await texts(alice.page);
+      return JSON.stringify(shown.slice(-4)) === JSON.stringify(order);
+    });
+    await shot(alice.page, "offline-back-alice");
+    await shot(bob.page, "offline-back-bob");
+  },
+
+  /** A read receipt and a reaction cross over. */
+  async receipts(browser) {
+    const alice = await openUser(browser, url, "alice");
+    const bob = await openUser(browser, url, "bob");
+    for (const { page } of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    }
+    await send(alice.page, "did you read this?");
+    await alice.page.waitForFunction(() =>
+      document.querySelector(".message.mine .status")?.textContent === "✓ sent" ||
+      document.querySelector(".message.mine .status.read"));
+    await bob.page.waitForFunction(() =>
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "did you read this?"));
+    await alice.page.waitForFunction(() =>
+      document.querySelector(".message.mine .status.read")?.textContent.includes("read"));
+    await bob.page.click('#messages .message:not(.mine) button.react');
+    await alice.page.waitForFunction(() =>
+      document.querySelector(".message.mine .reactions")?.textContent === "👍 1");
+    await send(bob.page, "yes 👍");
+    await alice.page.waitForFunction(() =>
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "yes 👍"));
+    await shot(alice.page, "receipts-alice");
+    await shot(bob.page, "receipts-bob");
+  },
+
+  /** A server restart in the middle: the page reconnects, what was said is still there. */
+  async restart(browser) {
+    const alice = await openUser(browser, url, "alice");
+    const bob = await openUser(browser, url, "bob");
+    for (const { page } of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    }
+    await send(alice.page, "before the restart");
+    await bob.page.waitForFunction(() =>
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "before the restart"));
+    await ask("stop");
+    await alice.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "reconnecting");
+    await send(alice.page, "during the restart");
+    await alice.page.waitForFunction(() => document.querySelector(".message.pending"));
+    await shot(alice.page, "restart-reconnecting");
+    await ask("start");
+    await alice.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online", null, { timeout: 20_000 });
+    await bob.page.waitForFunction(() =>
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "during the restart"), null, { timeout: 20_000 });
+    // A user who was never there gets what was said before the restart from the store.
+    const carol = await openUser(browser, url, "carol");
+    await until("Carol sees the history", async () => {
+      const shown = await texts(carol.page);
+      return shown.includes("before the restart") && shown.includes("during the restart");
+    });
+    await shot(carol.page, "restart-carol");
+  },
+};
+
+const browser = await launch();
+try {
+  if (!(story in stories)) throw new Error(`no story ${story}`);
+  await stories[story](browser);
+  console.log(`PASS ${story}`);
+} finally {
+  await browser.close();
+}
+process.exit(0);
