@@ -178,8 +178,11 @@ export class SocketClient {
     this._running = false;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = undefined;
+    const connection = this._connection;
     this._closeSocket(1000, "stop");
     for (const waiter of this._waiters) waiter();
+    // A message being handled finishes (its listeners, the saved `synced`) before stop resolves.
+    await connection?.handling;
     await this._writing;
   }
 
@@ -332,6 +335,8 @@ export class SocketClient {
       handling: Promise.resolve(),
       /** @type {ReturnType<typeof setTimeout> | undefined} */
       timeoutTimer: undefined,
+      /** an answer (`connected`, `synced`, `pong`) is awaited until the timeout timer fires */
+      awaiting: false,
       /** @type {ReturnType<typeof setTimeout> | undefined} */
       pingTimer: undefined,
       fatal: false,
@@ -404,16 +409,15 @@ export class SocketClient {
         return this._receiveSync(connection, args);
       case "synced":
         connection.outstanding.delete(args[0]);
-        if (connection.outstanding.size === 0) {
-          clearTimeout(connection.timeoutTimer);
-          this._setState("synchronized");
-        }
+        this._stopTimeout(connection);
+        if (connection.outstanding.size === 0) this._setState("synchronized");
+        else this._armTimeout(connection);
         return;
       case "ping":
         this._send(connection, ["pong", this._saved.synced]);
         return;
       case "pong":
-        clearTimeout(connection.timeoutTimer);
+        this._stopTimeout(connection);
         if (connection.outstanding.size > 0) this._armTimeout(connection);
         return;
       case "error":
@@ -435,7 +439,7 @@ export class SocketClient {
 
   /** @param {any} connection @param {any[]} args */
   async _connected(connection, [protocol, remoteNode, times]) {
-    clearTimeout(connection.timeoutTimer);
+    this._stopTimeout(connection);
     if (typeof protocol !== "number" || protocol < PROTOCOL) {
       this._send(connection, ["error", "wrong-protocol", { supported: PROTOCOL, used: protocol }]);
       connection.fatal = true;
@@ -483,9 +487,10 @@ export class SocketClient {
       return;
     }
     if (this._seenSet.has(meta.id)) return;
-    this._remember(meta.id);
     if (action?.type === "logux/undo") await this._answered(connection, action, meta, "undo");
     await this._emitAwaited("action", action, meta);
+    // Only once handled: an action whose listener threw comes again and is emitted again.
+    this._remember(meta.id);
   }
 
   /**
@@ -541,7 +546,7 @@ export class SocketClient {
 
   /** @param {any} connection @param {number | undefined} code */
   _ended(connection, code) {
-    clearTimeout(connection.timeoutTimer);
+    this._stopTimeout(connection);
     clearTimeout(connection.pingTimer);
     connection.ready = false;
     this._connection = undefined;
@@ -671,18 +676,27 @@ export class SocketClient {
 
   // ---- timers -----------------------------------------------------------------------------
 
+  /** Expect an answer within `timeout` ms; an answer already awaited keeps its deadline. */
   _armTimeout(connection) {
-    clearTimeout(connection.timeoutTimer);
+    if (connection.awaiting) return;
+    connection.awaiting = true;
     connection.timeoutTimer = setTimeout(() => {
+      connection.awaiting = false;
       this._emit("error", new SyncError(`no answer within ${this.timeout} ms`, { code: "timeout" }));
       this._dropConnection(connection, 1000, "timeout");
     }, this.timeout);
+  }
+
+  _stopTimeout(connection) {
+    clearTimeout(connection.timeoutTimer);
+    connection.awaiting = false;
   }
 
   _armPing(connection) {
     clearTimeout(connection.pingTimer);
     connection.pingTimer = setTimeout(() => {
       if (this._connection !== connection || !connection.ready) return;
+      if (connection.awaiting) return; // the pending timeout decides
       this._send(connection, ["ping", this._saved.synced]);
       this._armTimeout(connection);
     }, this.pingMs);

@@ -181,6 +181,71 @@ describe("SocketClient against logsync serve", () => {
       await proxy.stop();
     }
   });
+
+  test("a listener that throws: no `synced`, the action comes again after the reconnect", async () => {
+    const writer = client("lena");
+    const path = join(tempDir(), "state.json");
+    let failures = 1;
+    const kim = client("kim", { storage: new FileStorage(path), start: false });
+    const handled = [];
+    kim.on("action", (action) => {
+      if (action.text === "boom" && failures > 0) {
+        failures -= 1;
+        throw new Error("listener failed");
+      }
+      handled.push(action.text ?? action.type);
+    });
+    kim.start();
+    await kim.subscribe("tasks");
+    await until(kim, () => kim.seen.processed.length === 1, "subscribed");
+    const synced = await kim.synced();
+    await writer.track((await writer.push({ type: "tasks/add", text: "boom" })).id);
+    await until(kim, () => handled.includes("boom"), "the action handled on its second delivery");
+    assert.equal(kim.seen.errors[0].code, "listener");
+    assert.ok(kim.seen.reconnects.length >= 1);
+    assert.deepEqual(handled.filter((t) => t === "boom"), ["boom"]);
+    assert.ok((await kim.synced()) > synced);
+  });
+
+  test("no pong within `timeout`: error timeout, then a new connection", async () => {
+    const proxy = await startTcpProxy(portOf(server.url));
+    try {
+      const liam = client("liam", { url: proxy.url, ping: 100, timeout: 300 });
+      await until(liam, () => liam.state === "synchronized", "connected");
+      proxy.mute(true);
+      await until(liam, () => liam.seen.errors.some((e) => e.code === "timeout"), "timeout");
+      assert.ok(liam.seen.reconnects.length >= 1);
+      proxy.mute(false);
+      const meta = await liam.push({ type: "tasks/add", text: "after-timeout" });
+      assert.equal((await liam.track(meta.id)).id, meta.id);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("subscriptions and `synced` survive a new client on the same FileStorage", async () => {
+    const writer = client("nina");
+    const path = join(tempDir(), "state.json");
+    const node = "omar:resume";
+    const first = client("omar", { node, storage: new FileStorage(path) });
+    await first.subscribe("tasks");
+    await until(first, () => first.seen.processed.length === 1, "subscribed");
+    await writer.track((await writer.push({ type: "tasks/add", text: "s-seen" })).id);
+    await until(first, () => texts(first).includes("s-seen"), "s-seen");
+    await first.stop();
+    await writer.track((await writer.push({ type: "tasks/add", text: "s-missed" })).id);
+
+    const second = client("omar", { node, storage: new FileStorage(path) });
+    const [saved] = await second.subscriptions();
+    assert.equal(saved.channel, "tasks");
+    assert.equal(typeof saved.since.id, "string");
+    assert.equal(await second.synced(), await first.synced());
+    await until(second, () => texts(second).includes("s-missed"), "s-missed");
+    await writer.track((await writer.push({ type: "tasks/add", text: "s-later" })).id);
+    await until(second, () => texts(second).includes("s-later"), "s-later");
+    assert.deepEqual(texts(second).filter((t) => t.startsWith("s-")), ["s-missed", "s-later"]);
+    assert.equal(second.seen.actions.filter(([a]) => a.type === "tasks/snapshot").length, 0);
+  });
 });
 
 describe("SocketClient across a server restart", () => {
