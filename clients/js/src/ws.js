@@ -170,12 +170,39 @@ export class SocketClient {
     if (this._running) return;
     this._running = true;
     this._attempt = 0;
+    this._watchPage(true);
     this._open();
+  }
+
+  /**
+   * Connect now if the client is waiting out a reconnect delay (browsers: called by itself when
+   * the page comes back `online` or becomes visible, as @logux/core's Reconnect does).
+   */
+  reconnectNow() {
+    if (!this._running || this._reconnectTimer === undefined) return;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = undefined;
+    this._open();
+  }
+
+  /** @param {boolean} on */
+  _watchPage(on) {
+    const target = globalThis.window ?? globalThis.self;
+    if (typeof target?.addEventListener !== "function" || globalThis.document === undefined) return;
+    this._onPage ??= () => {
+      if (globalThis.document.visibilityState !== "hidden") this.reconnectNow();
+    };
+    for (const event of ["online", "focus", "visibilitychange"]) {
+      const where = event === "visibilitychange" ? globalThis.document : target;
+      if (on) where.addEventListener(event, this._onPage);
+      else where.removeEventListener(event, this._onPage);
+    }
   }
 
   /** Disconnect for good (no reconnect); the queue stays saved. Resolves once saved writes are done. */
   async stop() {
     this._running = false;
+    this._watchPage(false);
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = undefined;
     const connection = this._connection;
@@ -541,7 +568,10 @@ export class SocketClient {
     this._emit("error", new SyncError(`the server sent error ${code}`, {
       code, body: options, reason: typeof options === "string" ? options : undefined,
     }));
-    if (fatal) this._running = false;
+    if (fatal) {
+      this._running = false;
+      this._watchPage(false);
+    }
   }
 
   /** @param {any} connection @param {number | undefined} code */

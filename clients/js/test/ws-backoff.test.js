@@ -41,6 +41,27 @@ test("close code 1013: reconnects after at least busyDelay, and stops on stop()"
   }
 });
 
+test("reconnectNow() skips the wait of a reconnect delay", async () => {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.once("listening", resolve));
+  let connects = 0;
+  server.on("connection", (socket) => {
+    connects += 1;
+    socket.close(1013, "try again later");
+  });
+  const url = `ws://127.0.0.1:${server.address().port}/`;
+  const client = socketClient(url, "hurry", { busyDelay: 60_000 });
+  try {
+    await until(client, () => client.seen.reconnects.length === 1, "the first reconnect delay");
+    assert.ok(client.seen.reconnects[0].delay >= 60_000);
+    client.reconnectNow();
+    await until(client, () => connects === 2, "a second connection at once", 5000);
+  } finally {
+    await client.stop();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
 test("metas are shortened and expanded as @logux/core does", () => {
   const client = new SocketClient({ url: "ws://127.0.0.1:1/", node: "10:me", token: "t", WebSocket });
   client.timeFix = 7;
