@@ -121,6 +121,8 @@ export class SocketClient {
     this._saved = { synced: 0, channels: {} };
     this._running = false;
     this._attempt = 0;
+    /** The `added` of this client's last `sync` message (what `ping`/`pong` carry). */
+    this._added = 0;
     /** @type {any} the current socket */
     this._socket = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -131,6 +133,8 @@ export class SocketClient {
     this._seenSet = new Set();
     /** @type {Map<string, { resolve: Function, reject: Function }[]>} */
     this._tracked = new Map();
+    /** @type {Map<string, any>} answers of the last queued actions, for a late track() */
+    this._recent = new Map();
     /** @type {Set<Function>} sync() waiters, told whenever the queue shrinks or the client stops */
     this._waiters = new Set();
   }
@@ -235,9 +239,14 @@ export class SocketClient {
   /**
    * A promise of the server's answer to a pushed action: resolves with the `processed` answer,
    * rejects with a SyncError (code `undo`, `reason`, `body`: the logux/undo action) on undo.
+   * An answer that came already (among the last 2000) settles it at once.
    * @param {string} id the meta.id `push` resolved with
    */
   track(id) {
+    const known = this._recent.get(id);
+    if (known !== undefined) {
+      return known.kind === "processed" ? Promise.resolve(known.result) : Promise.reject(known.error);
+    }
     return new Promise((resolve, reject) => {
       const list = this._tracked.get(id) ?? [];
       list.push({ resolve, reject });
@@ -351,7 +360,6 @@ export class SocketClient {
       connectSent: 0,
       /** @type {Map<number, true>} `added` of the sent syncs awaiting `synced` */
       outstanding: new Map(),
-      added: 0,
       /** @type {Map<string, { channel: string, action: object }>} subscribe/unsubscribe ids */
       answers: new Map(),
       /** @type {Set<string>} ids of queued actions sent on this connection (sent once each) */
@@ -369,6 +377,7 @@ export class SocketClient {
       fatal: false,
     };
     this._connection = connection;
+    this._armTimeout(connection); // the socket must open and be `connected` within `timeout`
     socket.onopen = () => {
       if (this._connection !== connection) return;
       this._sendConnect(connection).catch((error) => {
@@ -441,7 +450,7 @@ export class SocketClient {
         else this._armTimeout(connection);
         return;
       case "ping":
-        this._send(connection, ["pong", this._saved.synced]);
+        this._send(connection, ["pong", this._added]);
         return;
       case "pong":
         this._stopTimeout(connection);
@@ -536,13 +545,16 @@ export class SocketClient {
       this._emitState();
       for (const waiter of this._waiters) waiter();
       const result = { id, action, meta: queuedMeta, ...undo };
+      const error = kind === "undo"
+        ? new SyncError(`the server undid ${id}: ${answer.reason}`, {
+          code: "undo", reason: answer.reason, body: answer,
+        })
+        : undefined;
+      this._recent.set(id, { kind, result, error });
+      if (this._recent.size > SEEN_WINDOW) this._recent.delete(this._recent.keys().next().value);
       for (const { resolve, reject } of this._tracked.get(id) ?? []) {
-        if (kind === "processed") resolve(result);
-        else {
-          reject(new SyncError(`the server undid ${id}: ${answer.reason}`, {
-            code: "undo", reason: answer.reason, body: answer,
-          }));
-        }
+        if (error === undefined) resolve(result);
+        else reject(error);
       }
       this._tracked.delete(id);
       await this._emitAwaited(kind, result);
@@ -637,8 +649,8 @@ export class SocketClient {
     entries = entries.filter(([, meta]) => !connection.sent.has(meta.id));
     if (entries.length === 0) return;
     for (const [, meta] of entries) connection.sent.add(meta.id);
-    connection.added += 1;
-    const added = connection.added;
+    this._added += 1;
+    const added = this._added;
     const message = ["sync", added];
     for (const [action, meta] of entries) message.push(action, this._shortMeta(connection, meta));
     connection.outstanding.set(added, true);
@@ -727,7 +739,7 @@ export class SocketClient {
     connection.pingTimer = setTimeout(() => {
       if (this._connection !== connection || !connection.ready) return;
       if (connection.awaiting) return; // the pending timeout decides
-      this._send(connection, ["ping", this._saved.synced]);
+      this._send(connection, ["ping", this._added]);
       this._armTimeout(connection);
     }, this.pingMs);
   }

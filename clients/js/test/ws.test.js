@@ -79,6 +79,18 @@ describe("SocketClient against logsync serve", () => {
     assert.deepEqual(await bob.pending(), []);
   });
 
+  test("a refused subscription is undone and forgotten; a token function is awaited", async () => {
+    const pat = client("pat", { token: async () => "secret-pat" });
+    await pat.subscribe("user/someone-else");
+    await until(pat, () => pat.seen.undo.length === 1, "the undo");
+    assert.equal(pat.seen.undo[0].channel, "user/someone-else");
+    assert.equal(pat.seen.undo[0].reason, "denied");
+    assert.deepEqual(await pat.subscriptions(), []);
+    const meta = await pat.push({ type: "tasks/add", text: "late-track" });
+    await pat.sync();
+    assert.equal((await pat.track(meta.id)).id, meta.id, "an answer already in settles track()");
+  });
+
   test("wrong credentials: an error, no reconnect", async () => {
     const mallory = client("mallory", { token: "nope" });
     await until(mallory, () => mallory.seen.errors.length > 0 && mallory.state === "disconnected",
