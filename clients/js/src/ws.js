@@ -27,8 +27,13 @@ export const PROTOCOL = 5;
 /** Errors after which reconnecting cannot help (the client stops, as @logux/core's Reconnect). */
 const FATAL = new Set(["wrong-protocol", "wrong-subprotocol", "wrong-credentials"]);
 
-/** Close code "Try Again Later": the server is busy; reconnect after at least `busyDelay`. */
+/**
+ * Close code "Try Again Later": the server is busy; reconnect after the wait its close reason
+ * gives (logsync: "try again later (try again in 3 s)", a Retry-After in words), else after at
+ * least `busyDelay`.
+ */
 const TRY_AGAIN_LATER = 1013;
+const RETRY_HINT = /try again in (\d+(?:\.\d+)?) ?s\b/;
 
 /** Received ids kept to drop a replayed action seen already (a bounded window). */
 const SEEN_WINDOW = 2000;
@@ -401,7 +406,7 @@ export class SocketClient {
     socket.onerror = () => {};
     socket.onclose = (/** @type {{ code: number, reason: string }} */ event) => {
       if (this._connection !== connection) return;
-      this._ended(connection, event.code);
+      this._ended(connection, event.code, event.reason);
     };
   }
 
@@ -586,8 +591,8 @@ export class SocketClient {
     }
   }
 
-  /** @param {any} connection @param {number | undefined} code */
-  _ended(connection, code) {
+  /** @param {any} connection @param {number | undefined} code @param {string} [reason] */
+  _ended(connection, code, reason) {
     this._stopTimeout(connection);
     clearTimeout(connection.pingTimer);
     connection.ready = false;
@@ -599,14 +604,19 @@ export class SocketClient {
       for (const waiter of this._waiters) waiter();
       return;
     }
-    this._scheduleReconnect(code);
+    this._scheduleReconnect(code, reason);
   }
 
-  /** @param {number | undefined} code */
-  _scheduleReconnect(code) {
+  /** @param {number | undefined} code @param {string} [reason] the close reason */
+  _scheduleReconnect(code, reason) {
     if (!this._running || this._reconnectTimer !== undefined) return;
     let delay = backoffDelay(this._attempt, this.backoff, this.random);
-    if (code === TRY_AGAIN_LATER) delay = Math.max(delay, this.busyDelay * (1 + this.random()));
+    if (code === TRY_AGAIN_LATER) {
+      const hint = RETRY_HINT.exec(reason ?? "");
+      // The server's hint is jittered already; our own floor gets jitter here.
+      const wait = hint ? Number(hint[1]) * 1000 : this.busyDelay * (1 + this.random());
+      delay = Math.max(delay, wait);
+    }
     this._attempt += 1;
     this._emit("reconnect", { attempt: this._attempt, delay, code });
     this._reconnectTimer = setTimeout(() => {
