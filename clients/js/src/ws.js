@@ -65,6 +65,8 @@ export class SocketClient {
    * @param {number} [options.ping] idle ms before a `ping` (default 10000)
    * @param {number} [options.timeout] ms to wait for `connected`, `synced` or `pong` (default 20000)
    * @param {number} [options.syncBatch] pending actions per `sync` message (default 100)
+   * @param {number} [options.maxMessageBytes] about the most bytes of one `sync` message (the
+   *   server's `max_frame_bytes`, default 1 MiB); `push` refuses an action too large for one
    * @param {boolean} [options.fixTime] correct times by the handshake's time fix (default true)
    * @param {string} [options.keyPrefix] storage key prefix (default `logsync:<node>:`)
    * @param {() => number} [options.random] for the jitter (default Math.random)
@@ -81,6 +83,7 @@ export class SocketClient {
     ping = 10_000,
     timeout = 20_000,
     syncBatch = 100,
+    maxMessageBytes = 1 << 20,
     fixTime = true,
     keyPrefix,
     random = Math.random,
@@ -104,6 +107,7 @@ export class SocketClient {
     this.pingMs = ping;
     this.timeout = timeout;
     this.syncBatch = syncBatch;
+    this.maxMessageBytes = maxMessageBytes;
     this.fixTime = fixTime;
     this.keyPrefix = keyPrefix ?? `logsync:${node}:`;
     this.random = random;
@@ -231,6 +235,9 @@ export class SocketClient {
   async push(action) {
     if (action === null || typeof action !== "object" || typeof action.type !== "string") {
       throw new TypeError("an action is an object with a string type");
+    }
+    if (byteSize(action) > this.maxMessageBytes - ENVELOPE_BYTES) {
+      throw new RangeError(`the action is larger than one message (${this.maxMessageBytes} bytes)`);
     }
     await this._load();
     const meta = this._newMeta();
@@ -500,9 +507,7 @@ export class SocketClient {
     this.remoteNode = remoteNode;
     connection.ready = true;
     this._attempt = 0;
-    for (let i = 0; i < this._queue.actions.length; i += this.syncBatch) {
-      this._sendSync(this._queue.actions.slice(i, i + this.syncBatch));
-    }
+    for (const batch of this._batches(this._queue.actions)) this._sendSync(batch);
     for (const channel of Object.keys(this._saved.channels)) this._sendSubscribe(channel);
     if (connection.outstanding.size === 0) this._setState("synchronized");
   }
@@ -669,6 +674,29 @@ export class SocketClient {
     this._armTimeout(connection);
   }
 
+  /**
+   * The queue cut into `sync` messages: at most `syncBatch` actions and about
+   * `maxMessageBytes` each (an action's meta is counted as ENVELOPE_BYTES).
+   * @param {[object, { id: string, time: number }][]} entries
+   */
+  _batches(entries) {
+    const batches = [];
+    let batch = [];
+    let bytes = ENVELOPE_BYTES;
+    for (const entry of entries) {
+      const size = byteSize(entry[0]) + ENVELOPE_BYTES;
+      if (batch.length > 0 && (batch.length >= this.syncBatch || bytes + size > this.maxMessageBytes)) {
+        batches.push(batch);
+        batch = [];
+        bytes = ENVELOPE_BYTES;
+      }
+      batch.push(entry);
+      bytes += size;
+    }
+    if (batch.length > 0) batches.push(batch);
+    return batches;
+  }
+
   /** @param {string} channel */
   _sendSubscribe(channel) {
     const connection = this._connection;
@@ -810,6 +838,16 @@ export class SocketClient {
   async _emitAwaited(event, ...args) {
     for (const listener of this._listeners.get(event) ?? []) await listener(...args);
   }
+}
+
+/** Bytes allowed for one meta and the message's own brackets: more than they ever take. */
+const ENVELOPE_BYTES = 1024;
+
+const encoder = new TextEncoder();
+
+/** The UTF-8 size of a value's JSON. @param {unknown} value */
+function byteSize(value) {
+  return encoder.encode(JSON.stringify(value)).length;
 }
 
 /** @param {string} id @returns {[string, string, string]} */

@@ -83,3 +83,18 @@ test("metas are shortened and expanded as @logux/core does", () => {
   assert.deepEqual(client._expandMeta(connection, { id: [-5, "11:you", 1], time: -5, subprotocol: 3 }),
     { id: "999995 11:you 1", time: 1000002, subprotocol: 3 });
 });
+
+test("the queue goes in batches bounded by count and bytes; push refuses an action too large", async () => {
+  const client = new SocketClient({
+    url: "ws://127.0.0.1:1/", node: "10:me", token: "t", WebSocket,
+    syncBatch: 3, maxMessageBytes: 8192,
+  });
+  const small = (n) => [{ type: "t", n }, { id: `${n} 10:me 0`, time: n }];
+  const big = (n) => [{ type: "t", text: "é".repeat(2000), n }, { id: `${n} 10:me 0`, time: n }];
+  const sizes = (batches) => batches.map((b) => b.map(([a]) => a.n));
+  assert.deepEqual(sizes(client._batches([1, 2, 3, 4, 5].map(small))), [[1, 2, 3], [4, 5]]);
+  // 4000 bytes of text each (é is 2 bytes) + 1024 counted per meta: one per 8192-byte message
+  assert.deepEqual(sizes(client._batches([1, 2].map(big))), [[1], [2]]);
+  await assert.rejects(client.push({ type: "t", text: "x".repeat(8192) }), RangeError);
+  assert.deepEqual(await client.pending(), []);
+});
