@@ -161,8 +161,9 @@ export class SocketClient {
    * - `state` ({ state, pending }): `connecting`, `sending` (a `sync` awaits `synced`),
    *   `synchronized`, `disconnected`; `pending` is the count of unanswered queued actions
    * - `error` (SyncError): a server `error` message (`code` is its type) or a local one
-   *   (`timeout`); after `wrong-credentials`, `wrong-subprotocol`, `wrong-protocol` the client
-   *   stops reconnecting
+   *   (`timeout`, `zombie`: a newer connection of this client id took over); after
+   *   `wrong-credentials`, `wrong-subprotocol`, `wrong-protocol` and `zombie` the client stops
+   *   reconnecting
    * - `debug` (text): a server `['debug', 'error', text]`
    * - `reconnect` ({ attempt, delay, code }): the next connection starts in `delay` ms
    * @param {"action" | "processed" | "undo" | "state" | "error" | "debug" | "reconnect"} event
@@ -599,12 +600,23 @@ export class SocketClient {
   /** @param {any} connection @param {number | undefined} code @param {string} [reason] */
   _ended(connection, code, reason) {
     this._stopTimeout(connection);
+    if (reason === "zombie") {
+      // A newer connection of the same client id took over (another tab with this node id, or
+      // this client again after a half-open socket): reconnecting would only take it back.
+      connection.fatal = true;
+      this._emit("error", new SyncError("another connection of this client took over", {
+        code: "zombie",
+      }));
+    }
     clearTimeout(connection.pingTimer);
     connection.ready = false;
     this._connection = undefined;
     this._socket = undefined;
     this._setState("disconnected");
-    if (connection.fatal) this._running = false;
+    if (connection.fatal) {
+      this._running = false;
+      this._watchPage(false);
+    }
     if (!this._running) {
       for (const waiter of this._waiters) waiter();
       return;

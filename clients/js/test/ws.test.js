@@ -91,6 +91,19 @@ describe("SocketClient against logsync serve", () => {
     assert.equal((await pat.track(meta.id)).id, meta.id, "an answer already in settles track()");
   });
 
+  test("a second connection of the same client id: the first is a zombie and stops", async () => {
+    const node = "quentin:same";
+    const first = client("quentin", { node });
+    await until(first, () => first.state === "synchronized", "first connected");
+    const second = client("quentin", { node });
+    await until(first, () => first.seen.errors.some((e) => e.code === "zombie"), "zombie");
+    assert.equal(first.state, "disconnected");
+    assert.equal(first.seen.reconnects.length, 0);
+    const meta = await second.push({ type: "tasks/add", text: "survivor" });
+    assert.equal((await second.track(meta.id)).id, meta.id);
+    assert.equal(second.seen.errors.length, 0);
+  });
+
   test("wrong credentials: an error, no reconnect", async () => {
     const mallory = client("mallory", { token: "nope" });
     await until(mallory, () => mallory.seen.errors.length > 0 && mallory.state === "disconnected",
