@@ -279,9 +279,12 @@ describe("SocketClient across a server restart", () => {
     let server = await startServer({ store });
     const proxy = await startTcpProxy(portOf(server.url));
     const judy = socketClient(proxy.url, "judy", { backoff: { base: 20, cap: 100 } });
+    let writer;
     try {
+      await judy.subscribe("tasks");
       const first = await judy.push({ type: "tasks/add", text: "before" });
       await judy.track(first.id);
+      await until(judy, () => judy.seen.processed.some((p) => p.channel === "tasks"), "subscribed");
       await server.stop();
       await until(judy, () => judy.seen.reconnects.length >= 3, "reconnect attempts");
       const delays = judy.seen.reconnects.map((r) => r.delay);
@@ -294,7 +297,14 @@ describe("SocketClient across a server restart", () => {
       assert.equal(answer.id, queued.id);
       await until(judy, () => judy.state === "synchronized", "synchronized again");
       assert.equal(judy.seen.states.at(-1).pending, 0);
+      // The resubscription resumed on the restarted server (same log): live actions, no new load.
+      writer = socketClient(server.url, "kurt");
+      await writer.track((await writer.push({ type: "tasks/add", text: "restarted" })).id);
+      await until(judy, () => texts(judy).includes("restarted"), "an action after the restart");
+      assert.equal(judy.seen.actions.filter(([a]) => a.type === "tasks/snapshot").length, 1);
+      assert.deepEqual(texts(judy).filter((t) => t === "restarted"), ["restarted"]);
     } finally {
+      await writer?.stop();
       await judy.stop();
       await proxy.stop();
       await server.stop();
