@@ -147,6 +147,20 @@ describe("SocketClient against logsync serve", () => {
     assert.deepEqual(await third.pending(), []);
   });
 
+  test("switching transports keeps the queue: what a PullClient queued, a SocketClient sends", async () => {
+    const storage = new FileStorage(join(tempDir(), "state.json"));
+    const node = "rita:switch";
+    const pull = createClient({ url: server.url, node, token: "secret-rita", storage });
+    const queued = await pull.push({ type: "tasks/add", text: "queued-over-http" });
+    const socket = client("rita", { node, storage: new FileStorage(storage.path) });
+    assert.deepEqual((await socket.pending()).map(([, meta]) => meta.id), [queued.id]);
+    assert.equal((await socket.track(queued.id)).id, queued.id);
+    const next = await socket.push({ type: "tasks/add", text: "then-over-ws" });
+    // The id sequence continues from the saved queue: never the same id twice.
+    assert.ok(Number(next.id.split(" ")[0]) >= Number(queued.id.split(" ")[0]));
+    assert.notEqual(next.id, queued.id);
+  });
+
   test("an action whose answer was lost is resent after the reconnect, and processed once", async () => {
     const proxy = await startTcpProxy(portOf(server.url));
     try {
