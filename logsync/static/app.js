@@ -215,7 +215,10 @@ class Chat {
       default:
         return;
     }
-    if (room === this.room) this.render({ older: action.type === "chat/history" && action.older });
+    if (room === this.room) {
+      this.render({ older: action.type === "chat/history" && action.older });
+      if (action.type !== "chat/read") this.sendRead();
+    }
     await this.save(room);
   }
 
@@ -275,6 +278,7 @@ class Chat {
     $("title").textContent = this.title(room);
     this.renderSidebar();
     this.render({ bottom: true });
+    this.sendRead();
   }
 
   title(room) {
@@ -303,13 +307,22 @@ class Chat {
     client.on("state", ({ state, pending }) => {
       this.pendingCount = pending;
       this.showState(state);
-      if (state === "synchronized") this.sendRead();
+      if (state === "disconnected") this.announced = false;
+      if (state === "synchronized") {
+        this.sendRead();
+        // Say I am here as soon as I am connected, not only at the next heartbeat.
+        if (!this.announced) {
+          this.announced = true;
+          this.heartbeat();
+        }
+      }
     });
     addEventListener("offline", () => {
       client.stop();
       this.showState("disconnected");
     });
     addEventListener("online", () => client.start());
+    document.addEventListener("visibilitychange", () => this.sendRead());
     if (navigator.onLine) client.start();
     this.showState(client.state);
   }
@@ -455,7 +468,7 @@ class Chat {
       element.innerHTML =
         '<div class="author"></div><div class="text"></div>' +
         '<div class="meta"><time></time><span class="status"></span>' +
-        '<span class="reactions"></span><button type="button" class="react">+👍</button></div>';
+        '<span class="reactions"></span><button type="button" class="react">+♥</button></div>';
       element.querySelector(".author").textContent = message.user;
       element.querySelector(".text").textContent = message.text;
       const time = element.querySelector("time");
@@ -465,8 +478,8 @@ class Chat {
         minute: "2-digit",
       });
       const react = element.querySelector(".react");
-      react.setAttribute("aria-label", `React with a thumbs up to ${message.user}'s message`);
-      react.addEventListener("click", () => this.react(message.id, "👍"));
+      react.setAttribute("aria-label", `React with a heart to ${message.user}'s message`);
+      react.addEventListener("click", () => this.react(message.id, "♥"));
       this.elements.set(message.id, element);
     }
     const mine = message.user === this.user;
@@ -477,7 +490,7 @@ class Chat {
     status.textContent = !mine
       ? ""
       : message.status === "pending"
-        ? "🕓 not sent yet"
+        ? "○ not sent yet"
         : message.status === "failed"
           ? "✗ not sent (refused)"
           : read

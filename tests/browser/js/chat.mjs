@@ -94,9 +94,21 @@ const stories = {
     for (const { page } of [alice, bob]) {
       await page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
     }
+    // How the message first appears: pending (shown before the server's answer), never sent.
+    await alice.page.evaluate(() => {
+      window.firstStatus = new Promise((resolve) => {
+        new MutationObserver((records, observer) => {
+          for (const node of records.flatMap((record) => [...record.addedNodes])) {
+            if (node.classList?.contains("message")) {
+              observer.disconnect();
+              resolve(node.querySelector(".status").textContent);
+            }
+          }
+        }).observe(document.querySelector("#messages"), { childList: true });
+      });
+    });
     await send(alice.page, "hello bob");
-    // Shown before any answer could have come back: in the same task as the key press.
-    assert((await texts(alice.page)).includes("hello bob"), "the message shows at once");
+    assertEqual(await alice.page.evaluate(() => window.firstStatus), "○ not sent yet", "shown at once, pending");
     await alice.page.waitForFunction(() =>
       document.querySelector("#messages .message.mine.sent .status")?.textContent.includes("sent"));
     await bob.page.waitForFunction(() =>
@@ -174,10 +186,10 @@ const stories = {
       document.querySelector(".message.mine .status.read")?.textContent.includes("read"));
     await bob.page.click('#messages .message:not(.mine) button.react');
     await alice.page.waitForFunction(() =>
-      document.querySelector(".message.mine .reactions")?.textContent === "👍 1");
-    await send(bob.page, "yes 👍");
+      document.querySelector(".message.mine .reactions")?.textContent === "♥ 1");
+    await send(bob.page, "yes ♥");
     await alice.page.waitForFunction(() =>
-      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "yes 👍"));
+      [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "yes ♥"));
     await shot(alice.page, "receipts-alice");
     await shot(bob.page, "receipts-bob");
   },
