@@ -128,6 +128,12 @@ describe("SocketClient against logsync serve", () => {
     await until(carol, () => carol.seen.processed.filter((p) => p.channel === "tasks").length === 2,
       "unsubscribed");
     assert.deepEqual(await carol.subscriptions(), []);
+    // Nothing of the channel after the unsubscribe: an action to carol's user, sent after one to
+    // the channel, arrives alone.
+    await dave.track((await dave.push({ type: "tasks/add", text: "after-unsubscribe" })).id);
+    await dave.track((await dave.push({ type: "note", to: "carol", n: 1 })).id);
+    await until(carol, () => carol.seen.actions.some(([a]) => a.type === "note"), "the note");
+    assert.equal(texts(carol).includes("after-unsubscribe"), false);
   });
 
   test("the offline queue survives a new client on the same FileStorage", async () => {
