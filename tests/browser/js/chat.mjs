@@ -192,6 +192,18 @@ const stories = {
       [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "yes ♥"));
     await shot(alice.page, "receipts-alice");
     await shot(bob.page, "receipts-bob");
+    // Both users side by side (docs/chat.png in the README is one of these).
+    const images = await Promise.all(
+      [alice, bob].map(async ({ page }) => (await page.screenshot()).toString("base64")),
+    );
+    const board = await alice.context.newPage();
+    await board.setViewportSize({ width: 1808, height: 640 });
+    await board.setContent(
+      `<body style="margin:0;display:flex;gap:8px;background:#999">${images
+        .map((image) => `<img src="data:image/png;base64,${image}">`)
+        .join("")}</body>`,
+    );
+    await shot(board, "chat-side-by-side");
   },
 
   /** A server restart in the middle: the page reconnects, what was said is still there. */
