@@ -1,7 +1,8 @@
 """The listening socket and the plain HTTP endpoints: :func:`serve` runs a node; WebSocket
 upgrades are served by :class:`~logsync.server.ws.WebSocketProtocol`, every other request by
 the aiohttp application of :func:`build_web_app` (``/health``, ``/health/live``, ``/metrics``,
-the pull API of :mod:`logsync.server.pull`, the demo chat's page at ``/``).
+the pull API of :mod:`logsync.server.pull`, and at ``/`` the demo chat's page when the app is
+:mod:`logsync.demo`, else a hello line).
 
 ``/metrics`` may be served on its own address instead (``metrics_listen``, e.g. an internal
 interface; the public port then answers 404 for it) and may require a bearer token
@@ -22,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from logsync import demo
 from logsync.app import App
 from logsync.broker import open_broker
 from logsync.engine import ServerNode
@@ -101,9 +103,9 @@ def build_web_app(node: ServerNode) -> web.Application:
             # A later request on a kept-alive HTTP connection; browsers and proxies open a
             # new connection for each WebSocket.
             return web.Response(status=400, text="open a new connection for a WebSocket upgrade\n")
-        if request.path != "/":
-            return web.Response(status=404, text="Not Found\n")
-        return static_file(STATIC, "index.html")
+        if request.path == "/" and node.app is demo.app:
+            return static_file(STATIC, "index.html")
+        return web.Response(text="logsync: a Logux protocol v5 server\n")
 
     async def health(request: web.Request) -> web.Response:
         if node.stopping:
@@ -212,6 +214,9 @@ async def serve(app: App, settings: Settings) -> None:
     print(
         f"logsync listening on {scheme}://{settings.host}:{port}/ node {node.node_id}", flush=True
     )
+    if app is demo.app:
+        shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(f"the demo chat: open http{scheme[2:]}://{shown_host}:{port}/", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
