@@ -5,9 +5,10 @@ user. The chat (its page is ``logsync/static``, served at ``/``):
 
 - ``chat/{room}``: a conversation. ``lobby``, ``random``… are open to everyone; ``dm~alice~bob``
   (the two user ids, sorted) is a direct conversation, open to those two only. Subscribing
-  ``load``\\s one ``chat/history`` action: the latest :data:`PAGE` messages with their
-  reactions and the read receipts. ``chat/older`` ``{room, before}`` asks for the page before
-  ``before`` (an ``added`` position of that history), answered with ``chat/history`` again.
+  with ``history: N`` (at most :data:`PAGE_MAX`) ``load``\\s one ``chat/history`` action: the
+  latest N messages with their reactions and the read receipts. ``chat/older``
+  ``{room, before, limit?}`` asks for the page before ``before`` (an ``added`` position of that
+  history), answered with ``chat/history`` again.
 - ``chat/message`` ``{room, text}``, ``chat/read`` ``{room, id}`` (the reader has seen every
   message up to that one), ``chat/react`` ``{room, id, emoji}``: resent to the conversation.
 - ``presence``: ``chat/here`` ``{user}`` heartbeats of open pages, resent to it; its ``load`` is
@@ -31,8 +32,10 @@ from logsync.app import App, AuthContext, Context, Undo
 app = App(subprotocol=1)
 names: dict[str, str] = {}
 
-#: messages in one history page
+#: messages in one history page unless the subscriber asks for another count
 PAGE = 30
+#: the most messages one history page may hold (``history``/``limit`` above it are refused)
+PAGE_MAX = 100
 #: entries read from the store per call while a page is assembled
 READ_CHUNK = 500
 #: how long a user counts as online after their last heartbeat (their page sends one every 10 s)
@@ -101,20 +104,21 @@ class ChatReact(BaseModel):
 class ChatOlder(BaseModel):
     room: str = Field(pattern=f"^{ROOM}$")
     before: int = Field(gt=0)
+    limit: int = Field(default=PAGE, ge=1, le=PAGE_MAX)
 
 
 class ChatHere(BaseModel):
     user: str = Field(min_length=1, max_length=100)
 
 
-async def history(ctx: Context, room: str, before: int | None) -> dict[str, Any]:
-    """One ``chat/history`` page of ``room``: the last :data:`PAGE` messages before ``before``
+async def history(ctx: Context, room: str, before: int | None, limit: int) -> dict[str, Any]:
+    """One ``chat/history`` page of ``room``: the last ``limit`` messages before ``before``
     (an ``added`` position; None: the latest), their reactions, and each user's latest read.
 
     The store reads forward only, so the channel's index is scanned in chunks up to ``before``
     keeping the last page; what goes to the client is one page."""
     index = f"channel:chat/{room}"
-    messages: deque[dict[str, Any]] = deque(maxlen=PAGE)
+    messages: deque[dict[str, Any]] = deque(maxlen=limit)
     reactions: dict[str, list[dict[str, Any]]] = {}
     reads: dict[str, str] = {}
     after = 0
@@ -151,7 +155,7 @@ async def history(ctx: Context, room: str, before: int | None) -> dict[str, Any]
         "reads": reads,
         "before": first,
         # a full page may have older messages before it; a shorter one is the beginning
-        "more": len(messages) == PAGE,
+        "more": len(messages) == limit,
         "older": before is not None,
     }
 
@@ -160,8 +164,15 @@ def chat_access(ctx: Context, action: Any, meta: dict[str, Any]) -> bool:
     return may_join(ctx.user_id, ctx.params["room"])
 
 
-async def chat_load(ctx: Context, action: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    return await history(ctx, ctx.params["room"], None)
+async def chat_load(ctx: Context, action: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """With ``history: N`` in the subscribe (the page asks for it), the latest N messages;
+    without it nothing (a bare subscription gets only what comes next)."""
+    count = action.get("history")
+    if count is None:
+        return None
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= PAGE_MAX:
+        raise Undo("error", details=f"history must be a whole number from 1 to {PAGE_MAX}")
+    return await history(ctx, ctx.params["room"], None, count)
 
 
 app.channel("chat/{room}", access=chat_access, load=chat_load)
@@ -183,7 +194,7 @@ app.type("chat/react", model=ChatReact, access=room_access, resend=to_room)
 
 
 async def send_older(ctx: Context, action: ChatOlder, meta: dict[str, Any]) -> None:
-    await ctx.send_back(await history(ctx, action.room, action.before))
+    await ctx.send_back(await history(ctx, action.room, action.before, action.limit))
 
 
 app.type("chat/older", model=ChatOlder, access=room_access, process=send_older)

@@ -20,6 +20,7 @@ import { IndexedDBStorage } from "/clients/js/storage-indexeddb.js";
 
 const USER = /^[A-Za-z0-9_-]{1,30}$/;
 const ROOMS = ["lobby", "random"];
+const PAGE = 30;
 const HEARTBEAT_MS = 10_000;
 const ONLINE_MS = 25_000;
 const $ = (id) => document.getElementById(id);
@@ -272,7 +273,8 @@ class Chat {
     const rooms = this.knownRooms();
     localStorage.setItem(`logsync-demo:rooms:${this.user}`, JSON.stringify(rooms));
     await this.view(room);
-    await this.client.subscribe(`chat/${room}`);
+    // `history`: the channel's load sends its latest messages (logsync/demo.py).
+    await this.client.subscribe(`chat/${room}`, { history: PAGE });
     for (const element of this.elements.values()) element.remove();
     this.elements.clear();
     $("title").textContent = this.title(room);

@@ -145,6 +145,7 @@ const stories = {
     await send(alice.page, "offline three");
     const pending = () =>
       alice.page.$$eval("#messages .message.pending .text", (nodes) => nodes.map((n) => n.textContent));
+    await until("three pending while offline", async () => (await pending()).length === 3);
     assertEqual(await pending(), ["offline one", "offline two", "offline three"], "pending while offline");
     await shot(alice.page, "offline-pending");
     await alice.page.reload();
