@@ -109,8 +109,9 @@ const stories = {
     });
     await send(alice.page, "hello bob");
     assertEqual(await alice.page.evaluate(() => window.firstStatus), "○ not sent yet", "shown at once, pending");
+    // Confirmed: "✓ sent", or already "✓✓ read" if Bob was quick.
     await alice.page.waitForFunction(() =>
-      document.querySelector("#messages .message.mine.sent .status")?.textContent.includes("sent"));
+      /✓ sent|✓✓ read/.test(document.querySelector("#messages .message.mine.sent .status")?.textContent));
     await bob.page.waitForFunction(() =>
       [...document.querySelectorAll("#messages .message .text")].some((n) => n.textContent === "hello bob"));
     assertEqual(await alice.page.$eval("#text", (node) => node.value), "", "the composer is emptied");
