@@ -119,6 +119,10 @@ def test_offline_messages_survive_a_reload_and_go_out_in_the_order_written(
     assert (ARTIFACTS / "offline-reloaded.png").stat().st_size > 0
 
 
+def test_presence_and_a_direct_conversation(server: ServerProcess) -> None:
+    run_story("presence", server)
+
+
 def test_a_read_receipt_and_a_reaction_cross_over(server: ServerProcess) -> None:
     run_story("receipts", server)
 

@@ -171,6 +171,32 @@ const stories = {
     await shot(bob.page, "offline-back-bob");
   },
 
+  /** Who is online shows; clicking them opens a direct conversation that reaches them unopened. */
+  async presence(browser) {
+    const alice = await openUser(browser, url, "alice");
+    const bob = await openUser(browser, url, "bob");
+    await alice.page.waitForFunction(() => document.querySelector('#presence li[data-user="bob"] button'));
+    await bob.page.waitForFunction(() => document.querySelector('#presence li[data-user="alice"]'));
+    await alice.page.click('#presence li[data-user="bob"] button');
+    await alice.page.waitForFunction(() => document.querySelector("#title").textContent === "@ bob");
+    await send(alice.page, "just between us");
+    // Bob has not opened the conversation: it appears in his list, its message waiting there.
+    const dm = '#rooms button:text-is("@ alice")';
+    await bob.page.waitForSelector(dm);
+    assert(!(await texts(bob.page)).includes("just between us"), "not shown in the lobby");
+    await bob.page.click(dm);
+    await until("Bob sees the direct message", async () => (await texts(bob.page)).includes("just between us"));
+    // Carol is not one of the two: the server refuses her the conversation.
+    const carol = await openUser(browser, url, "carol", { room: "dm~alice~bob" });
+    // Online (synchronized) comes once the server has answered her subscriptions.
+    await carol.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    await until("Carol's subscription refused", () =>
+      carol.page.evaluate(async () => !(await window.chat.client.subscriptions()).some(
+        (subscription) => subscription.channel === "chat/dm~alice~bob")));
+    assertEqual(await texts(carol.page), [], "Carol sees nothing of it");
+    await shot(bob.page, "presence-dm-bob");
+  },
+
   /** A read receipt and a reaction cross over. */
   async receipts(browser) {
     const alice = await openUser(browser, url, "alice");
