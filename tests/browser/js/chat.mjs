@@ -155,8 +155,23 @@ const stories = {
     assertEqual(await pending(), ["offline one", "offline two", "offline three"], "still pending after a reload");
     assertEqual(await connection(alice.page), "offline", "still offline after the reload");
     await shot(alice.page, "offline-reloaded");
+    // Every text the connection state shows from now on.
+    await alice.page.evaluate(() => {
+      const shown = document.querySelector("#connection");
+      window.states = [shown.textContent];
+      new MutationObserver(() => window.states.push(shown.textContent)).observe(shown, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    });
     await alice.context.setOffline(false);
     await alice.page.waitForFunction(() => document.querySelector("#connection").dataset.state === "online");
+    const states = await alice.page.evaluate(() => window.states);
+    assert(
+      states.some((text) => /^catching up · [3-9] to send$/.test(text)),
+      `catching up with a count is shown on the way back: ${JSON.stringify(states)}`,
+    );
     await until("Alice's messages sent", async () => (await pending()).length === 0);
     const order = ["offline one", "offline two", "bob while alice is away", "offline three"];
     await until("Bob gets them in the order written", async () => {
