@@ -5,16 +5,30 @@ through the WebSocket protocol and the connection. For comparing two commits sid
     python -m loadtest.microbench                           # this checkout
     python -m loadtest.microbench --checkout /tmp/snapshot  # another one (a `git archive`)
 
-Each figure is the best of 5 repeats of 20,000 calls, in µs per call. The code measured is the
-checkout's own (``logsync.server.connection`` / ``logsync.server.ws``, or ``logsync.connection``
-in checkouts from before issue 10), imported in a fresh interpreter run from that checkout.
+Each figure is the best of 5 repeats of 20,000 calls, in µs per call. On a busy machine count
+instructions instead (repeatable whatever else runs)::
+
+    python -m loadtest.microbench --callgrind 2000 [--checkout DIR]
+
+runs the same two paths under ``valgrind --tool=callgrind`` three times (no call, 2000 offers,
+2000 synced frames) and prints the instructions per call (the difference from the empty run, so
+interpreter start-up and set-up cancel out). ``--fanout N`` offers each entry to N connections
+in turn, as a fan-out does (the fan-out benchmark's shape is 100: per-entry work, such as
+encoding the action once, is then shared as in a server).
+
+The code measured is the checkout's own (``logsync.server.connection`` / ``logsync.server.ws``,
+or ``logsync.connection`` in checkouts from before issue 10), imported in a fresh interpreter run from that checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import subprocess
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loadtest.servers import ROOT
@@ -68,15 +82,26 @@ def best(fn):
     return min(timeit.repeat(fn, number=20000, repeat=5)) / 20000 * 1e6
 
 async def main():
-    conn = Connection(Node(), Transport())
-    accepted(conn)
-    conn.start_delivery(0, up_to_date=True)
+    # "offers,synced,entries": a fixed count of calls, no timing (entries: how many to build)
+    calls = os.environ.get("MICROBENCH_CALLS")
+    # each entry is offered to `fan` connections in turn (a fan-out: per-entry work is shared)
+    fan = int(os.environ.get("MICROBENCH_FANOUT", "1"))
+    conns = [Connection(Node(), Transport()) for _ in range(fan)]
+    for conn in conns:
+        accepted(conn)
+        conn.start_delivery(0, up_to_date=True)
     entries = iter([
         Entry(i, f"{i} other:x:1 0", i, {"type": "chat", "text": "hi"}, ["client:u:c"], [], None, "processed")
-        for i in range(1, 100002)
+        for i in range(1, (int(calls.split(",")[2]) if calls else 100000) // fan + 2)
     ])
+    turn = [0, None]
     def offer():
-        conn.offer(next(entries))
+        i = turn[0]
+        turn[0] = i + 1
+        if i % fan == 0:
+            turn[1] = next(entries)
+        conn = conns[i % fan]
+        conn.offer(turn[1])
         conn.session._unacked.clear()  # as if acknowledged: stays live
         conn.session._outgoing.clear()
     protocol = ws.WebSocketProtocol(Node(), lambda: None)
@@ -89,6 +114,13 @@ async def main():
     payload, mask = b'["synced",5]', os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     frame = bytes((0x81, 0x80 | len(payload))) + mask + masked
+    if calls is not None:
+        offers, synced, _ = map(int, calls.split(","))
+        for _ in range(offers):
+            offer()
+        for _ in range(synced):
+            protocol.data_received(frame)
+        return
     print(f"offer {best(offer):.2f} us   synced frame {best(lambda: protocol.data_received(frame)):.2f} us")
 
 asyncio.run(main())
@@ -98,9 +130,56 @@ asyncio.run(main())
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkout", type=Path, default=ROOT, help="whose logsync to measure")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="CALLS",
+        help="count instructions per call under valgrind (CALLS of each path) instead of timing",
+    )
+    parser.add_argument(
+        "--fanout", type=int, default=1, help="connections each entry is offered to (default 1)"
+    )
     args = parser.parse_args()
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=args.checkout, check=False)
-    raise SystemExit(done.returncode)
+    os.environ["MICROBENCH_FANOUT"] = str(args.fanout)
+    if args.callgrind is None:
+        done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=args.checkout, check=False)
+        raise SystemExit(done.returncode)
+    calls = args.callgrind
+    with ThreadPoolExecutor(3) as pool:
+        runs = [(0, 0), (calls, 0), (0, calls)]
+        empty, offers, frames = pool.map(lambda run: instructions(args.checkout, *run, calls), runs)
+    offer, synced = (offers - empty) / calls, (frames - empty) / calls
+    print(f"offer {offer:.0f} instructions   synced frame {synced:.0f} instructions")
+
+
+def instructions(checkout: Path, offers: int, synced: int, entries: int) -> int:
+    """Instructions the script executes under callgrind with that many calls of each path (and
+    ``entries`` built beforehand in every run, so that the set-up cancels out)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {
+            **os.environ,
+            "MICROBENCH_CALLS": f"{offers},{synced},{entries}",
+            "PYTHONHASHSEED": "0",
+        }
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-c",
+                SCRIPT,
+            ],
+            cwd=checkout,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        found = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"no summary in {out}")
+        return int(found.group(1))
 
 
 if __name__ == "__main__":
