@@ -8,6 +8,7 @@ from typing import Any
 import msgpack
 import orjson
 
+from logsync.protocol.codec import sync_template
 from logsync.protocol.ids import parse_node_id
 
 WAITING, PROCESSED, ERROR = "waiting", "processed", "error"
@@ -45,6 +46,8 @@ class Entry:
     origin: str | None = None
     # whether it can be sent over both codecs (see `deliverable`), found once per entry
     sendable: bool | None = None
+    # (local node id, the `sync` template of json_sync, the id's ms), made once per entry
+    json_sync_cache: tuple[str, bytes, int] | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -77,6 +80,17 @@ class Entry:
             # and this one lives as long as the entry
             self.encoded = orjson.Fragment(bytes(memoryview(orjson.dumps(self.action))))
         return self.encoded
+
+    def json_sync(self, local_node_id: str) -> tuple[bytes, int]:
+        """This entry alone in a ``sync`` to a JSON client of node ``local_node_id``: the
+        :func:`~logsync.protocol.codec.sync_template` and the id's ms, made once per entry (a
+        fan-out fills it per recipient). Only for a :attr:`deliverable` entry."""
+        cached = self.json_sync_cache
+        if cached is None or cached[0] != local_node_id:
+            action = orjson.dumps(self.wire_action(False))  # the fragment's bytes
+            template, ms = sync_template(action, self.id, self.subprotocol, local_node_id)
+            cached = self.json_sync_cache = (local_node_id, template, ms)
+        return cached[1], cached[2]
 
     @property
     def deliverable(self) -> bool:

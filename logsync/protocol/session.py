@@ -109,7 +109,8 @@ class Session:
         self._unacked: deque[tuple[float, int]] = deque()  # (sync added, sent at)
         self._held: list[tuple[Message, str]] = []
         self._held_bytes = 0
-        self._outgoing: list[Message] = []
+        # messages, and frames already encoded (bytes: see send_sync_encoded)
+        self._outgoing: list[Message | bytes] = []
         self._last_received = now
         self._ping_sent_at: int | None = None
         self._opened_at = now
@@ -288,6 +289,18 @@ class Session:
         self._unacked.append((self.watermark, now))
         self._outgoing.append(message)
 
+    def send_sync_encoded(self, added: int, template: bytes, ms: int, time: int, now: int) -> None:
+        """Send one log entry already encoded for a JSON client: what :meth:`send_sync` with one
+        action sends, from the entry's :func:`~logsync.protocol.codec.sync_template` (``ms``: its
+        id's, ``time``: its meta's). The frame is queued as ``bytes``, written as it is."""
+        if self.state is not State.CONNECTED:
+            return
+        if added > self.watermark:
+            self.watermark = added
+        base = self.base_time
+        self._outgoing.append(template % (self.watermark, ms - base, time - base))
+        self._unacked.append((self.watermark, now))
+
     def send_synced(self, added: float) -> None:
         """Acknowledge a client's ``sync`` once its actions are durable (or refused)."""
         if self.state is State.CONNECTED:
@@ -345,8 +358,9 @@ class Session:
 
     # -- output ------------------------------------------------------------------------------
 
-    def take_outgoing(self) -> list[Message]:
-        """Messages to write, oldest first; the session forgets them."""
+    def take_outgoing(self) -> list[Message | bytes]:
+        """Messages to write, oldest first (``bytes``: a JSON frame already encoded); the session
+        forgets them."""
         out, self._outgoing = self._outgoing, []
         return out
 

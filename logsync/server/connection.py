@@ -36,7 +36,6 @@ from logsync.protocol import (
     ConnectRequested,
     ErrorReceived,
     Event,
-    Message,
     ProtocolError,
     Session,
     SyncedReceived,
@@ -183,12 +182,12 @@ class Connection:
     def dispatch(self, events: list[Event]) -> None:
         """Act on what the session reported, then write what it wants sent."""
         for event in events:
-            if isinstance(event, ConnectRequested):
+            if isinstance(event, SyncedReceived):  # the most common: one per delivery
+                self._acked.set()
+            elif isinstance(event, ConnectRequested):
                 self.node.spawn(self.node.authenticate(self, event))
             elif isinstance(event, ActionsReceived):
                 self.node.receive_actions(self, event, self._frame_size)
-            elif isinstance(event, SyncedReceived):
-                self._acked.set()
             elif isinstance(event, CloseRequested):
                 self.flush()
                 self.transport.close(1000 if event.reason == "timeout" else 1008, event.reason)
@@ -224,11 +223,18 @@ class Connection:
 
     def flush(self) -> None:
         """Encode and hand to the transport everything the session has queued."""
-        messages: list[Message] = self.session.take_outgoing()
+        messages = self.session.take_outgoing()
+        if len(messages) == 1:
+            only = messages[0]
+            if isinstance(only, bytes):  # a live push alone: already encoded
+                self.transport.write([only], False)
+                return
         if messages:
             codec = self.codec
             try:
-                payloads = [codec.encode_payload(m) for m in messages]
+                payloads = [
+                    m if isinstance(m, bytes) else codec.encode_payload(m) for m in messages
+                ]
             except (TypeError, ValueError, OverflowError):
                 # Entries are checked before they are queued (Entry.deliverable); reaching this
                 # is a bug, and the client must not be left waiting for what it never got.
@@ -309,8 +315,13 @@ class Connection:
     def _push(self, entry: Entry) -> None:
         """Send an offered entry live, alone in its ``sync``."""
         self.node.metrics.deliveries += 1
-        wire = entry.wire_action(self.codec.binary)
-        self.session.send_sync(entry.added, [(wire, entry.meta())], now_ms())
+        session = self.session
+        if self.codec.binary:
+            session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
+        else:
+            # spliced: the entry's frame is encoded once per fan-out, not once per recipient
+            template, ms = entry.json_sync(session.server_node_id)
+            session.send_sync_encoded(entry.added, template, ms, entry.time, now_ms())
 
     def _behind(self, live_window: int, high_water: int) -> bool:
         """Whether the client is not keeping up (see :meth:`Delivery.offer`)."""

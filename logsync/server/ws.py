@@ -259,6 +259,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._flusher.mark(self)  # pongs, the answer to a close: at the end of the turn
         if self._held:
             self._hold(events)
+        elif len(events) == 1 and events[0].__class__ is str and not self._reading_paused:
+            # one text message (a `synced`, most often): what _dispatch does with it
+            if not self._closing:
+                conn.receive(events[0])
         else:
             self._dispatch(events)
 
