@@ -247,12 +247,14 @@ class Chat {
     const room = this.room;
     const action = { type: "chat/message", room, text };
     const meta = await this.push(action);
+    if (meta === undefined) return;
     this.addMessage(action, meta, "pending");
     this.render({ bottom: true });
     await this.save(room);
   }
 
   async react(messageId, emoji) {
+    if (this.elsewhere) return;
     const view = this.rooms.get(this.room);
     this.addReaction(view, messageId, emoji, this.user);
     this.render();
@@ -319,11 +321,29 @@ class Chat {
         }
       }
     });
+    // One connection per client id: a second tab of this browser takes it over (the server
+    // closes the older one as a `zombie`). The tab that gave way writes nothing more — the
+    // queue and the conversations in IndexedDB are the other tab's now — and, looked at again,
+    // reloads: it reads them back from IndexedDB and takes the connection back.
+    client.on("error", (error) => {
+      if (error?.code !== "zombie") return;
+      this.elsewhere = true;
+      $("text").disabled = true;
+      this.showState("disconnected");
+    });
+    const takeBack = () => {
+      if (!this.elsewhere || document.visibilityState !== "visible" || !navigator.onLine) return;
+      location.reload();
+    };
+    document.addEventListener("visibilitychange", takeBack);
+    addEventListener("focus", takeBack);
     addEventListener("offline", () => {
       client.stop();
       this.showState("disconnected");
     });
-    addEventListener("online", () => client.start());
+    addEventListener("online", () => {
+      if (!this.elsewhere) client.start();
+    });
     document.addEventListener("visibilitychange", () => this.sendRead());
     if (navigator.onLine) client.start();
     this.showState(client.state);
@@ -333,6 +353,7 @@ class Chat {
   showState(clientState) {
     let state;
     if (!navigator.onLine) state = "offline";
+    else if (this.elsewhere) state = "open in another tab";
     else if (clientState === "synchronized") state = this.pendingCount > 0 ? "catching-up" : "online";
     else if (clientState === "sending") state = "catching-up";
     else state = "reconnecting";
@@ -345,6 +366,7 @@ class Chat {
 
   /** Queue an action: saved in IndexedDB, then sent as soon as the client is connected. */
   async push(action) {
+    if (this.elsewhere) return undefined; // another tab holds the queue
     const meta = await this.client.push(action);
     return meta;
   }

@@ -129,3 +129,9 @@ def test_a_read_receipt_and_a_reaction_cross_over(server: ServerProcess) -> None
 
 def test_a_server_restart_in_the_middle_loses_nothing(server: ServerProcess) -> None:
     run_story("restart", server)
+
+
+def test_two_tabs_of_one_browser_take_turns_holding_the_connection(
+    server: ServerProcess,
+) -> None:
+    run_story("tabs", server)

@@ -45,6 +45,39 @@ async function seed(room, count) {
 }
 
 const stories = {
+  /** Two tabs of one browser share the client id: the tab looked at holds the connection. */
+  async tabs(browser) {
+    const first = await openUser(browser, url, "alice");
+    const online = (page) => page.waitForFunction(
+      () => document.querySelector("#connection").dataset.state === "online", null,
+      { timeout: 15_000 });
+    await online(first.page);
+    const second = await first.context.newPage();  // the same browser profile: same client id
+    await second.goto(`${url}/?user=alice`);
+    await online(second);
+    await until("the first tab to give way", async () =>
+      (await connection(first.page)) === "open in another tab");
+    await send(second, "from the second tab");
+    await until("the message to be sent", () => second.$eval("#messages",
+      (list) => [...list.querySelectorAll(".message")].some((m) =>
+        m.textContent.includes("from the second tab") && !m.classList.contains("pending"))));
+    assert(await first.page.$eval("#text", (text) => text.disabled), "the tab that gave way writes nothing");
+    // Looked at again, the first tab reloads, takes the connection back, and has what was said
+    // meanwhile (from IndexedDB: the server never sends a client its own actions).
+    await first.page.bringToFront();
+    await Promise.all([
+      first.page.waitForNavigation(),
+      first.page.evaluate(() => window.dispatchEvent(new Event("focus"))),
+    ]);
+    await first.page.waitForFunction(() => window.chat !== undefined, null, { timeout: 15_000 });
+    await online(first.page);
+    await until("the second tab to give way", async () =>
+      (await connection(second)) === "open in another tab");
+    await until("the first tab to show the message", async () =>
+      (await texts(first.page)).includes("from the second tab"));
+    assertEqual(first.page.errors, [], "no page errors");
+  },
+
   /** On open I see the latest messages; scrolling up pages older ones in, without a jump. */
   async history(browser) {
     await seed("lobby", 75);
