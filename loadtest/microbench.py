@@ -120,6 +120,8 @@ async def main():
             offer()
         for _ in range(synced):
             protocol.data_received(frame)
+        delivered = sum(conn.node.metrics.deliveries for conn in conns)
+        print(f"{offers} offers delivered {delivered}, {synced} synced frames")
         return
     print(f"offer {best(offer):.2f} us   synced frame {best(lambda: protocol.data_received(frame)):.2f} us")
 
