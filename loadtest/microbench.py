@@ -149,7 +149,9 @@ def main() -> None:
     calls = args.callgrind
     with ThreadPoolExecutor(3) as pool:
         runs = [(0, 0), (calls, 0), (0, calls)]
-        empty, offers, frames = pool.map(lambda run: instructions(args.checkout, *run, calls), runs)
+        empty, offers, frames = pool.map(
+            lambda run: instructions(args.checkout, run[0], run[1], calls), runs
+        )
     offer, synced = (offers - empty) / calls, (frames - empty) / calls
     print(f"offer {offer:.0f} instructions   synced frame {synced:.0f} instructions")
 
