@@ -76,9 +76,7 @@ class Entry:
         if binary:
             return self.action
         if self.encoded is None:
-            # copied to its own size: orjson's result keeps a 4 KiB buffer however short it is,
-            # and this one lives as long as the entry
-            self.encoded = orjson.Fragment(bytes(memoryview(orjson.dumps(self.action))))
+            self.encoded = _fragment(orjson.dumps(self.action))
         return self.encoded
 
     def json_sync(self, local_node_id: str) -> tuple[bytes, int]:
@@ -150,5 +148,11 @@ def _sendable(entry: Entry) -> bool:
     except (TypeError, ValueError, OverflowError):
         return False
     if entry.encoded is None:
-        entry.encoded = orjson.Fragment(encoded)
+        entry.encoded = _fragment(encoded)
     return True
+
+
+def _fragment(encoded: bytes) -> orjson.Fragment:
+    """An action's JSON kept with its entry, copied to its own size: an ``orjson.dumps`` result
+    keeps a 4 KiB buffer however short it is, and this one lives as long as the entry."""
+    return orjson.Fragment(bytes(memoryview(encoded)))
