@@ -28,6 +28,9 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # client's queue, the dedupe read, the append, ``process``, the status write, and the whole way
 # from the frame to its answer.
 STAGES = ("queued", "seen", "append", "process", "status", "answered")
+# The admission controller's states and signals (logsync.engine.load).
+ADMISSION_STATES = ("ceiling", "increasing", "decreasing", "floor", "fixed")
+ADMISSION_SIGNALS = ("loop_lag", "store_queue", "budget_fill")
 # How a wake-up can end (``logsync_wakeups_total{result}``).
 WAKEUP_RESULTS = ("sent", "gone", "backoff", "failed", "dropped", "coalesced")
 
@@ -120,6 +123,15 @@ class Snapshot:
     outbound_bytes: int
     inbound_actions: int
     handshakes_waiting: int
+    handshakes_in_progress: int
+    # the admission controller (logsync.engine.load): the rate it admits now, its state, its
+    # decreases by signal, and the signals as it last read them
+    admission_rate: float
+    admission_state: str
+    admission_decreases: dict[str, int]
+    loop_lag_s: float
+    store_queue: int
+    budget_fill: float
     # outcome ("admitted", "deferred", "refused") → handshakes
     handshakes: dict[str, int]
     healthy: bool
@@ -206,6 +218,31 @@ class _Collector(Collector):
                 "Handshakes waiting for admission.",
                 snap.handshakes_waiting,
             ),
+            (
+                "logsync_handshakes_in_progress",
+                "Handshakes admitted and not yet accepted or refused.",
+                snap.handshakes_in_progress,
+            ),
+            (
+                "logsync_admission_rate",
+                "Handshakes per second admitted now (the controller's rate; handshake_rate at most).",
+                snap.admission_rate,
+            ),
+            (
+                "logsync_loop_lag_smoothed_seconds",
+                "The event loop's lag as admission reads it (smoothed).",
+                snap.loop_lag_s,
+            ),
+            (
+                "logsync_store_queue_depth",
+                "Store calls waiting or running now.",
+                snap.store_queue,
+            ),
+            (
+                "logsync_catch_up_budget_fill",
+                "The catch-up budget's fill as admission reads it (1.0: full).",
+                snap.budget_fill,
+            ),
             ("logsync_healthy", "1 when the store and broker answer.", int(snap.healthy)),
         )
         for name, text, value in gauges:
@@ -217,6 +254,23 @@ class _Collector(Collector):
                 labels=["outcome"],
             ),
             snap.handshakes,
+        )
+        yield _labelled(
+            GaugeMetricFamily(
+                "logsync_admission_state",
+                "1 for the admission controller's state now: ceiling, increasing, decreasing, "
+                "floor, fixed (admission_adaptive off).",
+                labels=["state"],
+            ),
+            {state: int(state == snap.admission_state) for state in ADMISSION_STATES},
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "logsync_admission_decreases_total",
+                "Times the admitted handshake rate was cut, by the signal over its threshold.",
+                labels=["signal"],
+            ),
+            {signal: snap.admission_decreases.get(signal, 0) for signal in ADMISSION_SIGNALS},
         )
         for name, text, attribute in COUNTERS:
             yield CounterMetricFamily(name, text, value=getattr(m, attribute))

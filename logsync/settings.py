@@ -127,6 +127,57 @@ class Settings(BaseSettings):
     handshake_queue: int = Field(
         5000, gt=0, description="handshakes waiting beyond those; past it: 1013 / 503 with retry"
     )
+    handshake_wait_max_ms: int = Field(
+        10_000,
+        gt=0,
+        description="no more handshakes wait than the current rate admits in this long (the "
+        "rest are told to come back)",
+    )
+    handshake_concurrency: int = Field(
+        256, gt=0, description="handshakes admitted and not yet accepted or refused, at most"
+    )
+    handshake_retry_min_ms: int = Field(
+        1_000, gt=0, description="least retry hint (Retry-After, the 1013 reason)"
+    )
+    handshake_retry_max_ms: int = Field(
+        60_000, gt=0, description="greatest retry hint (Retry-After, the 1013 reason)"
+    )
+    admission_adaptive: bool = Field(
+        True,
+        description="admit handshakes at a rate that follows the load (AIMD between "
+        "admission_floor and handshake_rate); false: handshake_rate always",
+    )
+    admission_floor: float = Field(
+        20.0, gt=0, allow_inf_nan=False, description="handshakes/s admitted however loaded"
+    )
+    admission_increase: float = Field(
+        100.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="handshakes/s added to the rate per second the node is healthy",
+    )
+    admission_decrease: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="the rate is multiplied by this when the node is overloaded (each 0.5 s)",
+    )
+    admission_loop_lag_ms: float = Field(
+        50.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="overloaded past this event-loop lag (smoothed over ~0.25 s)",
+    )
+    admission_store_queue: int = Field(
+        200, gt=0, description="overloaded past this many store calls waiting or running"
+    )
+    admission_budget_fill: float = Field(
+        0.9,
+        gt=0,
+        allow_inf_nan=False,
+        description="overloaded past this fill of the catch-up budget (1.0: full)",
+    )
     takeover_ms: int = Field(
         10_000,
         ge=0,
@@ -379,6 +430,16 @@ LIMITS = (
     "handshake_rate",
     "handshake_burst",
     "handshake_queue",
+    "handshake_wait_max_ms",
+    "handshake_concurrency",
+    "handshake_retry_min_ms",
+    "handshake_retry_max_ms",
+    "admission_floor",
+    "admission_increase",
+    "admission_decrease",
+    "admission_loop_lag_ms",
+    "admission_store_queue",
+    "admission_budget_fill",
     "pull_page_max",
     "pull_wait_max_s",
     "pull_state_ttl_ms",

@@ -1,22 +1,34 @@
 """Flow control for reconnect storms: how fast handshakes are admitted, and how many wait.
 
 :class:`TokenBucket` is pure arithmetic (time is passed in). :class:`Admission` is the node's gate
-built on it: a handshake takes a token or waits for one in a bounded queue; when the queue is full
-it is refused with a jittered retry hint, so the refused clients spread their retries out.
+built on it: a handshake takes a token or waits in a bounded queue for one; waiters are let in,
+oldest first, as tokens come at the *current* rate (which the node's
+:class:`~logsync.engine.load.Controller` moves between a floor and ``handshake_rate``); past the
+queue a handshake is refused with a retry hint computed from the backlog and that rate.
+
+Call :meth:`Admission.admit`, then :meth:`Admission.done` once the handshake ended (accepted or
+not): the handshakes in progress are counted (``handshake_concurrency`` caps them when set).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import random
 import time
+from collections import deque
+from collections.abc import Callable
+
+# A retry hint is spread ±this fraction (the clients add their own jitter on top).
+RETRY_JITTER = 0.2
 
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up.
 
-    :meth:`reserve` takes a token now or books the next free one: the bucket may go negative, each
-    negative token being one booked handshake.
+    :meth:`take` takes a token if one is there. :meth:`reserve` takes one now or books the next
+    free one: the bucket may go negative, each negative token being one booked handshake.
     """
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
@@ -26,8 +38,26 @@ class TokenBucket:
         self._last = now
 
     def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
         self._last = now
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Tokens come at ``rate`` from ``now`` on (those up to ``now`` at the old rate)."""
+        self._refill(now)
+        self.rate = rate
+
+    def take(self, now: float) -> bool:
+        """Take a whole token if one is there."""
+        self._refill(now)
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def until_next(self, now: float) -> float:
+        """Seconds until a whole token is there (0.0 if one is)."""
+        self._refill(now)
+        return max(0.0, (1 - self._tokens) / self.rate)
 
     def reserve(self, now: float) -> float:
         """Take a token: 0.0 if one was there, else how many seconds until the booked one is."""
@@ -50,37 +80,143 @@ class Refused(Exception):
 
 
 class Admission:
-    """The node's handshake gate: ``rate`` per second, ``burst`` at once, ``queue`` waiting."""
+    """The node's handshake gate: ``rate`` per second (:meth:`set_rate` moves it), ``burst`` at
+    once, at most ``queue`` waiting — and no more than ``wait_max`` seconds' worth at the current
+    rate, so none waits longer than that (it is told to come back instead).
 
-    def __init__(self, rate: float, burst: float, queue: int) -> None:
-        self.bucket = TokenBucket(rate, burst, time.monotonic())
+    ``concurrency`` (0: no cap) caps the handshakes admitted and not :meth:`done` yet.
+    ``retry_min``/``retry_max`` clamp the retry hints. ``clock`` is the monotonic time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        queue: int,
+        *,
+        wait_max: float = math.inf,
+        concurrency: int = 0,
+        retry_min: float = 1.0,
+        retry_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.bucket = TokenBucket(rate, burst, clock())
         self.queue = queue
+        self.wait_max = wait_max
+        self.concurrency = concurrency
+        self.retry_min = retry_min
+        self.retry_max = retry_max
         self.admitted = 0
         self.deferred = 0
         self.refused = 0
+        self.in_progress = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        # the time until which refused clients were promised a place, one per 1/rate (the
+        # queue beyond the queue: each refused client is told a later time than the previous)
+        self._promised = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.bucket.rate
 
     @property
     def waiting(self) -> int:
-        return self.bucket.booked(time.monotonic())
+        """Handshakes waiting for their turn."""
+        return len(self._waiters)
+
+    @property
+    def bound(self) -> int:
+        """How many may wait now: ``queue``, or fewer when the rate would keep them past
+        ``wait_max``."""
+        return max(1, int(min(self.queue, self.rate * self.wait_max)))
+
+    def set_rate(self, rate: float) -> None:
+        """Admit at ``rate`` from now on (the controller's step)."""
+        if rate != self.bucket.rate:
+            self.bucket.set_rate(rate, self.clock())
+            self._pump()
 
     def full(self) -> bool:
-        return self.waiting >= self.queue
+        return self.waiting >= self.bound
 
-    def retry_after(self) -> float:
-        """Seconds a refused client should wait: the time to drain the queue, spread ±50 %."""
-        drain = (self.queue + 1) / self.bucket.rate
-        return max(1.0, drain * random.uniform(0.5, 1.5))
+    def retry_after(self, promise: bool = False) -> float:
+        """Seconds a refused client should wait: until the queue ahead of it has drained at the
+        current rate, plus one turn for each client refused before it and not yet due back;
+        spread ±:data:`RETRY_JITTER`, clamped to ``retry_min``…``retry_max``. ``promise``: this
+        client is refused (:meth:`refuse`), the next one is told one turn later."""
+        now, rate = self.clock(), self.rate
+        due = max(now + (self.waiting + 1) / rate, self._promised)
+        if promise:
+            self._promised = min(due + 1 / rate, now + self.retry_max)
+        hint = (due - now) * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+        return min(self.retry_max, max(self.retry_min, hint))
 
     def refuse(self) -> Refused:
         self.refused += 1
-        return Refused(self.retry_after())
+        return Refused(self.retry_after(promise=True))
 
     async def admit(self) -> None:
-        """Wait for this handshake's turn, or raise :class:`Refused` when too many wait already."""
+        """Wait for this handshake's turn, or raise :class:`Refused` when too many wait already.
+        Once it returns, call :meth:`done` when the handshake has ended."""
+        if not self._waiters and self._free() and self.bucket.take(self.clock()):
+            self._enter()
+            return
         if self.full():
             raise self.refuse()
-        delay = self.bucket.reserve(time.monotonic())
-        if delay > 0:
-            self.deferred += 1
-            await asyncio.sleep(delay)
+        self.deferred += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._schedule()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.done()  # let in just as it was cancelled: give the place back
+            else:
+                with contextlib.suppress(ValueError):  # _pump may have dropped it
+                    self._waiters.remove(waiter)
+            raise
+        # _pump counted it in (admitted, in_progress) when it resolved the waiter
+
+    def done(self) -> None:
+        """A handshake :meth:`admit` let in has ended: its place goes to the next."""
+        self.in_progress -= 1
+        self._pump()
+
+    def _free(self) -> bool:
+        return self.concurrency <= 0 or self.in_progress < self.concurrency
+
+    def _enter(self) -> None:
         self.admitted += 1
+        self.in_progress += 1
+
+    def _pump(self) -> None:
+        """Let in the oldest waiters while there are tokens and places; time the next turn."""
+        waiters = self._waiters
+        while waiters and self._free():
+            if waiters[0].done():  # cancelled, its task not resumed yet
+                waiters.popleft()
+                continue
+            if not self.bucket.take(self.clock()):
+                break
+            waiter = waiters.popleft()
+            self._enter()
+            waiter.set_result(None)
+        self._schedule(again=True)
+
+    def _schedule(self, again: bool = False) -> None:
+        """Time the next turn (``again``: anew, the rate or the places may have changed)."""
+        if self._timer is not None:
+            if not again:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if self._waiters and self._free():
+            delay = self.bucket.until_next(self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._pump()

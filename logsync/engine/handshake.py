@@ -69,8 +69,13 @@ class Handshake:
         except Refused as refused:
             peer.close(1013, f"try again later ({refused})")
             return
-        if peer.closed:
-            return
+        try:
+            if not peer.closed:
+                await self._admitted(peer, event)
+        finally:
+            self.admission.done()
+
+    async def _admitted(self, peer: Peer, event: ConnectRequested) -> None:
         node = event.node
         used = event.subprotocol or 0
         if used < self.app.min_subprotocol:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from logsync.app import App
@@ -25,6 +26,7 @@ from logsync.engine.admission import Admission
 from logsync.engine.answers import Answers
 from logsync.engine.handshake import Handshake
 from logsync.engine.inbound import Inbound
+from logsync.engine.load import Controller, LagMonitor, Limits, Sample
 from logsync.engine.peer import Peer
 from logsync.engine.recovery import Recovery
 from logsync.engine.registry import Registry
@@ -42,16 +44,23 @@ from logsync.settings import LIMITS, Settings
 logger = logging.getLogger("logsync.node")
 T = TypeVar("T")
 
-# How often the event loop's lag is sampled (logsync_loop_lag_seconds).
-LAG_INTERVAL_S = 0.05
-
 
 class ServerNode:
     """One logsync node; see the module docstring. It is the app's
     :class:`~logsync.app.Outbox` (``add``, ``subscribe``) and its peers'
     :class:`~logsync.engine.peer.Host`."""
 
-    def __init__(self, app: App, store: LogStore, broker: Broker, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: LogStore,
+        broker: Broker,
+        settings: Settings,
+        *,
+        budget_fill: Callable[[], float] | None = None,
+    ) -> None:
+        """``budget_fill``: how full the catch-up budget is (0.0 to 1.0 and beyond), one of the
+        signals admission follows; none: always 0.0."""
         self.app = app
         self.store = store
         self.broker = broker
@@ -66,9 +75,30 @@ class ServerNode:
         # ids of entries found undeliverable, reported once (bounded)
         self._undeliverable: set[str] = set()
         self._replay_slots = asyncio.Semaphore(settings.replay_concurrency)
+        self.budget_fill: Callable[[], float] = budget_fill or (lambda: 0.0)
         self.admission = Admission(
-            settings.handshake_rate, settings.handshake_burst, settings.handshake_queue
+            settings.handshake_rate,
+            settings.handshake_burst,
+            settings.handshake_queue,
+            wait_max=settings.handshake_wait_max_ms / 1000,
+            concurrency=settings.handshake_concurrency,
+            retry_min=settings.handshake_retry_min_ms / 1000,
+            retry_max=settings.handshake_retry_max_ms / 1000,
         )
+        self.controller = Controller(
+            Limits(
+                ceiling=settings.handshake_rate,
+                floor=min(settings.admission_floor, settings.handshake_rate),
+                increase=settings.admission_increase,
+                decrease=settings.admission_decrease,
+                loop_lag_s=settings.admission_loop_lag_ms / 1000,
+                store_queue=settings.admission_store_queue,
+                budget_fill=settings.admission_budget_fill,
+                adaptive=settings.admission_adaptive,
+            ),
+            time.monotonic(),
+        )
+        self.monitor = LagMonitor(metrics.loop_lag.observe, self._step)
         self.registry = registry = Registry()
         writer = LogWriter(store, broker, metrics)
         self.answers = answers = Answers(writer, registry, self.clock, settings, metrics)
@@ -113,7 +143,7 @@ class ServerNode:
         self.store.timing = self.metrics.store_timing
         await self.recovery.recover()
         await self.wakeups.start()
-        self.spawn(self._watch_loop())
+        self.monitor.start()
         if self.settings.trim_interval_ms > 0:
             self.spawn(self.recovery.trim_periodically(self._running))
 
@@ -127,6 +157,7 @@ class ServerNode:
         await asyncio.gather(*(peer.wait_closed() for peer in peers))
         await self.inbound.wait_idle(timeout=10)
         await self.wakeups.stop()
+        self.monitor.stop()
         for task in list(self._tasks):
             task.cancel()
         await self.broker.close()
@@ -144,13 +175,14 @@ class ServerNode:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task failed", exc_info=task.exception())
 
-    async def _watch_loop(self) -> None:
-        """Sample how late the event loop runs a timer (every callback waits that long)."""
-        loop = asyncio.get_running_loop()
-        while not self.stopping:
-            due = loop.time() + LAG_INTERVAL_S
-            await asyncio.sleep(LAG_INTERVAL_S)
-            self.metrics.loop_lag.observe(max(0.0, loop.time() - due))
+    def sample(self, loop_lag_s: float | None = None) -> Sample:
+        """The node's health signals now (admission follows them)."""
+        lag = self.monitor.lag if loop_lag_s is None else loop_lag_s
+        return Sample(lag, self.store.queue_depth, self.budget_fill())
+
+    def _step(self, now: float, loop_lag_s: float) -> None:
+        """Each tick of the lag monitor: step the admitted handshake rate."""
+        self.admission.set_rate(self.controller.update(now, self.sample(loop_lag_s)))
 
     # -- health --------------------------------------------------------------------------------
 
@@ -201,6 +233,13 @@ class ServerNode:
             outbound_bytes=sum(p.buffered_bytes for p in peers),
             inbound_actions=self.inbound.unanswered(),
             handshakes_waiting=admission.waiting,
+            handshakes_in_progress=admission.in_progress,
+            admission_rate=admission.rate,
+            admission_state=self.controller.state.value,
+            admission_decreases=dict(self.controller.decreases),
+            loop_lag_s=self.monitor.lag,
+            store_queue=self.store.queue_depth,
+            budget_fill=self.budget_fill(),
             handshakes={
                 "admitted": admission.admitted,
                 "deferred": admission.deferred,

@@ -370,6 +370,7 @@ class RedisStore(LogStore):
         self._trim = self._redis.register_script(_TRIM)
         self._sweep = self._redis.register_script(_SWEEP)
         self._forget = self._redis.register_script(_FORGET)
+        self._in_flight = 0
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -378,14 +379,23 @@ class RedisStore(LogStore):
         """The pub/sub channel on which new entries filed under ``index`` are published."""
         return f"{self.prefix}:pub:{index}"
 
+    @property
+    def queue_depth(self) -> int:
+        """Store calls in flight: waiting for a pooled connection or for Redis's answer. (Redis
+        has no queue of its own to read; a call's commands are counted once, as one call.)"""
+        return self._in_flight
+
     @contextlib.contextmanager
     def _available(self) -> Iterator[None]:
+        self._in_flight += 1
         try:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise StoreUnavailable(
                 f"Redis log store at {self._where} unavailable: {error}"
             ) from error
+        finally:
+            self._in_flight -= 1
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         if not entries:

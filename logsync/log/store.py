@@ -68,6 +68,13 @@ class LogStore(abc.ABC):
     #: for each call it answers. Stores that answer directly never call it.
     timing: Callable[[str, float, float], None] | None = None
 
+    @property
+    def queue_depth(self) -> int:
+        """How many calls are waiting for this store or running in it now: a sign of how far
+        behind it is (the node's admission backs off past ``admission_store_queue``). 0 for a
+        store that answers at once (memory)."""
+        return 0
+
     @abc.abstractmethod
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         """Append atomically and durably, in order: dedupe by id, assign ``added``, file into indexes.

@@ -3,7 +3,7 @@ document and the metrics, on a real in-process node."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -133,13 +133,22 @@ async def test_over_admission_is_503_with_a_retry_hint(
     small_client: tuple[ServerNode, Client],
 ) -> None:
     node, client = small_client
-    bucket = node.admission.bucket
-    while node.admission.waiting < node.admission.queue:  # book every place in the queue
-        bucket.reserve(time.monotonic())
+    admission = node.admission
+    await admission.admit()  # the burst token, held (not done)
+    waiting = []
+    while not admission.full():  # take every place in the queue (one token per 100 s)
+        waiting.append(asyncio.create_task(admission.admit()))
+        await asyncio.sleep(0)  # the task queues itself
     body = {"node": "10:phone", "token": "secret", "subprotocol": 2}
     status, answer, headers = await post_raw(client, orjson.dumps(body), "application/json")
     assert (status, answer["error"]) == (503, "try-again-later")
-    assert int(headers["Retry-After"]) >= 1
+    # the queue ahead drains at the current rate: far beyond the clamp
+    assert int(headers["Retry-After"]) == node.settings.handshake_retry_max_ms // 1000
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    admission.done()
+    assert (admission.waiting, admission.in_progress) == (0, 0)
 
 
 async def test_openapi_document(client: Client) -> None:

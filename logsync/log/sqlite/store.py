@@ -88,6 +88,11 @@ class SqliteStore(LogStore):
     def commits(self) -> int:
         return self._writer.commits
 
+    @property
+    def queue_depth(self) -> int:
+        """Calls queued for the SQLite thread or running on it (``seen_now`` reads aside)."""
+        return self._writer.depth
+
     # LogStore.timing, kept by the writer, which answers the calls
     @property
     def timing(self) -> Timing | None:

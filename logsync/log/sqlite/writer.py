@@ -46,6 +46,8 @@ class Writer:
         self.name = name
         self.commits = 0
         self.closed = False
+        #: calls submitted and not answered yet (waiting for the thread or running on it)
+        self.depth = 0
         self.timing: Callable[[str, float, float], None] | None = None
         self._lanes = Lanes()
         self._put = self._lanes.put
@@ -74,6 +76,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._put(Job(fn, write, loop, future, op, quick, time.perf_counter()))
+        self.depth += 1
         return future
 
     async def close(self) -> None:
@@ -90,6 +93,8 @@ class Writer:
         """Hand each caller its answer (scheduled here by :meth:`_answer`)."""
         timing = self.timing
         for job, result, error in done:
+            if job.fn is not None:
+                self.depth -= 1
             if timing is not None and job.op:
                 timing(job.op, job.started - job.queued, job.finished - job.started)
             future = job.future
