@@ -113,9 +113,10 @@ class Admission:
         self.in_progress = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
-        # the time until which refused clients were promised a place, one per 1/rate (the
-        # queue beyond the queue: each refused client is told a later time than the previous)
-        self._promised = 0.0
+        # turns owed to refused clients (the queue beyond the queue: each refused client is told
+        # one turn later than the previous), paid off at the current rate as time passes
+        self._owed = 0.0
+        self._owed_at = clock()
 
     @property
     def rate(self) -> float:
@@ -147,10 +148,11 @@ class Admission:
         spread ±:data:`RETRY_JITTER`, clamped to ``retry_min``…``retry_max``. ``promise``: this
         client is refused (:meth:`refuse`), the next one is told one turn later."""
         now, rate = self.clock(), self.rate
-        due = max(now + (self.waiting + 1) / rate, self._promised)
+        owed = max(0.0, self._owed - (now - self._owed_at) * rate)
+        turns = self.waiting + owed + 1
         if promise:
-            self._promised = min(due + 1 / rate, now + self.retry_max)
-        hint = (due - now) * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+            self._owed, self._owed_at = min(owed + 1, rate * self.retry_max), now
+        hint = turns / rate * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
         return min(self.retry_max, max(self.retry_min, hint))
 
     def refuse(self) -> Refused:
