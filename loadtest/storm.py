@@ -560,6 +560,7 @@ class Storm:
             settled = time.time()
             cpu_storm = self.servers.cpu() - cpu_before
             generator_cpu = cpu_seconds(os.getpid()) - generator_before
+            admission = await admission_metrics(http, self.urls[0])
             await asyncio.sleep(2.0)  # late arrivals (duplicates, live messages) still count
             ours.send("stop")
             if await loop.run_in_executor(None, ours.poll, 30):
@@ -583,6 +584,11 @@ class Storm:
             sink = await self.verify_sink(http) if c.own else {}
         result = self.summarize(rss_before, rss_peak, cpu_storm, produce_s, settled, sink)
         result["generator_cpu_storm_s"] = generator_cpu
+        # handshakes one client needed: its first, each retry after a refusal and a timeout
+        result["attempts_max"] = 1 + max(
+            (sc.retries + sc.timeouts for sc in self.clients), default=0
+        )
+        result["admission"] = admission
         return result
 
     def summarize(
@@ -745,6 +751,25 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | {cell} |")
     lines.append(f"| correct | {'yes' if result['ok'] else 'NO'} |")
     return "\n".join(lines)
+
+
+async def admission_metrics(http: aiohttp.ClientSession, ws_url: str) -> dict[str, float]:
+    """The first node's admission figures after the storm (``/metrics``: handshakes by
+    outcome, the controller's rate, state and decreases); empty when it cannot be read."""
+    url = ws_url.replace("ws://", "http://", 1).rstrip("/") + "/metrics"
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+            text = await response.text() if response.status == 200 else ""
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+    wanted = ("logsync_handshakes_total", "logsync_admission_")
+    figures = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, _, value = line.rpartition(" ")
+            if float(value) or "state" not in name:
+                figures[name] = float(value)
+    return figures
 
 
 def run_once(config: Config) -> dict[str, Any]:
