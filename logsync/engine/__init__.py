@@ -4,6 +4,7 @@
   ask of the engine (:class:`Host`);
 - ``registry``: peers by client, user and node; channel subscribers; routing of entries;
 - ``admission``: the handshake gate for reconnect storms (token bucket, bounded queue);
+- ``load``: the AIMD controller of the gate's rate and the event-loop lag monitor;
 - ``handshake``: admission, brute-force lock, ``auth``, accept;
 - ``inbound``: per-client queues, batches, ``synced`` in order, the inbound bound;
 - ``rules``: dedupe → meta → type rules → append → ``process`` → answers;
