@@ -17,13 +17,16 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from logsync.compiled import HOT_MODULES, compiled_modules
+from tests.support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the build reads: pyproject.toml's packages, the README (the readme field), the backend.
@@ -108,6 +111,33 @@ def test_the_compiled_modules_pass_the_unit_and_server_suites(compiled: Path) ->
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1]
+
+
+def served_modules(env: dict[str, str] | None) -> tuple[dict[str, float], list[str]]:
+    """``logsync_compiled`` of a ``logsync serve`` started in ``env``, and its output."""
+    server = ServerProcess(None, env=env)
+    try:
+        with urllib.request.urlopen(server.http_url + "metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.stop()
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "logsync_compiled"]
+    return {s.labels["module"]: s.value for s in family.samples}, server.output
+
+
+@pytest.mark.timeout(900)
+def test_a_compiled_server_says_so_in_metrics_and_its_log(compiled: Path) -> None:
+    served, output = served_modules(isolated(compiled))
+    assert served == dict.fromkeys(HOT_MODULES, 1.0)
+    assert f"hot modules compiled by mypyc: {len(HOT_MODULES)} of {len(HOT_MODULES)}" in "".join(
+        output
+    )
+
+
+def test_a_server_of_the_editable_install_runs_python() -> None:
+    served, output = served_modules(None)
+    assert served == dict.fromkeys(HOT_MODULES, 0.0)
+    assert f"hot modules compiled by mypyc: 0 of {len(HOT_MODULES)}" in "".join(output)
 
 
 def test_the_editable_install_runs_the_sources() -> None:
