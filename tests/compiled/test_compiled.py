@@ -113,6 +113,21 @@ def test_the_compiled_modules_pass_the_unit_and_server_suites(compiled: Path) ->
     assert " passed" in done.stdout.splitlines()[-1]
 
 
+@pytest.mark.timeout(900)
+def test_a_failed_compile_builds_pure_python(tmp_path: Path) -> None:
+    # LOGSYNC_COMPILE=auto (what `pip install .` does) with a C compiler that fails: the build
+    # succeeds, and installs the sources and no extension.
+    source = copy_checkout(tmp_path / "source")
+    env = {**os.environ, "LOGSYNC_COMPILE": "auto", "CC": "false"}
+    pip("wheel", "--no-deps", "--wheel-dir", str(tmp_path / "wheel"), str(source), env=env)
+    (wheel,) = (tmp_path / "wheel").glob("logsync-*.whl")
+    site = tmp_path / "site"
+    pip("install", "--no-deps", "--target", str(site), str(wheel), env=env)
+    assert [p for s in EXTENSION_SUFFIXES for p in site.rglob("*" + s)] == []
+    for name in HOT_MODULES:
+        assert (site / name.replace(".", "/")).with_suffix(".py").is_file(), name
+
+
 def served_modules(env: dict[str, str] | None) -> tuple[dict[str, float], list[str]]:
     """``logsync_compiled`` of a ``logsync serve`` started in ``env``, and its output."""
     server = ServerProcess(None, env=env)
