@@ -22,6 +22,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from logsync.compiled import compiled_modules
+
 # Upper bounds (seconds) of the latency histogram buckets.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Stages a client action passes, in order (``logsync_action_stage_seconds``): waiting in its
@@ -323,6 +325,14 @@ class _Collector(Collector):
             "How late the event loop ran a periodic timer.",
             [],
             [((), m.loop_lag)],
+        )
+        yield _labelled(
+            GaugeMetricFamily(
+                "logsync_compiled",
+                "1 for a hot module running compiled by mypyc, 0 for one running as Python.",
+                labels=["module"],
+            ),
+            {name: int(done) for name, done in compiled_modules().items()},
         )
 
 

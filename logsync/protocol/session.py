@@ -103,8 +103,9 @@ class Session:
         self.connect_time = 0
         # Highest `added` sent in a `sync`: the value `pong` and non-log actions carry.
         self.watermark = 0
-        # Highest `added` the client confirmed with `synced`.
-        self.acknowledged = 0
+        # Highest `added` the client confirmed with `synced` (a float if it sent one: `synced 5.0`
+        # is valid; compiled by mypyc, an `int` attribute would refuse it).
+        self.acknowledged = 0.0
         # (sync added, sent at), oldest first. A list, not a deque: an empty deque is 760 bytes,
         # a tenth of an idle connection, and at most live_window / replay_window wait at once.
         self._unacked: list[tuple[float, int]] = []

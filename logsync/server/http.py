@@ -26,6 +26,7 @@ from aiohttp import web
 from logsync import demo
 from logsync.app import App
 from logsync.broker import open_broker
+from logsync.compiled import HOT_MODULES, compiled_modules
 from logsync.engine import ServerNode
 from logsync.log import open_store
 from logsync.metrics import render
@@ -210,6 +211,8 @@ async def serve(app: App, settings: Settings) -> None:
         shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
         # Printed before the listening line, so it is there once that line is.
         print(f"logsync metrics on http://{shown}:{metrics_port}/metrics", flush=True)
+    compiled = sum(compiled_modules().values())
+    logger.info("hot modules compiled by mypyc: %d of %d", compiled, len(HOT_MODULES))
     # Tests and launchers wait for this exact line.
     print(
         f"logsync listening on {scheme}://{settings.host}:{port}/ node {node.node_id}", flush=True
