@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import random
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -81,6 +82,7 @@ class Config:
     timeout: float = 120.0
     png: str = ""
     json: bool = False
+    trace_memory: str = ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--timeout", type=float, default=120.0, help="max s for the storm to settle")
     add("--png", default="", help="draw clients, memory and live latency over time")
     add("--json", action="store_true", help="print one JSON object instead of a table")
+    add(
+        "--trace-memory",
+        default="",
+        metavar="DIR",
+        help="trace the server's allocations (slow: locates memory, not a timing); its peak "
+        "goes to DIR/peak.txt (loadtest/tracemem)",
+    )
     return parser
 
 
@@ -145,7 +154,18 @@ def make_servers(config: Config) -> Servers:
         url=config.url,
         pid=config.pid,
         tmp_prefix="logsync-storm-",
+        env=trace_env(config.trace_memory),
     )
+
+
+def trace_env(directory: str) -> dict[str, str]:
+    """The environment that makes a node trace its memory (loadtest/tracemem/sitecustomize.py)."""
+    if not directory:
+        return {}
+    os.makedirs(directory, exist_ok=True)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tracemem")
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "STORM_TRACE_DIR": os.path.abspath(directory)}
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -752,6 +772,9 @@ def run_once(config: Config) -> dict[str, Any]:
     servers = make_servers(config)
     servers.start()
     try:
+        if config.trace_memory:
+            for pid in servers.pids:
+                os.kill(pid, signal.SIGUSR1)  # start tracing (loadtest/tracemem)
         storm = Storm(config, servers)
         result = asyncio.run(storm.run())
         if config.png:
