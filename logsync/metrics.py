@@ -129,6 +129,7 @@ class Snapshot:
     # the catch-up budget (logsync.engine.budget): bytes held now, connections queued for it,
     # asks that had to queue (a counter)
     budget_used: int = 0
+    budget_peak: int = 0
     budget_waiting: int = 0
     budget_waits: int = 0
 
@@ -217,6 +218,11 @@ class _Collector(Collector):
                 "logsync_catch_up_budget_bytes",
                 "Bytes catch-up holds now, all sessions (frames queued, chunks read and unsent).",
                 snap.budget_used,
+            ),
+            (
+                "logsync_catch_up_budget_peak_bytes",
+                "The most bytes catch-up ever held at once, all sessions.",
+                snap.budget_peak,
             ),
             (
                 "logsync_catch_up_budget_waiting",

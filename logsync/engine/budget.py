@@ -63,6 +63,7 @@ class Budget:
         "granted",
         "limit",
         "min_estimate",
+        "peak",
         "used",
         "waits",
     )
@@ -74,6 +75,7 @@ class Budget:
         self.min_estimate = min_estimate
         self.estimate = min_estimate
         self.used = 0
+        self.peak = 0  # the most ever used
         self.granted = 0  # chunks granted (counter)
         self.waits = 0  # asks that had to queue (counter)
         self._held: dict[Hashable, int] = {}
@@ -117,6 +119,8 @@ class Budget:
         elif before:
             del self._held[holder]
         self.used += size - before
+        if self.used > self.peak:
+            self.peak = self.used
         if not size and self._overdraft == holder:
             self._overdraft = None
         if size < before or self._overdraft is None:
@@ -140,6 +144,8 @@ class Budget:
             self._overdraft = holder
         self._held[holder] = self._held.get(holder, 0) + self.estimate
         self.used += self.estimate
+        if self.used > self.peak:
+            self.peak = self.used
         self.granted += 1
 
     def _serve(self) -> None:

@@ -215,6 +215,7 @@ class ServerNode:
                 "catch_up_budget_bytes": budget.limit,
             },
             budget_used=budget.used,
+            budget_peak=budget.peak,
             budget_waiting=budget.waiting,
             budget_waits=budget.waits,
         )

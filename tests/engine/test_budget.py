@@ -74,6 +74,7 @@ def test_one_holder_with_nothing_may_overdraw_by_one_chunk_at_a_time() -> None:
     # slow readers hold everything; c holds nothing: it may still read one chunk
     assert budget.ask("c", woken("c"))
     assert budget.used == 150  # the limit plus one chunk
+    assert budget.peak == 150
     # d must wait: c's overdraft is outstanding
     assert not budget.ask("d", woken("d"))
     budget.hold("c", 20)  # c wrote its chunk, 20 bytes still queued: still c's overdraft
