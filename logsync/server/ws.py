@@ -386,6 +386,8 @@ class WebSocketProtocol(asyncio.Protocol):
         assert socket is not None and conn is not None
         queued = self.buffered_bytes if not self._closed.done() else 0
         self._node.budget.hold(conn, queued, chunk=chunk)
+        if socket.is_closing():
+            return  # its bytes are returned when it is gone (Connection.closed_by_peer)
         if queued:
             if socket.get_write_buffer_limits()[1] != 0:
                 # resume_writing once the buffer is empty (pause_writing at once if it is not)
