@@ -128,6 +128,7 @@ class Servers:
         url: str = "",
         pid: int = 0,
         tmp_prefix: str = "logsync-bench-",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.app = app
         self.node_count = nodes
@@ -139,6 +140,7 @@ class Servers:
         self.url = url
         self.pid = pid
         self.tmp = tempfile.TemporaryDirectory(prefix=tmp_prefix)
+        self.env = dict(env or {})  # extra environment of the logsync nodes
         self.redis: Any = None
         self.nodes: list[Any] = []
         self.reference: subprocess.Popen[str] | None = None
@@ -196,7 +198,7 @@ class Servers:
             self.store_url = "memory://"
         for n in range(self.node_count):
             args = ["--log-level", "warning", *self.serve_args, "--node-id", f"node{n + 1}"]
-            self.nodes.append(ServerProcess(self.app, *args, store=self.store_url))
+            self.nodes.append(ServerProcess(self.app, *args, store=self.store_url, env=self.env))
         self.urls = [node.url for node in self.nodes]
         self.pids = [node.process.pid for node in self.nodes]
 

@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import random
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -81,6 +82,8 @@ class Config:
     timeout: float = 120.0
     png: str = ""
     json: bool = False
+    trace_memory: str = ""
+    procs: int = 0  # generator processes; 0: one per CPU (at most 4), 1: this process only
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--timeout", type=float, default=120.0, help="max s for the storm to settle")
     add("--png", default="", help="draw clients, memory and live latency over time")
     add("--json", action="store_true", help="print one JSON object instead of a table")
+    add(
+        "--procs",
+        type=int,
+        default=0,
+        help="generator processes the clients are split over (0: one per CPU, at most 4)",
+    )
+    add(
+        "--trace-memory",
+        default="",
+        metavar="DIR",
+        help="trace the server's allocations (slow: locates memory, not a timing); its peak "
+        "goes to DIR/peak.txt (loadtest/tracemem)",
+    )
     return parser
 
 
@@ -117,6 +133,9 @@ def parse_config(argv: Sequence[str]) -> Config:
         raise SystemExit("--server logux runs one node")
     if config.clients < 1 or config.missed < 1:
         raise SystemExit("--clients and --missed must be at least 1")
+    if config.procs <= 0:
+        config.procs = min(4, os.cpu_count() or 1)
+    config.procs = max(1, min(config.procs, config.clients))
     return config
 
 
@@ -145,7 +164,18 @@ def make_servers(config: Config) -> Servers:
         url=config.url,
         pid=config.pid,
         tmp_prefix="logsync-storm-",
+        env=trace_env(config.trace_memory),
     )
+
+
+def trace_env(directory: str) -> dict[str, str]:
+    """The environment that makes a node trace its memory (loadtest/tracemem/sitecustomize.py)."""
+    if not directory:
+        return {}
+    os.makedirs(directory, exist_ok=True)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tracemem")
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "STORM_TRACE_DIR": os.path.abspath(directory)}
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -262,21 +292,144 @@ def live_process(url: str, pipe: Any) -> None:
     asyncio.run(_live_child(url, pipe))
 
 
+# -- generator processes (--procs) ------------------------------------------------------------
+
+# what a generator process sends back of each client after the storm
+RECORD_FIELDS = (
+    "index",
+    "received",
+    "extra",
+    "own_processed",
+    "own_synced",
+    "own_undone",
+    "start",
+    "connected_at",
+    "caught_up_at",
+    "own_done_at",
+    "retries",
+    "refused_no_hint",
+    "timeouts",
+    "error",
+)
+
+
+class Group:
+    """One generator process running a share of the clients (``--procs``): the main process
+    tells it each phase over a pipe (:meth:`ask`) and reads its progress from shared counters."""
+
+    def __init__(self, config: Config, urls: list[str], indexes: list[int]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connected = context.Value("i", 0, lock=False)
+        self.caught_up = context.Value("i", 0, lock=False)
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(
+            target=group_process,
+            args=(config, urls, indexes, theirs, self.connected, self.caught_up),
+            daemon=True,
+        )
+        self.process.start()
+
+    async def ask(self, phase: str, *args: Any) -> Any:
+        """Run ``phase`` in the process; its answer (an error there is raised here)."""
+        self.pipe.send((phase, *args))
+        answer = await asyncio.get_running_loop().run_in_executor(None, self.pipe.recv)
+        if isinstance(answer, dict) and "failed" in answer:
+            raise RuntimeError(f"generator process: {answer['failed']}")
+        return answer
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self.pipe.send(("stop",))
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def start_groups(config: Config, urls: list[str]) -> list[Group]:
+    """``config.procs`` generator processes, client ``i`` in process ``i % procs``."""
+    return [
+        Group(config, urls, list(range(n, config.clients, config.procs)))
+        for n in range(config.procs)
+    ]
+
+
+async def _group_main(
+    config: Config, urls: list[str], indexes: list[int], pipe: Any, connected: Any, caught_up: Any
+) -> None:
+    storm = Storm(config, None, urls, indexes)
+    loop = asyncio.get_running_loop()
+
+    async def publish() -> None:
+        while True:
+            connected.value, caught_up.value = storm.connected, storm.caught_up
+            await asyncio.sleep(SAMPLE_INTERVAL / 2)
+
+    publisher = asyncio.create_task(publish())
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        while True:
+            phase, *args = await loop.run_in_executor(None, pipe.recv)
+            try:
+                if phase == "first":
+                    await storm.first_visits(http)
+                    pipe.send("ok")
+                elif phase == "offline":
+                    await storm.offline()
+                    pipe.send("ok")
+                elif phase == "storm":
+                    storm.t0 = args[0]
+                    before = cpu_seconds(os.getpid())
+                    await storm.storm(http)
+                    connected.value, caught_up.value = storm.connected, storm.caught_up
+                    records = [{f: getattr(sc, f) for f in RECORD_FIELDS} for sc in storm.clients]
+                    pipe.send({"cpu": cpu_seconds(os.getpid()) - before, "clients": records})
+                else:
+                    await storm.close_all()
+                    break
+            except Exception as error:
+                pipe.send({"failed": f"{type(error).__name__}: {error}"})
+                break
+    publisher.cancel()
+
+
+def group_process(
+    config: Config, urls: list[str], indexes: list[int], pipe: Any, connected: Any, caught_up: Any
+) -> None:
+    """Entry point of a generator process."""
+    raise_fd_limit(len(indexes) + 200)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_group_main(config, urls, indexes, pipe, connected, caught_up))
+
+
 # -- the storm -------------------------------------------------------------------------------
 
 
 class Storm:
-    def __init__(self, config: Config, servers: Servers) -> None:
+    """The storm against ``urls`` (``servers``: what was started, for its memory and CPU; None
+    in a generator process, which runs the clients ``indexes`` only)."""
+
+    def __init__(
+        self,
+        config: Config,
+        servers: Servers | None,
+        urls: list[str] | None = None,
+        indexes: Sequence[int] | None = None,
+    ) -> None:
         self.config = config
         self.servers = servers
-        self.urls = servers.urls
-        self.clients = [
-            StormClient(i, self.urls[i % len(self.urls)]) for i in range(config.clients)
-        ]
+        self.urls = urls if urls is not None else servers.urls if servers else []
+        indexes = range(config.clients) if indexes is None else indexes
+        self.clients = [StormClient(i, self.urls[i % len(self.urls)]) for i in indexes]
         self.live: list[tuple[float, float]] = []  # (time, latency ms)
-        self.samples: list[tuple[float, int, int, int]] = []  # (time, connected, caught up, RSS)
+        # (time, connected, caught up, RSS KiB, catch-up budget bytes)
+        self.samples: list[tuple[float, int, int, int, float]] = []
         self.connected = 0
         self.caught_up = 0
+        self.budget_bytes = math.nan  # last read from /metrics
+        self.groups: list[Group] = []  # generator processes (--procs > 1)
         self.t0 = 0.0
         self.sampling = True
         self.problems: list[str] = []
@@ -432,12 +585,37 @@ class Storm:
 
     # -- sampling ----------------------------------------------------------------------------
 
-    async def sample(self) -> None:
+    async def sample(self, http: aiohttp.ClientSession) -> None:
+        """Every ``SAMPLE_INTERVAL``: clients connected and caught up (all processes), the
+        servers' RSS; every fifth, the catch-up budget in use from ``/metrics`` (summed)."""
+        assert self.servers is not None
+        n = 0
         while self.sampling:
+            if n % 5 == 0:
+                self.budget_bytes = await self.read_budget(http)
+            n += 1
+            connected = self.connected + sum(g.connected.value for g in self.groups)
+            caught_up = self.caught_up + sum(g.caught_up.value for g in self.groups)
             self.samples.append(
-                (time.time(), self.connected, self.caught_up, self.servers.rss_kib())
+                (time.time(), connected, caught_up, self.servers.rss_kib(), self.budget_bytes)
             )
             await asyncio.sleep(SAMPLE_INTERVAL)
+
+    async def read_budget(self, http: aiohttp.ClientSession) -> float:
+        """``logsync_catch_up_budget_bytes`` summed over the nodes (nan if none reports it)."""
+        total = math.nan
+        for url in self.urls:
+            metrics_url = "http" + url.removeprefix("ws").rstrip("/") + "/metrics"
+            try:
+                async with http.get(metrics_url, timeout=aiohttp.ClientTimeout(2)) as response:
+                    text = await response.text()
+            except (TimeoutError, aiohttp.ClientError):
+                continue
+            for line in text.splitlines():
+                if line.startswith("logsync_catch_up_budget_bytes "):
+                    value = float(line.split()[1])
+                    total = value if math.isnan(total) else total + value
+        return total
 
     # -- the storm ---------------------------------------------------------------------------
 
@@ -517,30 +695,22 @@ class Storm:
 
     async def run(self) -> dict[str, Any]:
         c = self.config
+        assert self.servers is not None
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http:
+            if c.procs > 1:
+                self.groups = start_groups(c, self.urls)
             # phase 1
-            limit = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-            async def bounded(sc: StormClient) -> None:
-                async with limit:
-                    await self.first_visit(http, sc)
-
-            await asyncio.gather(*(bounded(sc) for sc in self.clients))
+            await self.first_visits(http)
+            await asyncio.gather(*(g.ask("first") for g in self.groups))
             await self.produce(http, ["pre"])
-            await asyncio.wait_for(
-                asyncio.gather(*(sc.pre_seen.wait() for sc in self.clients)), c.timeout
-            )
-            for sc in self.clients:
-                sc._task.cancel()  # type: ignore[attr-defined]
-            await asyncio.gather(
-                *(sc.client.close() for sc in self.clients if sc.client), return_exceptions=True
-            )
+            await self.offline()
+            await asyncio.gather(*(g.ask("offline") for g in self.groups))
             # phase 2: while they are offline
             produce_start = time.time()
             await self.produce(http, [str(k) for k in range(c.missed)])
             produce_s = time.time() - produce_start
-            sampler = asyncio.create_task(self.sample())
+            sampler = asyncio.create_task(self.sample(http))
             loop = asyncio.get_running_loop()
             ours, theirs = multiprocessing.get_context("spawn").Pipe()
             live = multiprocessing.get_context("spawn").Process(
@@ -556,10 +726,17 @@ class Storm:
             generator_before = cpu_seconds(os.getpid())
             # phase 3: the storm
             self.t0 = time.time()
-            await asyncio.gather(*(self.come_back(http, sc) for sc in self.clients))
+            outcomes = await asyncio.gather(
+                self.storm(http), *(g.ask("storm", self.t0) for g in self.groups)
+            )
             settled = time.time()
             cpu_storm = self.servers.cpu() - cpu_before
             generator_cpu = cpu_seconds(os.getpid()) - generator_before
+            generator_cpu += sum(o["cpu"] for o in outcomes[1:])
+            by_index = {sc.index: sc for sc in self.clients}
+            for outcome in outcomes[1:]:
+                for record in outcome["clients"]:
+                    by_index[record["index"]].__dict__.update(record)
             admission = await admission_metrics(http, self.urls[0])
             await asyncio.sleep(2.0)  # late arrivals (duplicates, live messages) still count
             ours.send("stop")
@@ -574,13 +751,9 @@ class Storm:
                 (s[3] for s in self.samples if self.t0 <= s[0] <= settled + 0.5),
                 default=rss_before,
             )
-            for sc in self.clients:
-                task = getattr(sc, "_task", None)
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(
-                *(sc.client.close() for sc in self.clients if sc.client), return_exceptions=True
-            )
+            await self.close_all()
+            for group in self.groups:
+                group.stop()
             sink = await self.verify_sink(http) if c.own else {}
         result = self.summarize(rss_before, rss_peak, cpu_storm, produce_s, settled, sink)
         result["generator_cpu_storm_s"] = generator_cpu
@@ -589,7 +762,50 @@ class Storm:
             (sc.retries + sc.timeouts for sc in self.clients), default=0
         )
         result["admission"] = admission
+        result["generator_procs"] = c.procs
+        budget = [s[4] for s in self.samples if not math.isnan(s[4])]
+        result["budget_peak_sampled_mib"] = max(budget, default=math.nan) / 2**20
         return result
+
+    # -- the phases, for this process's clients (its share with --procs) ------------------------
+
+    def local(self) -> list[StormClient]:
+        """The clients this process runs: all of them, or none when generator processes do."""
+        return [] if self.groups else self.clients
+
+    async def first_visits(self, http: aiohttp.ClientSession) -> None:
+        limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+        async def bounded(sc: StormClient) -> None:
+            async with limit:
+                await self.first_visit(http, sc)
+
+        await asyncio.gather(*(bounded(sc) for sc in self.local()))
+
+    async def offline(self) -> None:
+        """Wait until each client saw its ``pre`` action, then disconnect them all."""
+        mine = self.local()
+        await asyncio.wait_for(
+            asyncio.gather(*(sc.pre_seen.wait() for sc in mine)), self.config.timeout
+        )
+        for sc in mine:
+            sc._task.cancel()  # type: ignore[attr-defined]
+        await asyncio.gather(
+            *(sc.client.close() for sc in mine if sc.client), return_exceptions=True
+        )
+
+    async def storm(self, http: aiohttp.ClientSession) -> None:
+        await asyncio.gather(*(self.come_back(http, sc) for sc in self.local()))
+
+    async def close_all(self) -> None:
+        mine = self.local()
+        for sc in mine:
+            task = getattr(sc, "_task", None)
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(sc.client.close() for sc in mine if sc.client), return_exceptions=True
+        )
 
     def summarize(
         self,
@@ -693,8 +909,18 @@ class Storm:
             f"({self.config.server}, "
             f"{'its memory store' if self.config.server == 'logux' else self.config.store})"
         )
-        mid.plot(ts, [s[3] / 1024 for s in self.samples], color="tab:red")
-        mid.set_ylabel("server RSS (MiB)")
+        mid.plot(ts, [s[3] / 1024 for s in self.samples], color="tab:red", label="server RSS")
+        budget = [(t, s[4] / 2**20) for t, s in zip(ts, self.samples, strict=True)]
+        budget = [(t, b) for t, b in budget if not math.isnan(b)]
+        if budget:
+            mid.plot(
+                [t for t, _ in budget],
+                [b for _, b in budget],
+                color="tab:purple",
+                label="catch-up budget in use",
+            )
+            mid.legend(loc="upper right")
+        mid.set_ylabel("MiB")
         mid.set_ylim(bottom=0)
         bottom.plot([t - t0 for t, _ in self.live], [ms for _, ms in self.live], ".", ms=3)
         bottom.set_ylabel("live latency (ms)")
@@ -723,6 +949,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("peak / before", "rss_peak_ratio", "{:.2f}"),
     ("server CPU during storm (s)", "server_cpu_storm_s", "{:.1f}"),
     ("generator CPU during storm (s)", "generator_cpu_storm_s", "{:.1f}"),
+    ("generator processes", "generator_procs", "{:d}"),
+    ("catch-up budget in use, peak sampled (MiB)", "budget_peak_sampled_mib", "{:.1f}"),
     ("handshake retries (clients)", "retries", "{:,}"),
     ("refused without a hint", "refused_without_hint", "{:,}"),
     ("handshake attempts timed out (retried)", "handshake_timeouts", "{:,}"),
@@ -777,6 +1005,9 @@ def run_once(config: Config) -> dict[str, Any]:
     servers = make_servers(config)
     servers.start()
     try:
+        if config.trace_memory:
+            for pid in servers.pids:
+                os.kill(pid, signal.SIGUSR1)  # start tracing (loadtest/tracemem)
         storm = Storm(config, servers)
         result = asyncio.run(storm.run())
         if config.png:

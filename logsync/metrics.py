@@ -137,8 +137,15 @@ class Snapshot:
     # outcome ("admitted", "deferred", "refused") → handshakes
     handshakes: dict[str, int]
     healthy: bool
-    # setting name → value, for each bound in logsync.settings.LIMITS
+    # setting name → value, for each bound in logsync.settings.LIMITS (and the catch-up budget's
+    # effective limit, catch_up_budget_bytes)
     limits: dict[str, float]
+    # the catch-up budget (logsync.engine.budget): bytes held now, connections queued for it,
+    # asks that had to queue (a counter)
+    budget_used: int = 0
+    budget_peak: int = 0
+    budget_waiting: int = 0
+    budget_waits: int = 0
 
 
 class Source(Protocol):
@@ -246,6 +253,21 @@ class _Collector(Collector):
                 snap.budget_fill,
             ),
             ("logsync_healthy", "1 when the store and broker answer.", int(snap.healthy)),
+            (
+                "logsync_catch_up_budget_bytes",
+                "Bytes catch-up holds now, all sessions (frames queued, chunks read and unsent).",
+                snap.budget_used,
+            ),
+            (
+                "logsync_catch_up_budget_peak_bytes",
+                "The most bytes catch-up ever held at once, all sessions.",
+                snap.budget_peak,
+            ),
+            (
+                "logsync_catch_up_budget_waiting",
+                "Catching-up sessions waiting for the catch-up budget.",
+                snap.budget_waiting,
+            ),
         )
         for name, text, value in gauges:
             yield GaugeMetricFamily(name, text, value=value)
@@ -276,6 +298,11 @@ class _Collector(Collector):
         )
         for name, text, attribute in COUNTERS:
             yield CounterMetricFamily(name, text, value=getattr(m, attribute))
+        yield CounterMetricFamily(
+            "logsync_catch_up_budget_waits_total",
+            "Times a catching-up session had to wait for the catch-up budget before a read.",
+            value=snap.budget_waits,
+        )
         yield _labelled(
             CounterMetricFamily(
                 "logsync_pull_requests_total", "POST /v1/sync answers by status.", labels=["status"]

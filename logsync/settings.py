@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     replay_concurrency: int = Field(
         32, gt=0, description="log chunks read and sent at once, over all catching-up sessions"
     )
+    catch_up_budget_bytes: int = Field(
+        0,
+        ge=0,
+        description="bytes catch-up may hold over all connections of a node (frames queued for "
+        "sockets, chunks read and not yet sent); a slow reader waits for it before its next "
+        "chunk. 0: 1/1024 of physical memory, within 8-256 MiB",
+    )
     handshake_rate: float = Field(
         500.0, gt=0, allow_inf_nan=False, description="handshakes admitted per second"
     )

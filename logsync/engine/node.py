@@ -24,6 +24,7 @@ from logsync.app import App
 from logsync.broker import Broker
 from logsync.engine.admission import Admission
 from logsync.engine.answers import Answers
+from logsync.engine.budget import Budget, default_limit
 from logsync.engine.handshake import Handshake
 from logsync.engine.inbound import Inbound
 from logsync.engine.load import Controller, LagMonitor, Limits, Sample
@@ -75,7 +76,9 @@ class ServerNode:
         # ids of entries found undeliverable, reported once (bounded)
         self._undeliverable: set[str] = set()
         self._replay_slots = asyncio.Semaphore(settings.replay_concurrency)
-        self.budget_fill: Callable[[], float] = budget_fill or (lambda: 0.0)
+        # what catch-up may hold over all peers; `fill` is a health signal (engine.budget)
+        self.budget = Budget(settings.catch_up_budget_bytes or default_limit())
+        self.budget_fill: Callable[[], float] = budget_fill or (lambda: self.budget.fill)
         self.admission = Admission(
             settings.handshake_rate,
             settings.handshake_burst,
@@ -225,7 +228,7 @@ class ServerNode:
         their own figures (``logsync_pull_requests_total``, ``logsync_pull_waiting``)."""
         peers = [p for p in self.registry.peers if not getattr(p, "keeps_subscriptions", False)]
         authenticated = [p for p in peers if p.authenticated]
-        admission, settings = self.admission, self.settings
+        admission, settings, budget = self.admission, self.settings, self.budget
         return Snapshot(
             connections=len(peers),
             sessions=len(authenticated),
@@ -246,7 +249,14 @@ class ServerNode:
                 "refused": admission.refused,
             },
             healthy=self.healthy,
-            limits={name: getattr(settings, name) for name in LIMITS},
+            limits={
+                **{name: getattr(settings, name) for name in LIMITS},
+                "catch_up_budget_bytes": budget.limit,
+            },
+            budget_used=budget.used,
+            budget_peak=budget.peak,
+            budget_waiting=budget.waiting,
+            budget_waits=budget.waits,
         )
 
     # -- peers (the Host of logsync.engine.peer) -----------------------------------------------

@@ -30,6 +30,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from logsync.engine.budget import Budget
 from logsync.log import Entry, ReadResult
 from logsync.metrics import Metrics
 from logsync.protocol import ActionsReceived, ConnectRequested, ProtocolError
@@ -161,6 +162,7 @@ class Host(Outbox, Protocol):
     node_id: str
     settings: Settings
     metrics: Metrics
+    budget: Budget  # what catch-up may hold over all peers (engine.budget)
 
     async def authenticate(self, peer: Peer, event: ConnectRequested) -> None:
         """The client asked to connect: admission, checks, ``auth``, then accept or refuse."""

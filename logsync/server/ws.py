@@ -119,6 +119,11 @@ class WebSocketProtocol(asyncio.Protocol):
         # whether the socket itself is not being read (the connection's request, _reading_paused,
         # outlasts it until the held messages are handed over)
         self._socket_paused = False
+        # catch-up bytes of this socket are in the node's budget (hold_budget): reported again
+        # at each write and once drained, with the write buffer's limits at 0 meanwhile so that
+        # resume_writing says when it is empty
+        self._budgeted = False
+        self._high_water = 1
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -172,6 +177,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._paused = False
         if self._protocol is not None and self._protocol.release_pongs():
             self.flush()
+        if self._budgeted:
+            self._settle_budget(0)
         self._resume_waiters()
 
     # -- before the upgrade --------------------------------------------------------------------
@@ -218,7 +225,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._socket.write(response)
         # The socket pauses us once its buffer passes a quarter of the connection's high-water
         # mark, so wait_below (called with half of it) has a pause to wait for.
-        self._socket.set_write_buffer_limits(high=max(1, settings.outbound_high_water_bytes // 4))
+        self._high_water = max(1, settings.outbound_high_water_bytes // 4)
+        self._socket.set_write_buffer_limits(high=self._high_water)
         # Before `connect` is accepted a socket may hold only small frames (longer: 1009 before
         # the payload is read); after it, see _frames.
         protocol = ServerProtocol(
@@ -355,6 +363,8 @@ class WebSocketProtocol(asyncio.Protocol):
         protocol = self._protocol
         if protocol is not None and protocol.pending_bytes:
             self._write_now(protocol.data_to_send())
+            if self._budgeted:
+                self._settle_budget(0)
 
     @property
     def buffered_bytes(self) -> int:
@@ -362,6 +372,30 @@ class WebSocketProtocol(asyncio.Protocol):
         return (protocol.pending_bytes if protocol else 0) + (
             socket.get_write_buffer_size() if socket else 0
         )
+
+    def hold_budget(self, chunk: int) -> None:
+        if self.conn is None or self._closed.done():
+            return
+        self._budgeted = True
+        self._settle_budget(chunk)
+
+    def _settle_budget(self, chunk: int) -> None:
+        """Report this socket's queued bytes to the catch-up budget; once none are, the holding
+        ends and the write buffer gets its usual limits back."""
+        socket, conn = self._socket, self.conn
+        assert socket is not None and conn is not None
+        queued = self.buffered_bytes if not self._closed.done() else 0
+        self._node.budget.hold(conn, queued, chunk=chunk)
+        if socket.is_closing():
+            return  # its bytes are returned when it is gone (Connection.closed_by_peer)
+        if queued:
+            if socket.get_write_buffer_limits()[1] != 0:
+                # resume_writing once the buffer is empty (pause_writing at once if it is not)
+                socket.set_write_buffer_limits(high=0)
+        else:
+            self._budgeted = False
+            if socket.get_write_buffer_limits()[1] == 0:
+                socket.set_write_buffer_limits(high=self._high_water)
 
     async def wait_below(self, limit: int) -> None:
         self.flush()

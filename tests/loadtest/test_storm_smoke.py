@@ -36,6 +36,8 @@ def test_storm_with_refusals_delivers_every_missed_action_once_and_in_order() ->
         "10",
         "--handshake-queue",
         "10",
+        "--procs",
+        "2",
     )
     result = output["result"]
     assert result["ok"], result["problems"]
@@ -56,4 +58,5 @@ def test_storm_with_refusals_delivers_every_missed_action_once_and_in_order() ->
     assert result["own_missing_from_log"] == 0
     assert result["own_duplicated_in_log"] == 0
     assert result["live_messages"] >= 0
+    assert result["generator_procs"] == 2  # the clients were split over two processes
     assert output["command"].startswith("python -m loadtest.storm --clients 100")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from typing import Any
 from urllib.parse import urlparse
@@ -41,11 +42,21 @@ class RawSocket:
         self.writer = writer
 
     @classmethod
-    async def open(cls, url: str) -> RawSocket:
+    async def open(cls, url: str, *, rcvbuf: int = 0) -> RawSocket:
+        """``rcvbuf``: the socket's receive buffer, set before it connects (the kernel then
+        never takes more than about twice that of what the server sends)."""
         parts = urlparse(url)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port), TIMEOUT
-        )
+        if rcvbuf:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.sock_connect(sock, (parts.hostname, parts.port)), TIMEOUT)
+            reader, writer = await asyncio.open_connection(sock=sock)
+        else:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, parts.port), TIMEOUT
+            )
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
             (

@@ -114,12 +114,14 @@ class SqliteStore(LogStore):
         return await self._writer.submit(fn, op, write=write, quick=quick)
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
+        # Exact-size copies: an `orjson.dumps` result keeps a 4 KiB buffer however short it is,
+        # and these wait in the writer's queue (12 KiB an action, in a storm's backlog of them).
         encoded = [
             queries.Encoded(
                 new,
-                orjson.dumps(new.action),
-                orjson.dumps(new.indexes),
-                orjson.dumps(new.exclude_clients),
+                _exact(orjson.dumps(new.action)),
+                _exact(orjson.dumps(new.indexes)),
+                _exact(orjson.dumps(new.exclude_clients)),
                 list(dict.fromkeys(new.indexes)),
             )
             for new in entries
@@ -292,3 +294,8 @@ class SqliteStore(LogStore):
         if self._reader is not None:
             self._reader.close()
         await self._writer.close()
+
+
+def _exact(encoded: bytes) -> bytes:
+    """``encoded`` copied to its own size (see :meth:`SqliteStore.append`)."""
+    return bytes(memoryview(encoded))

@@ -1,0 +1,164 @@
+"""The catch-up budget over real sockets, with small limits: clients that stop reading their
+socket hold no more than their last chunk of it, the node's catch-up never holds more than the
+limit plus one chunk, others still catch up (one overdraft at a time), an up-to-date client's
+live traffic is not behind the budget, and the slow readers, once they read again, get every
+action exactly once and in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.server.test_flow import metrics
+from tests.support.deadline import Deadline
+from tests.support.rawsocket import RawSocket
+from tests.support.server import ServerProcess
+from tests.support.wsclient import RawClient
+
+ACTIONS = 300  # per fast user
+# per slow user: more than the kernel's socket buffers take in (loopback autotunes the server's
+# send buffer to some MiB), so that the rest waits in the server
+SLOW_ACTIONS = 5000
+TEXT = "x" * 1000
+CHUNK = 50  # --replay-chunk
+CHUNK_BYTES = CHUNK * (len(TEXT) + 100)  # a chunk's frame, with each action's type, user, meta
+LIMIT = 128 * 1024  # --catch-up-budget-bytes: about two chunks
+SLOW = ("slow0", "slow1")
+FAST = ("fast0", "fast1", "fast2")
+DEADLINE = 90.0
+
+USED = "logsync_catch_up_budget_bytes"
+PEAK = "logsync_catch_up_budget_peak_bytes"
+WAITS = "logsync_catch_up_budget_waits_total"
+
+
+@pytest.fixture
+def server() -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        "tests.interop.app:app",
+        "--catch-up-budget-bytes",
+        str(LIMIT),
+        "--replay-chunk",
+        str(CHUNK),
+        # chunks in flight are bounded by the budget and the socket here, not by `synced`
+        "--replay-window",
+        "1000",
+        "--ping",
+        "600000",
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def produce(producer: RawClient, users: tuple[str, ...], count: int, start: int = 1) -> int:
+    """``count`` ``notify`` actions to each user (texts "0" … with the padding), ``CHUNK`` per
+    ``sync``, each acknowledged; returns the next ``sync`` number."""
+    added = start
+    for user in users:
+        for first in range(0, count, CHUNK):
+            actions = [
+                {"type": "notify", "user": user, "text": f"{i} {TEXT}"}
+                for i in range(first, first + CHUNK)
+            ]
+            await producer.sync(added, *actions)
+            synced, _ = await producer.recv_until("synced", 30)
+            assert synced == ["synced", added]
+            added += 1
+    return added
+
+
+async def read_notes(client: RawClient, count: int, deadline: Deadline) -> list[int]:
+    """Read and acknowledge until ``count`` ``notify`` actions came; their numbers, in order."""
+    got: list[int] = []
+    while len(got) < count:
+        msg = await client.recv(deadline.left())
+        if msg[0] != "sync":
+            continue
+        got += [int(a["text"].split()[0]) for a in msg[2::2] if a["type"] == "notify"]
+        await client.send(["synced", msg[1]])
+    return got
+
+
+async def read_raw(client: RawSocket, count: int, deadline: Deadline) -> list[int]:
+    """:func:`read_notes` over a bare socket (``connected`` first)."""
+    got: list[int] = []
+    while len(got) < count:
+        msg = await client.recv_message(deadline.left())
+        if msg[0] != "sync":
+            continue
+        got += [int(a["text"].split()[0]) for a in msg[2::2] if a["type"] == "notify"]
+        client.send(["synced", msg[1]])
+    return got
+
+
+async def until(server: ServerProcess, what: str, test: Any, deadline: Deadline) -> float:
+    """Read ``/metrics`` until ``test(value of what)`` holds (within ``deadline``)."""
+    while True:
+        value = (await metrics(server)).get(what, 0.0)
+        if test(value):
+            return value
+        assert deadline.left() > 0, f"{what} stayed at {value}"
+        await asyncio.sleep(0.05)
+
+
+async def test_slow_readers_hold_one_chunk_and_others_and_live_traffic_go_on(
+    server: ServerProcess,
+) -> None:
+    deadline = Deadline(DEADLINE)
+    live = await RawClient.open(server.url)
+    await live.connect("live:l:t")
+    producer = await RawClient.open(server.url)
+    await producer.connect("producer:p:t")
+    added = await produce(producer, SLOW, SLOW_ACTIONS)
+    added = await produce(producer, FAST, ACTIONS, added)
+
+    # Slow readers: a 4 KiB receive buffer, and their socket is not read at all. Each is
+    # connected in turn, and holds (the rest of) its first chunks before the next one comes.
+    slow: list[RawSocket] = []
+    for user in SLOW:
+        client = await RawSocket.open(server.url, rcvbuf=4096)
+        client.writer.transport.pause_reading()
+        client.send(["connect", 5, f"{user}:1", 0, {"token": "secret", "subprotocol": 3}])
+        before = (await metrics(server))[USED]
+        await until(server, USED, lambda v, b=before: v > b, deadline)
+        slow.append(client)
+    held = (await metrics(server))[USED]
+    assert held <= len(SLOW) * CHUNK_BYTES * 1.25  # each holds at most its last chunk
+
+    # Others catch up while the slow readers hold most of the budget: one overdraft at a time.
+    fast = [await RawClient.open(server.url) for _ in FAST]
+    for client, user in zip(fast, FAST, strict=True):
+        await client.connect(f"{user}:1")
+    reading = [asyncio.create_task(read_notes(c, ACTIONS, deadline)) for c in fast]
+
+    # An up-to-date client's live traffic meanwhile: delivered, though the budget is full.
+    await producer.sync(added, {"type": "notify", "user": "live", "text": "now"})
+    msg = await live.recv(10)
+    while msg[0] != "sync":
+        msg = await live.recv(10)
+    assert [a["text"] for a in msg[2::2]] == ["now"]
+    assert (await metrics(server))[USED] >= held  # the slow readers still hold theirs
+
+    for got in await asyncio.gather(*reading):
+        assert got == list(range(ACTIONS))  # each once, in order
+    values = await metrics(server)
+    assert values[WAITS] > 0  # some had to wait for the budget
+    assert values[PEAK] <= LIMIT + CHUNK_BYTES * 1.25  # never more than the limit + one chunk
+    assert values['logsync_limit{setting="catch_up_budget_bytes"}'] == LIMIT
+
+    # The slow readers read again: every action, once, in order; then the budget is empty.
+    for client in slow:
+        client.writer.transport.resume_reading()
+    for got in await asyncio.gather(*(read_raw(c, SLOW_ACTIONS, deadline) for c in slow)):
+        assert got == list(range(SLOW_ACTIONS))
+    await until(server, USED, lambda v: v == 0, deadline)
+    assert (await metrics(server))[PEAK] <= LIMIT + CHUNK_BYTES * 1.25
+    for client in [live, producer, *fast]:
+        await client.close()
+    for raw in slow:
+        raw.abort()
