@@ -14,7 +14,9 @@ runs the same two paths under ``valgrind --tool=callgrind`` three times (no call
 2000 synced frames) and prints the instructions per call (the difference from the empty run, so
 interpreter start-up and set-up cancel out). ``--fanout N`` offers each entry to N connections
 in turn, as a fan-out does (the fan-out benchmark's shape is 100: per-entry work, such as
-encoding the action once, is then shared as in a server).
+encoding the action once, is then shared as in a server); ``--batch K`` offers K entries to each
+connection per loop turn (checkouts with ``Connection.send_offered`` send them in one ``sync``;
+one ``synced`` frame then answers K deliveries).
 
 The code measured is the checkout's own (``logsync.server.connection`` / ``logsync.server.ws``,
 or ``logsync.connection`` in checkouts from before issue 10), imported in a fresh interpreter run from that checkout.
@@ -48,6 +50,7 @@ import logsync.server.ws as ws
 class Transport:
     buffered_bytes = 0
     def write(self, *args): pass
+    def flush_soon(self): pass
     def close(self, *args): pass
     def pause_reading(self): pass
     def resume_reading(self): pass
@@ -86,6 +89,8 @@ async def main():
     calls = os.environ.get("MICROBENCH_CALLS")
     # each entry is offered to `fan` connections in turn (a fan-out: per-entry work is shared)
     fan = int(os.environ.get("MICROBENCH_FANOUT", "1"))
+    # entries offered to each connection per loop turn (sent together where the checkout can)
+    batch = int(os.environ.get("MICROBENCH_BATCH", "1"))
     conns = [Connection(Node(), Transport()) for _ in range(fan)]
     for conn in conns:
         accepted(conn)
@@ -102,8 +107,12 @@ async def main():
             turn[1] = next(entries)
         conn = conns[i % fan]
         conn.offer(turn[1])
-        conn.session._unacked.clear()  # as if acknowledged: stays live
-        conn.session._outgoing.clear()
+        if (i // fan + 1) % batch == 0:  # the end of the loop turn
+            end_turn = getattr(conn, "send_offered", None)
+            if end_turn is not None:
+                end_turn()
+            conn.session._unacked.clear()  # as if acknowledged: stays live
+            conn.session._outgoing.clear()
     protocol = ws.WebSocketProtocol(Node(), lambda: None)
     protocol.connection_made(Transport())
     key = base64.b64encode(os.urandom(16)).decode()
@@ -141,8 +150,15 @@ def main() -> None:
     parser.add_argument(
         "--fanout", type=int, default=1, help="connections each entry is offered to (default 1)"
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="entries offered to each connection per loop turn, sent together (default 1)",
+    )
     args = parser.parse_args()
     os.environ["MICROBENCH_FANOUT"] = str(args.fanout)
+    os.environ["MICROBENCH_BATCH"] = str(args.batch)
     if args.callgrind is None:
         done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=args.checkout, check=False)
         raise SystemExit(done.returncode)
