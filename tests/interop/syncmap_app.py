@@ -117,7 +117,8 @@ async def burst(ctx: Context, action: Any, meta: Any) -> None:
         for key, value in fields.items():
             note[key] = (value, meta["time"])
         await ctx.node.add(
-            {"type": "notes/changed", "id": note_id, "fields": fields},
+            # `burst` tells these from the `changed` a load sends (createFilter ignores it)
+            {"type": "notes/changed", "id": note_id, "fields": fields, "burst": True},
             channels=["notes", f"notes/{note_id}"],
             meta={"time": meta["time"]},
         )

@@ -64,16 +64,14 @@ scenario('syncmap-batched', async url => {
   }
 
   // the `sync` frames that carried the burst, as lists of item ids (not the
-  // `changed` of x's own load: its store subscribes to `notes/<x>`)
-  let burstChanges = new Set(changes.map(c => JSON.stringify([c.id, c.fields])))
+  // `changed` of a store's own load: each new item's store subscribes to
+  // `notes/<id>`)
   let syncs = []
   for (let [dir, msg] of bob.frames.slice(from)) {
     if (dir !== 'in' || msg[0] !== 'sync') continue
     let items = []
     for (let i = 2; i < msg.length; i += 2) {
-      let { fields, id, type } = msg[i]
-      let key = JSON.stringify([id, fields])
-      if (type === 'notes/changed' && burstChanges.has(key)) items.push(id)
+      if (msg[i].type === 'notes/changed' && msg[i].burst) items.push(msg[i].id)
     }
     if (items.length > 0) syncs.push(items)
   }

@@ -102,7 +102,7 @@ server.type('notes/burst', {
       let note = notes.get(id)
       for (let [key, value] of Object.entries(fields)) note[key] = [value, meta.time]
       await server.process(
-        { fields, id, type: 'notes/changed' },
+        { burst: true, fields, id, type: 'notes/changed' },
         { channels: ['notes', `notes/${id}`], time: meta.time }
       )
     }
