@@ -14,7 +14,14 @@ runs the same two paths under ``valgrind --tool=callgrind`` three times (no call
 2000 synced frames) and prints the instructions per call (the difference from the empty run, so
 interpreter start-up and set-up cancel out). ``--fanout N`` offers each entry to N connections
 in turn, as a fan-out does (the fan-out benchmark's shape is 100: per-entry work, such as
-encoding the action once, is then shared as in a server).
+encoding the action once, is then shared as in a server); ``--batch K`` offers K entries to each
+connection per loop turn (checkouts with ``Connection.send_offered`` send them in one ``sync``;
+one ``synced`` frame then answers K deliveries).
+
+``--writer K`` counts instead the SQLite writer's instructions per append: batches of K
+one-entry appends (what group commit makes of K publishers' appends queued together), each run
+by the writer's ``_execute`` on the calling thread (no thread timing: deterministic), the
+difference between 10 batches and none.
 
 The code measured is the checkout's own (``logsync.server.connection`` / ``logsync.server.ws``,
 or ``logsync.connection`` in checkouts from before issue 10), imported in a fresh interpreter run from that checkout.
@@ -48,6 +55,7 @@ import logsync.server.ws as ws
 class Transport:
     buffered_bytes = 0
     def write(self, *args): pass
+    def flush_soon(self): pass
     def close(self, *args): pass
     def pause_reading(self): pass
     def resume_reading(self): pass
@@ -86,6 +94,8 @@ async def main():
     calls = os.environ.get("MICROBENCH_CALLS")
     # each entry is offered to `fan` connections in turn (a fan-out: per-entry work is shared)
     fan = int(os.environ.get("MICROBENCH_FANOUT", "1"))
+    # entries offered to each connection per loop turn (sent together where the checkout can)
+    batch = int(os.environ.get("MICROBENCH_BATCH", "1"))
     conns = [Connection(Node(), Transport()) for _ in range(fan)]
     for conn in conns:
         accepted(conn)
@@ -102,8 +112,12 @@ async def main():
             turn[1] = next(entries)
         conn = conns[i % fan]
         conn.offer(turn[1])
-        conn.session._unacked.clear()  # as if acknowledged: stays live
-        conn.session._outgoing.clear()
+        if (i // fan + 1) % batch == 0:  # the end of the loop turn
+            end_turn = getattr(conn, "send_offered", None)
+            if end_turn is not None:
+                end_turn()
+            conn.session._unacked.clear()  # as if acknowledged: stays live
+            conn.session._outgoing.clear()
     protocol = ws.WebSocketProtocol(Node(), lambda: None)
     protocol.connection_made(Transport())
     key = base64.b64encode(os.urandom(16)).decode()
@@ -129,6 +143,36 @@ asyncio.run(main())
 """
 
 
+# The writer's share (--writer): batches of one-entry appends through Writer._execute.
+WRITER_SCRIPT = r"""
+import asyncio, os, tempfile, time
+import orjson
+from logsync.log.entry import NewEntry
+from logsync.log.sqlite import queries, schema
+from logsync.log.sqlite.lanes import Job, Lanes
+from logsync.log.sqlite.writer import Writer
+
+batches, size = map(int, os.environ["MICROBENCH_WRITER"].split(","))
+conn = schema.connect(os.path.join(tempfile.mkdtemp(), "log.db"), "FULL")
+writer = Writer.__new__(Writer)  # no thread: _execute runs here
+writer.name, writer.commits, writer.closed, writer.timing = "bench", 0, False, None
+writer._lanes = Lanes()
+loop = asyncio.new_event_loop()
+seq = 0
+def job():
+    global seq
+    seq += 1
+    new = NewEntry(f"{seq} pub:c:t 0", seq, {"type": "bench/msg", "text": "hi"}, ["channel:bench/0"])
+    encoded = [queries.Encoded(new, orjson.dumps(new.action), orjson.dumps(new.indexes),
+                               orjson.dumps(new.exclude_clients), list(dict.fromkeys(new.indexes)))]
+    return Job(lambda c: queries.append(c, encoded), True, loop, loop.create_future(), "append",
+               True, time.perf_counter())
+for _ in range(batches):
+    writer._execute(conn, [job() for _ in range(size)])
+print(f"{writer.commits} commits of {size} appends")
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkout", type=Path, default=ROOT, help="whose logsync to measure")
@@ -141,8 +185,33 @@ def main() -> None:
     parser.add_argument(
         "--fanout", type=int, default=1, help="connections each entry is offered to (default 1)"
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="entries offered to each connection per loop turn, sent together (default 1)",
+    )
+    parser.add_argument(
+        "--writer",
+        type=int,
+        metavar="K",
+        help="count the SQLite writer's instructions per append, in batches of K appends",
+    )
     args = parser.parse_args()
+    if args.writer is not None:
+        with ThreadPoolExecutor(2) as pool:
+            empty, full = pool.map(
+                lambda n: count(
+                    args.checkout, WRITER_SCRIPT, {"MICROBENCH_WRITER": f"{n},{args.writer}"}
+                ),
+                (0, 10),
+            )
+        print(
+            f"append {(full - empty) / (10 * args.writer):.0f} instructions (batches of {args.writer})"
+        )
+        return
     os.environ["MICROBENCH_FANOUT"] = str(args.fanout)
+    os.environ["MICROBENCH_BATCH"] = str(args.batch)
     if args.callgrind is None:
         done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=args.checkout, check=False)
         raise SystemExit(done.returncode)
@@ -159,13 +228,14 @@ def main() -> None:
 def instructions(checkout: Path, offers: int, synced: int, entries: int) -> int:
     """Instructions the script executes under callgrind with that many calls of each path (and
     ``entries`` built beforehand in every run, so that the set-up cancels out)."""
+    return count(checkout, SCRIPT, {"MICROBENCH_CALLS": f"{offers},{synced},{entries}"})
+
+
+def count(checkout: Path, script: str, env_vars: dict[str, str]) -> int:
+    """Instructions ``script`` executes under callgrind, run in ``checkout`` with ``env_vars``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        env = {
-            **os.environ,
-            "MICROBENCH_CALLS": f"{offers},{synced},{entries}",
-            "PYTHONHASHSEED": "0",
-        }
+        env = {**os.environ, **env_vars, "PYTHONHASHSEED": "0"}
         subprocess.run(
             [
                 "valgrind",
@@ -173,7 +243,7 @@ def instructions(checkout: Path, offers: int, synced: int, entries: int) -> int:
                 f"--callgrind-out-file={out}",
                 sys.executable,
                 "-c",
-                SCRIPT,
+                script,
             ],
             cwd=checkout,
             env=env,

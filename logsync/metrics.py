@@ -59,6 +59,7 @@ class Metrics:
     actions_appended: int = 0
     actions_refused: int = 0
     deliveries: int = 0
+    live_syncs: int = 0
     catch_up_chunks: int = 0
     fell_behind: int = 0
     # client actions refused at the door (a field out of range, a payload that does not
@@ -170,6 +171,11 @@ COUNTERS = (
         "actions_invalid",
     ),
     ("logsync_deliveries_total", "Entries sent to sessions.", "deliveries"),
+    (
+        "logsync_live_syncs_total",
+        "Live `sync` messages sent (several entries offered in one loop turn share one).",
+        "live_syncs",
+    ),
     ("logsync_catch_up_chunks_total", "Chunks sent from the log.", "catch_up_chunks"),
     ("logsync_fell_behind_total", "Times a live session was switched to the log.", "fell_behind"),
     (

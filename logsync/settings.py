@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     live_window: int = Field(
         256, gt=0, description="live `sync` messages unacknowledged before serving from the log"
     )
+    live_batch: int = Field(
+        100,
+        gt=0,
+        description="live actions in one `sync` at most (those offered to a client in one"
+        " event-loop turn go out together)",
+    )
     outbound_high_water_bytes: int = Field(
         1 << 20, gt=0, description="bytes queued for a socket before serving it from the log"
     )
@@ -432,6 +438,7 @@ LIMITS = (
     "inbound_batch",
     "replay_window",
     "live_window",
+    "live_batch",
     "outbound_high_water_bytes",
     "replay_concurrency",
     "handshake_rate",

@@ -12,7 +12,8 @@ Rules:
 - Everything sent from the log goes out in strictly increasing ``added``; ``cursor`` is the
   position up to which every entry was sent or judged not for this peer, so the ``sync`` value the
   client stores is a true watermark.
-- LIVE: an offered entry above the cursor is sent at once (one ``sync`` per entry), unless the
+- LIVE: an offered entry above the cursor is sent at once (the driver may put the entries of
+  one event-loop turn in one ``sync``, in order, ahead of anything else it sends), unless the
   client is behind — ``live_window`` unacknowledged messages or ``high_water`` bytes buffered —
   which moves it to CATCHING_UP ("the log is the buffer").
 - CATCHING_UP: offered entries only mark it ``dirty``; the log is read after the cursor in chunks

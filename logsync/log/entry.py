@@ -46,8 +46,10 @@ class Entry:
     origin: str | None = None
     # whether it can be sent over both codecs (see `deliverable`), found once per entry
     sendable: bool | None = None
-    # (local node id, the `sync` template of json_sync, the id's ms), made once per entry
-    json_sync_cache: tuple[str, bytes, int] | None = None
+    # (local node id, the `sync` template and body of json_sync, the id's ms), made once
+    json_sync_cache: tuple[str, bytes, bytes, int] | None = None
+    # what keeps it out of a `sync` that has another action of the same key (see batch_key)
+    batch_key_cache: tuple[str, ...] | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -85,10 +87,44 @@ class Entry:
         fan-out fills it per recipient). Only for a :attr:`deliverable` entry."""
         cached = self.json_sync_cache
         if cached is None or cached[0] != local_node_id:
-            action = orjson.dumps(self.wire_action(False))  # the fragment's bytes
-            template, ms = sync_template(action, self.id, self.subprotocol, local_node_id)
-            cached = self.json_sync_cache = (local_node_id, template, ms)
-        return cached[1], cached[2]
+            cached = self._json_sync(local_node_id)
+        return cached[1], cached[3]
+
+    def json_sync_body(self, local_node_id: str) -> tuple[bytes, int]:
+        """This entry's part of a several-action ``sync`` (the template's body) and the id's ms;
+        see :meth:`json_sync`."""
+        cached = self.json_sync_cache
+        if cached is None or cached[0] != local_node_id:
+            cached = self._json_sync(local_node_id)
+        return cached[2], cached[3]
+
+    def _json_sync(self, local_node_id: str) -> tuple[str, bytes, bytes, int]:
+        action = orjson.dumps(self.wire_action(False))  # the fragment's bytes
+        template, body, ms = sync_template(action, self.id, self.subprotocol, local_node_id)
+        cached = self.json_sync_cache = (local_node_id, template, body, ms)
+        return cached
+
+    @property
+    def batch_key(self) -> tuple[str, ...]:
+        """What a live ``sync`` of several actions may hold only once: ``(prefix, id)`` for an
+        action whose ``type`` is ``<prefix>/<name>`` and which has a string ``id`` (a SyncMap
+        item's ``notes/changed`` … ``{"id": "n1"}``), else ``()`` (found once per entry).
+
+        @logux/client adds the actions of one ``sync`` concurrently: ``createFilter`` builds an
+        item's store from the first ``<plural>/changed`` of it and binds the store's listeners a
+        few microtasks later, so a second change of the same item in the same ``sync`` is lost.
+        Two messages are two event-loop turns in a browser (one frame each), which is safe."""
+        key = self.batch_key_cache
+        if key is None:
+            action = self.action
+            kind, item = action.get("type"), action.get("id")
+            key = ()
+            if type(kind) is str and type(item) is str:
+                slash = kind.rfind("/")
+                if slash > 0:
+                    key = (kind[:slash], item)
+            self.batch_key_cache = key
+        return key
 
     @property
     def deliverable(self) -> bool:

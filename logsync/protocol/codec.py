@@ -147,16 +147,19 @@ def _finite_float(text: str) -> float:
 
 def sync_template(
     action_json: bytes, action_id: str, subprotocol: int | None, local_node_id: str
-) -> tuple[bytes, int]:
-    """The JSON of a one-action ``sync`` message as a ``bytes`` %-template, and the id's ms.
+) -> tuple[bytes, bytes, int]:
+    """The JSON of a one-action ``sync`` message as a ``bytes`` %-template, the same action's
+    part of a several-action ``sync`` (its body), and the id's ms.
 
     The template has three ``%d`` holes: the ``sync`` value, the id's ms and the action's time,
-    the last two relative to the connection's ``baseTime``; everything else (the action's JSON,
-    the compressed id's node and seq, the subprotocol) is spliced in once, so a fan-out fills the
-    template per recipient (:meth:`~logsync.protocol.session.Session.send_sync_encoded`) instead
-    of building and encoding a message each time. Filled, it is byte for byte what
-    :meth:`JsonCodec.encode_payload` makes of the message :meth:`Session.send_sync` builds.
-    ``action_id`` must parse (entries are checked before delivery)."""
+    the last two relative to the connection's ``baseTime``; the body has the last two. Everything
+    else (the action's JSON, the compressed id's node and seq, the subprotocol) is spliced in
+    once, so a fan-out fills the template per recipient
+    (:meth:`~logsync.protocol.session.Session.send_sync_encoded`, or the bodies with
+    :meth:`~logsync.protocol.session.Session.send_sync_bodies`) instead of building and encoding
+    a message each time. Filled, it is byte for byte what :meth:`JsonCodec.encode_payload` makes
+    of the message :meth:`Session.send_sync` builds. ``action_id`` must parse (entries are
+    checked before delivery)."""
     parsed = ActionId.parse(action_id)
     if parsed.node_id != local_node_id:
         node = orjson.dumps(parsed.node_id).replace(b"%", b"%%")
@@ -167,8 +170,8 @@ def sync_template(
         wire_id = b"[%d," + str(parsed.seq).encode() + b"]"
     tail = b"" if subprotocol is None else b',"subprotocol":' + str(subprotocol).encode()
     action = action_json.replace(b"%", b"%%")
-    template = b'["sync",%d,' + action + b',{"id":' + wire_id + b',"time":%d' + tail + b"}]"
-    return template, parsed.ms
+    body = action + b',{"id":' + wire_id + b',"time":%d' + tail + b"}"
+    return b'["sync",%d,' + body + b"]", body, parsed.ms
 
 
 JSON = JsonCodec()

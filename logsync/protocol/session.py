@@ -307,6 +307,21 @@ class Session:
         self._outgoing.append(template % (self.watermark, ms - base, time - base))
         self._unacked.append((self.watermark, now))
 
+    def send_sync_bodies(self, added: int, bodies: list[tuple[bytes, int, int]], now: int) -> None:
+        """Send several log entries in one ``sync`` to a JSON client: what :meth:`send_sync`
+        sends for them, from each entry's body (``Entry.json_sync_body``: the body, its id's
+        ms, its meta's time), in order; ``added`` is the last one's."""
+        if self.state is not State.CONNECTED:
+            return
+        if added > self.watermark:
+            self.watermark = added
+        base = self.base_time
+        parts = [b'["sync",%d' % self.watermark]
+        for body, ms, time in bodies:
+            parts.append(body % (ms - base, time - base))
+        self._outgoing.append(b",".join(parts) + b"]")
+        self._unacked.append((self.watermark, now))
+
     def send_synced(self, added: float) -> None:
         """Acknowledge a client's ``sync`` once its actions are durable (or refused)."""
         if self.state is State.CONNECTED:

@@ -54,6 +54,10 @@ class Transport(Protocol):
     def write(self, payloads: list[bytes], binary: bool) -> None:
         """Queue frames for sending, in order: binary ones (msgpack) or text ones (UTF-8 JSON)."""
 
+    def flush_soon(self) -> None:
+        """Call the connection's :meth:`Connection.send_offered` at the end of this event-loop
+        turn (once, however often asked in the turn), then write what is queued."""
+
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then close the socket."""
 
@@ -125,6 +129,9 @@ class Connection:
         # what `accept` left to handle once delivery has started (messages held before auth)
         self._accepted_events: list[Event] = []
         self._frame_size = 0
+        # live entries offered this loop turn, sent together by send_offered (at most live_batch)
+        self._offered: list[Entry] = []
+        self._live_batch = settings.live_batch
         # What this connection told other nodes when it took its client id (Broker.claim), and
         # whether that claim has come back through the broker.
         self.claim: str | None = None
@@ -315,15 +322,75 @@ class Connection:
             return
         outputs = (self._delivery or self.delivery).offer(entry, self._behind)
         if outputs is ONLY_SEND_OFFERED:
-            # the live push alone, every delivery of a fan-out: no dispatch, no catch-up to check
-            self._push(entry)
-            self.flush()
+            # the live push alone, every delivery of a fan-out: no dispatch, no catch-up to
+            # check; sent at the end of the loop turn with the others offered in it
+            offered = self._offered
+            offered.append(entry)
+            if len(offered) == 1:
+                self.transport.flush_soon()
+            elif len(offered) >= self._live_batch:
+                self.send_offered()
         elif outputs:
             self._apply(outputs, entry)
 
+    def send_offered(self) -> None:
+        """Send the live entries offered since the last call, in as few ``sync`` messages as
+        is safe (see :meth:`_queue_offered`), and write them. The transport calls this at the
+        end of the loop turn (:meth:`Transport.flush_soon`)."""
+        offered = self._offered
+        if not offered:
+            return
+        if len(offered) == 1:  # the usual case below saturation
+            self._push(offered.pop())
+        else:
+            self._queue_offered()
+        self.flush()
+
+    def _queue_offered(self) -> None:
+        """Queue the offered entries: one ``sync`` for all of them, in ``added`` order, except
+        that an entry whose :attr:`~logsync.log.entry.Entry.batch_key` is already in the current
+        ``sync`` starts the next one (two changes of one SyncMap item never share a ``sync``).
+        Anything else sent to the session first sends these (answers follow their entries)."""
+        entries, self._offered = self._offered, []
+        if len(entries) == 1:
+            self._push(entries[0])
+            return
+        start = 0
+        keys: set[tuple[str, ...]] = set()
+        for i, entry in enumerate(entries):
+            key = entry.batch_key
+            if key:
+                if key in keys:
+                    self._push_many(entries[start:i])
+                    start = i
+                    keys.clear()
+                keys.add(key)
+        self._push_many(entries[start:])
+
+    def _push_many(self, entries: list[Entry]) -> None:
+        """Send offered entries live in one ``sync`` (spliced for a JSON client)."""
+        if len(entries) == 1:
+            self._push(entries[0])
+            return
+        metrics = self.node.metrics
+        metrics.deliveries += len(entries)
+        metrics.live_syncs += 1
+        session, added = self.session, entries[-1].added
+        if self.codec.binary:
+            session.send_sync(added, [(e.action, e.meta()) for e in entries], now_ms())
+            return
+        local = session.server_node_id
+        bodies = []
+        for entry in entries:
+            body, ms = entry.json_sync_body(local)
+            bodies.append((body, ms, entry.time))
+        session.send_sync_bodies(added, bodies, now_ms())
+
     def _push(self, entry: Entry) -> None:
         """Send an offered entry live, alone in its ``sync``."""
-        self.node.metrics.deliveries += 1
+        metrics = self.node.metrics
+        metrics.deliveries += 1
+        metrics.live_syncs += 1
         session = self.session
         if self.codec.binary:
             session.send_sync(entry.added, [(entry.action, entry.meta())], now_ms())
@@ -357,6 +424,9 @@ class Connection:
         """Carry out what the delivery machine returned (``offered``: the entry of an
         :meth:`offer`), then make sure a catch-up runs while it asks for reads."""
         metrics, binary, now = self.node.metrics, self.codec.binary, now_ms()
+        queued = bool(self._offered)
+        if queued:
+            self._queue_offered()  # what was offered before goes out before this
         for out in outputs:
             if out is SEND_OFFERED:
                 assert offered is not None
@@ -366,10 +436,6 @@ class Connection:
                 metrics.deliveries += len(entries)
                 if out.from_log:
                     metrics.catch_up_chunks += 1
-                # One `sync` per live entry. (Coalescing a loop turn's entries into one message
-                # was tried: @logux/client adds a message's actions concurrently, and its
-                # createFilter then loses fields of a map whose first `changed` is still being
-                # added.)
                 self.session.send_sync(
                     entries[-1].added, [(e.wire_action(binary), e.meta()) for e in entries], now
                 )
@@ -381,7 +447,7 @@ class Connection:
                 self.node.undeliverable(out.entry)
             elif isinstance(out, FellBehind):
                 metrics.fell_behind += 1
-        if outputs:
+        if outputs or queued:
             self.flush()
         delivery, task = self._delivery, self._catching_up
         reading = delivery is not None and delivery.reading and not self.closed
@@ -476,6 +542,7 @@ class Connection:
         """The socket is gone: stop delivery (the node forgets this connection)."""
         self.closed = True
         self.session.close()
+        self._offered.clear()
         if self._delivery is not None:
             self._delivery.close()
         self._wake_acked()

@@ -98,6 +98,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if flusher is None:
             flusher = _flushers[self._loop] = _Flusher(self._loop)
         self._flusher = flusher
+        self._marked = False  # in the flusher's list for this turn
         self._socket: asyncio.Transport | None = None
         self._head: bytearray | None = bytearray()
         self._searched = 0  # bytes of the head already searched for its end
@@ -263,7 +264,8 @@ class WebSocketProtocol(asyncio.Protocol):
         events = protocol.receive_data(data)
         if not events:
             return
-        if not queued and protocol.pending_bytes:
+        if not queued and protocol.pending_bytes and not self._marked:
+            self._marked = True
             self._flusher.mark(self)  # pongs, the answer to a close: at the end of the turn
         if self._held:
             self._hold(events)
@@ -354,12 +356,23 @@ class WebSocketProtocol(asyncio.Protocol):
         protocol = self._protocol
         if protocol is None or protocol.state is not _OPEN:
             return  # closing: nothing more is sent
-        if not protocol.pending_bytes:
+        if not self._marked:
+            self._marked = True
             self._flusher.mark(self)
         protocol.send_messages(payloads, binary)
 
+    def flush_soon(self) -> None:
+        if not self._marked:
+            self._marked = True
+            self._flusher.mark(self)
+
     def flush(self) -> None:
-        """Write what was collected (the flusher calls this at the end of the loop turn)."""
+        """Write what was collected, after the live entries the connection was offered (the
+        flusher calls this at the end of the loop turn)."""
+        conn = self.conn
+        if conn is not None:
+            conn.send_offered()  # writes to us while still marked: no second mark
+        self._marked = False
         protocol = self._protocol
         if protocol is not None and protocol.pending_bytes:
             self._write_now(protocol.data_to_send())

@@ -230,3 +230,28 @@ def test_filter(run: Run) -> None:
     # after a reconnect: a new match is listed, n6 (an initial map) follows changes and deletes
     assert [i["id"] for i in r["afterReconnect"]] == [ids["n1"].replace("n1-", "n7-")]
     assert r["denied"] == {"ok": False, "reason": "denied"}
+
+
+def test_batched_live_changes_reach_a_filter(run: Run, interop_target: str) -> None:
+    """Several live entries for one connection go out in one `sync`, but never two of one
+    SyncMap item: createFilter keeps every field of x's three rapid changes, and of y1…y3.
+    (Without that rule test_filter fails: the initial list's n6 loses its second group.)"""
+    r = run("syncmap-batched")
+    assert r["errors"] == []
+    assert r["load"] == r["burst"] == {"ok": True}
+    ids = r["ids"]
+    project = ids["x"].split("-", 1)[1]
+    assert r["listed"] is True
+    assert r["list"] == [
+        {"id": ids["x"], "project": project, "title": "x!", "color": "blue"},
+        {"id": ids["y1"], "project": project, "title": "y1!"},
+        {"id": ids["y2"], "project": project, "title": "y2!"},
+        {"id": ids["y3"], "project": project, "title": "y3!"},
+    ]
+    syncs = r["syncs"]
+    assert sorted(i for items in syncs for i in items) == sorted(
+        [ids["x"]] * 3 + [ids["y1"], ids["y2"], ids["y3"]]
+    )
+    assert all(len(set(items)) == len(items) for items in syncs)  # one change per item per sync
+    if interop_target != "reference":  # (@logux/server sends one action per sync)
+        assert [ids["x"], ids["y1"]] in syncs  # offered in one turn: batched

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from loadtest.microbench import SCRIPT
+from loadtest.microbench import SCRIPT, WRITER_SCRIPT
 from loadtest.servers import ROOT
 
 
@@ -41,3 +41,38 @@ def test_the_fixed_count_mode_delivers_every_offer_in_a_fan_out() -> None:
         check=True,
     )
     assert "300 offers delivered 300, 50 synced frames" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_fixed_count_mode_sends_a_turns_offers_together() -> None:
+    """``--batch 4``: four entries per connection per loop turn, all delivered."""
+    env = {
+        **os.environ,
+        "MICROBENCH_CALLS": "400,0,400",
+        "MICROBENCH_FANOUT": "100",
+        "MICROBENCH_BATCH": "4",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "400 offers delivered 400, 0 synced frames" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_writer_mode_commits_each_batch_once() -> None:
+    """What ``--writer 20`` runs under valgrind: 3 batches of 20 appends, 3 commits."""
+    env = {**os.environ, "MICROBENCH_WRITER": "3,20"}
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "3 commits of 20 appends" in done.stdout, done.stdout + done.stderr

@@ -365,6 +365,29 @@ async def test_a_failing_call_does_not_undo_its_batch(store: SqliteStore) -> Non
     assert await store.head() == 2
 
 
+async def test_savepoints_only_once_a_call_of_the_batch_failed(store: SqliteStore) -> None:
+    statements: list[str] = []
+    await store._call(lambda conn: conn.set_trace_callback(statements.append), write=True)
+
+    def fails(conn: sqlite3.Connection) -> None:
+        raise ValueError("boom")
+
+    await asyncio.gather(*(store.append([new(n, "channel:a")]) for n in range(1, 4)))
+    assert statements and not any("SAVEPOINT" in s for s in statements)
+    statements.clear()
+    calls = [
+        store.append([new(4, "channel:a")]),
+        store._call(fails, write=True),
+        store.append([new(5, "channel:a")]),
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[1], ValueError)
+    # the batch ran once as it came, was rolled back, and ran again with a savepoint per write
+    assert "ROLLBACK" in statements and any("SAVEPOINT" in s for s in statements)
+    assert [e.added for e in (await store.read(["channel:a"], 0, 10)).entries] == [1, 2, 3, 4, 5]
+    await store._call(lambda conn: conn.set_trace_callback(None), write=True)
+
+
 async def test_close_finishes_pending_work(tmp_path: Path) -> None:
     store = opened(url_of(tmp_path / "log.db"))
     pending = [asyncio.ensure_future(store.append([new(n, "channel:a")])) for n in range(50)]

@@ -65,3 +65,35 @@ def test_nothing_is_queued_before_connected() -> None:
     session.send_sync_encoded(1, template, ms, entry.time, 0)
     assert session.take_outgoing() == []
     assert session.unacked_syncs == 0
+
+
+@pytest.mark.parametrize("base_time", [0, 1500, 1700000000000])
+def test_several_spliced_bodies_are_the_encoded_message(base_time: int) -> None:
+    entries = [
+        Entry(10 + i, action_id, time, action, ["channel:a"], [], subprotocol, "processed")
+        for i, (action_id, time, action, subprotocol) in enumerate(CASES)
+    ]
+    general, spliced = connected(base_time), connected(base_time)
+    for batch in (entries, entries[1:3]):
+        general.send_sync(batch[-1].added, [(e.wire_action(False), e.meta()) for e in batch], 10)
+        bodies = []
+        for entry in batch:
+            body, ms = entry.json_sync_body(SERVER)
+            bodies.append((body, ms, entry.time))
+        spliced.send_sync_bodies(batch[-1].added, bodies, 10)
+    expected = [JSON.encode_payload(m) for m in general.take_outgoing()]  # type: ignore[arg-type]
+    assert spliced.take_outgoing() == expected
+    assert spliced.watermark == general.watermark == 14  # the second batch's 12 is lower
+    assert spliced.unacked_syncs == general.unacked_syncs == 2
+
+
+def test_batch_key_names_a_syncmap_item() -> None:
+    def key(action: dict[str, Any]) -> tuple[str, ...]:
+        return Entry(1, "5 a:b:c 0", 5, action, [], [], None, "processed").batch_key
+
+    assert key({"type": "notes/changed", "id": "n1", "fields": {}}) == ("notes", "n1")
+    assert key({"type": "notes/created", "id": "n1"}) == key({"type": "notes/deleted", "id": "n1"})
+    assert key({"type": "a/b/changed", "id": "n1"}) == ("a/b", "n1")
+    assert key({"type": "chat/message", "text": "hi"}) == ()
+    assert key({"type": "changed", "id": "n1"}) == ()
+    assert key({"type": "notes/changed", "id": 7}) == ()

@@ -502,6 +502,9 @@ class FakeConnection:
     def error(self, error: Exception) -> None:
         self.received.append(f"error {error}")
 
+    def send_offered(self) -> None:
+        """Nothing is offered here (the transport asks at each flush)."""
+
 
 class FakeNode:
     def __init__(self) -> None:

@@ -93,5 +93,21 @@ addSyncMapFilter(server, 'notes', {
   }
 })
 
+// as syncmap_app.py's `notes/burst`: server-made `notes/changed`, one after another
+server.type('notes/burst', {
+  access: () => true,
+  async process(ctx, action, meta) {
+    for (let { fields, id } of action.changes) {
+      if (!notes.has(id)) notes.set(id, {})
+      let note = notes.get(id)
+      for (let [key, value] of Object.entries(fields)) note[key] = [value, meta.time]
+      await server.process(
+        { burst: true, fields, id, type: 'notes/changed' },
+        { channels: ['notes', `notes/${id}`], time: meta.time }
+      )
+    }
+  }
+})
+
 await server.listen()
 process.stdout.write(`listening ${port}\n`)
