@@ -3,6 +3,7 @@
     python -m loadtest.bench                       # logsync, --repeat 3, full sizes
     python -m loadtest.bench --quick               # 1 repeat, small sizes
     python -m loadtest.bench --target both --json  # logsync and @logux/server 0.14 side by side
+    python -m loadtest.bench --target both --only fanout,rate  # some scenarios only
     python -m loadtest.bench --url ws://127.0.0.1:31337/ --pid 1234 --png storm  # and a running server
 
 Every scenario starts a fresh server (``logsync serve tests.interop.app:app`` on a fresh SQLite
@@ -307,30 +308,41 @@ ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-def one_round(target: str, sizes: Sizes, png: str = "") -> dict[str, Any]:
+SCENARIOS = ("fanout", "rate", "handshakes", "storm")
+
+
+def one_round(
+    target: str, sizes: Sizes, png: str = "", only: Sequence[str] = SCENARIOS
+) -> dict[str, Any]:
+    """One run of each scenario in ``only`` against ``target`` (``fanout`` includes
+    ``loadtest.fanout``'s own bench app when the target is logsync)."""
     row: dict[str, Any] = {}
     errors = 0
-    if target == "logsync":
+    if target == "logsync" and "fanout" in only:
         f = fanout_py(sizes)
         row["fpy_deliveries_per_s"] = f["deliveries_per_s"]
         row["fpy_cpu_us"] = f["server_cpu_us_per_delivery"]
         errors += f["lost"] + f["duplicates"]
-    f = fanout_interop(target, sizes, 0.0)
-    row["fan_deliveries_per_s"] = f["deliveries_per_s"]
-    row["fan_cpu_us"] = f["cpu_us_per_delivery"]
-    errors += f["lost"] + f["duplicates"]
-    f = fanout_interop(target, sizes, sizes.rate)
-    row["rate_p50_ms"] = f["p50_ms"]
-    row["rate_p99_ms"] = f["p99_ms"]
-    errors += f["lost"] + f["duplicates"]
-    row.update(handshakes(target, sizes.idle))
-    s = storm_scenario(target, sizes, png)
-    row["storm_p50_ms"] = s["catch_up_p50_ms"]
-    row["storm_p99_ms"] = s["catch_up_p99_ms"]
-    row["storm_all_s"] = s["all_caught_up_s"]
-    row["storm_live_p99_ms"] = s["live_p99_ms"]
-    row["storm_rss_ratio"] = s["rss_peak_ratio"]
-    errors += s["lost"] + s["duplicates"] + (0 if s["ok"] else 1)
+    if "fanout" in only:
+        f = fanout_interop(target, sizes, 0.0)
+        row["fan_deliveries_per_s"] = f["deliveries_per_s"]
+        row["fan_cpu_us"] = f["cpu_us_per_delivery"]
+        errors += f["lost"] + f["duplicates"]
+    if "rate" in only:
+        f = fanout_interop(target, sizes, sizes.rate)
+        row["rate_p50_ms"] = f["p50_ms"]
+        row["rate_p99_ms"] = f["p99_ms"]
+        errors += f["lost"] + f["duplicates"]
+    if "handshakes" in only:
+        row.update(handshakes(target, sizes.idle))
+    if "storm" in only:
+        s = storm_scenario(target, sizes, png)
+        row["storm_p50_ms"] = s["catch_up_p50_ms"]
+        row["storm_p99_ms"] = s["catch_up_p99_ms"]
+        row["storm_all_s"] = s["all_caught_up_s"]
+        row["storm_live_p99_ms"] = s["live_p99_ms"]
+        row["storm_rss_ratio"] = s["rss_peak_ratio"]
+        errors += s["lost"] + s["duplicates"] + (0 if s["ok"] else 1)
     row["errors"] = errors
     return row
 
@@ -367,8 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--png", default="", help="draw each target's first storm to PNG-<target>.png"
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help="comma-separated scenarios to run: " + ", ".join(SCENARIOS) + " (default: all)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if unknown := sorted(set(only) - set(SCENARIOS)):
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or (1 if args.quick else 3)
     targets = ["logsync", "logux"] if args.target == "both" else [args.target]
@@ -383,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.png and i == 0:
                 name = "url" if target == args.url else target
                 png = f"{args.png}-{name}.png"
-            runs[target].append(one_round(target, sizes, png))
+            runs[target].append(one_round(target, sizes, png, only))
     columns = {t: median(runs[t]) for t in targets}
     output = {
         "command": ("python -m loadtest.bench " + shlex.join(argv)).strip(),
