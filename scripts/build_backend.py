@@ -14,6 +14,7 @@ pyproject.toml names it (``build-backend``, ``backend-path = ["scripts"]``). Rul
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,11 +49,20 @@ def _compiling(mode: str) -> Iterator[None]:
             os.environ["LOGSYNC_COMPILE"] = before
 
 
+def _typed_dependencies() -> list[str]:
+    """The packages the hot modules' imports reach (the base dependencies and the ``server``
+    extra): mypyc type-checks with the package's strict mypy settings, and without them every
+    import of pydantic, aiohttp … is an error (a fresh build environment has none of them)."""
+    with open("pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["server"]]
+
+
 def get_requires_for_build_wheel(config_settings: Settings = None) -> list[str]:
     mode = _wheel_mode()
     with _compiling("0"):
         needed = list(_setuptools.get_requires_for_build_wheel(config_settings))
-    return needed if mode == "0" else [*needed, MYPYC]
+    return needed if mode == "0" else [*needed, MYPYC, *_typed_dependencies()]
 
 
 def prepare_metadata_for_build_wheel(

@@ -161,3 +161,23 @@ def test_the_editable_install_runs_the_sources() -> None:
     beside = [p for s in EXTENSION_SUFFIXES for p in (ROOT / "logsync").rglob("*" + s)]
     assert beside == []
     assert compiled_modules() == dict.fromkeys(HOT_MODULES, False)
+
+
+def test_a_compiling_build_asks_for_the_packages_mypyc_type_checks_against(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fresh build environment (pip's isolation, the Docker image's first stage) has none of the
+    # runtime packages; without them strict mypy refuses every `import pydantic` and the build
+    # falls back to pure Python (or fails with LOGSYNC_COMPILE=1).
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import build_backend
+
+    for mode, expect_compiler in (("auto", True), ("1", True), ("0", False)):
+        monkeypatch.setenv("LOGSYNC_COMPILE", mode)
+        names = {
+            r.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower()
+            for r in build_backend.get_requires_for_build_wheel()
+        }
+        assert ("mypy" in names) is expect_compiler
+        assert ({"pydantic", "aiohttp", "orjson", "prometheus-client"} <= names) is expect_compiler
