@@ -11,17 +11,25 @@ from loadtest.microbench import SCRIPT, WRITER_SCRIPT
 from loadtest.servers import ROOT
 
 
-def test_the_microbenchmark_measures_both_paths() -> None:
+def run(*args: str, **env: str) -> str:
+    """The microbenchmark's command (or one of its scripts, ``-c``) with ``env`` added: its
+    stdout and stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.microbench"],
+        [sys.executable, *args],
         cwd=ROOT,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    found = re.search(r"offer ([\d.]+) us\s+synced frame ([\d.]+) us", done.stdout)
-    assert found, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_the_microbenchmark_measures_both_paths() -> None:
+    output = run("-m", "loadtest.microbench")
+    found = re.search(r"offer ([\d.]+) us\s+synced frame ([\d.]+) us", output)
+    assert found, output
     offer, synced = map(float, found.groups())
     # sanity, not a target: each is one Python call path (tens of µs at most)
     assert 0 < offer < 1000 and 0 < synced < 1000
@@ -30,49 +38,23 @@ def test_the_microbenchmark_measures_both_paths() -> None:
 def test_the_fixed_count_mode_delivers_every_offer_in_a_fan_out() -> None:
     """What ``--callgrind`` runs under valgrind (here without it): each of 300 offers, 100
     connections per entry, is a live delivery."""
-    env = {**os.environ, "MICROBENCH_CALLS": "300,50,300", "MICROBENCH_FANOUT": "100"}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert "300 offers delivered 300, 50 synced frames" in done.stdout, done.stdout + done.stderr
+    output = run("-c", SCRIPT, MICROBENCH_CALLS="300,50,300", MICROBENCH_FANOUT="100")
+    assert "300 offers delivered 300, 50 synced frames" in output, output
 
 
 def test_the_fixed_count_mode_sends_a_turns_offers_together() -> None:
     """``--batch 4``: four entries per connection per loop turn, all delivered."""
-    env = {
-        **os.environ,
-        "MICROBENCH_CALLS": "400,0,400",
-        "MICROBENCH_FANOUT": "100",
-        "MICROBENCH_BATCH": "4",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    output = run(
+        "-c",
+        SCRIPT,
+        MICROBENCH_CALLS="400,0,400",
+        MICROBENCH_FANOUT="100",
+        MICROBENCH_BATCH="4",
     )
-    assert "400 offers delivered 400, 0 synced frames" in done.stdout, done.stdout + done.stderr
+    assert "400 offers delivered 400, 0 synced frames" in output, output
 
 
 def test_the_writer_mode_commits_each_batch_once() -> None:
     """What ``--writer 20`` runs under valgrind: 3 batches of 20 appends, 3 commits."""
-    env = {**os.environ, "MICROBENCH_WRITER": "3,20"}
-    done = subprocess.run(
-        [sys.executable, "-c", WRITER_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert "3 commits of 20 appends" in done.stdout, done.stdout + done.stderr
+    output = run("-c", WRITER_SCRIPT, MICROBENCH_WRITER="3,20")
+    assert "3 commits of 20 appends" in output, output
