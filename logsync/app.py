@@ -304,7 +304,7 @@ class App:
         process: Handler | None = None,
         finally_: Handler | None = None,
         queue: str = "main",
-        batch: bool = False,
+        batch: bool | None = None,
     ) -> TypeRule:
         """Rules for an action type (exact name or compiled regex).
 
@@ -314,9 +314,15 @@ class App:
         ``batch=True`` says this type's ``access`` and ``resend`` do not depend on what ``process``
         did for the client's earlier actions. Then consecutive actions of such types in one client
         queue are checked first and appended in ONE store call (one round trip for a whole
-        offline backlog), and processed in order after. By default each action is checked,
-        appended and processed before the next one's ``access`` runs, as in @logux/server.
+        offline backlog, or for a busy publisher's actions in flight), and processed in order
+        after. ``batch=False``: each action is checked, appended and processed before the next
+        one's ``access`` runs, as in @logux/server. The default (``None``) is ``True`` for a type
+        with neither ``process`` nor ``finally_`` (there is nothing an earlier action's
+        callbacks could have done: ``access`` and ``resend`` still run in the client's order,
+        answers and ``synced`` go out in it) and ``False`` otherwise.
         """
+        if batch is None:
+            batch = process is None and finally_ is None
         rule = TypeRule(name, access, model, resend, process, finally_, queue, batch)
         if isinstance(name, str):
             if name in self.types:
@@ -336,8 +342,10 @@ class App:
         process: Handler | None = None,
         finally_: Handler | None = None,
     ) -> TypeRule:
-        """Rules for every action type no other rule matches (otherwise: undo ``unknownType``)."""
-        self.fallback_type = TypeRule(None, access, None, resend, process, finally_)
+        """Rules for every action type no other rule matches (otherwise: undo ``unknownType``);
+        batched as :meth:`type`'s default says."""
+        batch = process is None and finally_ is None
+        self.fallback_type = TypeRule(None, access, None, resend, process, finally_, batch=batch)
         return self.fallback_type
 
     def channel(
