@@ -107,6 +107,9 @@ async def bulk_process(ctx: Context, action: dict[str, Any], meta: dict[str, Any
 
 
 app.type("bulk", access=allow, resend=lambda ctx, action, meta: {"user": "bulkreader"}, batch=True)
+# no `process`, no `finally_`: batched by default; `batch=False` keeps one store call per action
+app.type("bulk/default", access=allow)
+app.type("bulk/serial", access=allow, batch=False)
 app.type(
     "bulk/checked",
     access=lambda ctx, action, meta: action["n"] != 3,

@@ -270,6 +270,21 @@ async def test_batch_types_are_appended_in_one_store_call(server: ServerProcess)
     await writer.close()
 
 
+@pytest.mark.parametrize(("kind", "store_calls"), [("bulk/default", 1), ("bulk/serial", 8)])
+async def test_a_type_without_process_is_batched_unless_it_says_batch_false(
+    server: ServerProcess, kind: str, store_calls: int
+) -> None:
+    writer = await client(server, f"{kind.replace('/', '')}:w:t")
+    calls = await append_calls(server)
+    ids = await writer.sync(1, *[{"type": kind, "n": n} for n in range(8)])
+    synced, received = await writer.recv_until("synced")
+    assert synced == ["synced", 1]
+    answers = {a["id"]: a["type"] for m in received if m[0] == "sync" for a in m[2::2]}
+    assert {answers[writer.full_id(i)] for i in ids} == {"logux/processed"}
+    assert await append_calls(server) == calls + store_calls
+    await writer.close()
+
+
 async def test_batch_types_still_check_and_process_each_in_order(server: ServerProcess) -> None:
     writer = await client(server, "bulkcheck:w:t")
     ids = await writer.sync(1, *[{"type": "bulk/checked", "n": n} for n in range(6)])
