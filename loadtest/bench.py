@@ -15,6 +15,9 @@ in memory) and stops it by PID. Both run the same app (``tests/interop/app.py`` 
 - **fan-out, interop app**: S subscribers on 3 ``chat/<id>`` channels, 6 publishers sending
   ``chat/message`` (saturating with 2 undelivered actions per publisher): deliveries/s, server CPU µs
   per delivery; then a fixed rate (200 actions/s; ``--quick`` 100) for the latency p50/p99.
+- **wide fan-out**: issue 13's saturated shape: 1000 subscribers on 10 ``chat/b<n>`` channels (``--quick``:
+  200), 10 publishers with 50 undelivered actions each, once with ``chat/message`` (it has a
+  ``process``: one client's actions run one at a time) and once with ``chat/note`` (no ``process``).
 - **handshakes**: N idle clients connect, 100 handshakes in flight: handshakes/s, server CPU per
   connection, RSS growth per idle connection.
 - **storm**: ``loadtest.storm`` (``notify``, which both servers keep for replay): catch-up p50/p99,
@@ -89,7 +92,28 @@ def start(target: str) -> Servers:
 # -- fan-out on the interop app --------------------------------------------------------------
 
 
-async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]:
+@dataclass
+class Shape:
+    """A fan-out's shape: subscribers on ``channels`` ``chat/b<n>`` channels, publishers with
+    ``window`` undelivered actions each (saturating), of type ``kind``."""
+
+    subscribers: int
+    publishers: int
+    channels: int = CHANNELS
+    window: int = WINDOW
+    kind: str = "chat/message"
+
+
+# The saturated fan-out of issue 13: 1000 connections on 10 channels, 10 publishers with 50
+# undelivered actions each (`--quick`: 200 connections).
+WIDE = Shape(1000, 10, 10, 50)
+WIDE_QUICK = Shape(200, 10, 10, 50)
+
+
+async def _fanout(
+    servers: Servers, sizes: Sizes, rate: float, shape: Shape | None = None
+) -> dict[str, Any]:
+    shape = shape or Shape(sizes.subscribers, sizes.publishers)
     url = servers.urls[0]
     latencies: list[float] = []
     deliveries = 0
@@ -109,7 +133,7 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
     def deliveries_to(sub: int) -> OnAction:
         def on_action(_: BenchClient, action: dict[str, Any], meta: dict[str, Any]) -> None:
             nonlocal deliveries, duplicates, last_delivery
-            if action.get("type") != "chat/message":
+            if action.get("type") != shape.kind:
                 return
             now = time.time()
             p, s, t = (int(x) for x in action["text"].split(":"))
@@ -147,7 +171,7 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
             async with limit:
                 client = await connect(http, url, f"f{j}:1")
             clients.append(client)
-            channel = j % CHANNELS
+            channel = j % shape.channels
             local[channel] += 1
             _, meta = client.new_meta()
             subscribe = {"type": "logux/subscribe", "channel": f"chat/b{channel}"}
@@ -155,13 +179,13 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
             client.on_action = deliveries_to(j)
             tasks.append(asyncio.create_task(client.run()))
 
-        await asyncio.gather(*(subscriber(j) for j in range(sizes.subscribers)))
+        await asyncio.gather(*(subscriber(j) for j in range(shape.subscribers)))
         publishers = []
-        for i in range(sizes.publishers):
+        for i in range(shape.publishers):
             client = await connect(http, url, f"p{i}:1")
             clients.append(client)
             publishers.append(client)
-            windows[i] = asyncio.Semaphore(WINDOW)
+            windows[i] = asyncio.Semaphore(shape.window)
             client.on_synced = accepted_from(i)
             tasks.append(asyncio.create_task(client.run()))
         await asyncio.sleep(1.0)  # subscriptions processed
@@ -170,9 +194,9 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
         stop = began + sizes.duration
 
         async def publish(i: int, client: BenchClient) -> None:
-            interval = sizes.publishers / rate if rate else 0.0
+            interval = shape.publishers / rate if rate else 0.0
             if interval:
-                await asyncio.sleep(interval * i / sizes.publishers)
+                await asyncio.sleep(interval * i / shape.publishers)
             first = time.time()
             seq = 0
             while True:
@@ -186,12 +210,12 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
                     sent_at = time.time()
                     if sent_at >= stop:
                         return
-                channel = (i + seq) % CHANNELS
+                channel = (i + seq) % shape.channels
                 pending[(i, seq)] = local[channel]
                 in_flight[(i, seq + 1)] = channel
                 text = f"{i}:{seq}:{int(sent_at * 1e6)}"
                 _, meta = client.new_meta()
-                action = {"type": "chat/message", "chat": f"b{channel}", "text": text}
+                action = {"type": shape.kind, "chat": f"b{channel}", "text": text}
                 await client.send(["sync", seq + 1, action, meta])
                 seq += 1
 
@@ -199,7 +223,7 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
         settle = time.time() + 30
         while in_flight and time.time() < settle:
             await asyncio.sleep(0.05)
-        expected[0] = sum(accepted[c] * local[c] for c in range(CHANNELS))
+        expected[0] = sum(accepted[c] * local[c] for c in range(shape.channels))
         if deliveries < expected[0]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 30)
@@ -221,10 +245,13 @@ async def _fanout(servers: Servers, sizes: Sizes, rate: float) -> dict[str, Any]
     }
 
 
-def fanout_interop(target: str, sizes: Sizes, rate: float) -> dict[str, Any]:
+def fanout_interop(
+    target: str, sizes: Sizes, rate: float, shape: Shape | None = None
+) -> dict[str, Any]:
+    raise_fd_limit((shape.subscribers if shape else sizes.subscribers) * 2 + 1000)
     servers = start(target)
     try:
-        return asyncio.run(_fanout(servers, sizes, rate))
+        return asyncio.run(_fanout(servers, sizes, rate, shape))
     finally:
         servers.stop()
 
@@ -294,6 +321,10 @@ ROWS: list[tuple[str, str, str]] = [
     ("fan-out.py server CPU µs / delivery", "fpy_cpu_us", "{:.1f}"),
     ("fan-out (interop app) deliveries/s", "fan_deliveries_per_s", "{:,.0f}"),
     ("fan-out server CPU µs / delivery", "fan_cpu_us", "{:.1f}"),
+    ("wide fan-out, chat/message (process) deliveries/s", "wide_deliveries_per_s", "{:,.0f}"),
+    ("wide fan-out, chat/message server CPU µs / delivery", "wide_cpu_us", "{:.1f}"),
+    ("wide fan-out, chat/note (no process) deliveries/s", "note_deliveries_per_s", "{:,.0f}"),
+    ("wide fan-out, chat/note server CPU µs / delivery", "note_cpu_us", "{:.1f}"),
     ("fan-out p50 at fixed rate (ms)", "rate_p50_ms", "{:.1f}"),
     ("fan-out p99 at fixed rate (ms)", "rate_p99_ms", "{:.1f}"),
     ("handshakes/s (100 in flight)", "handshakes_per_s", "{:,.0f}"),
@@ -308,7 +339,7 @@ ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-SCENARIOS = ("fanout", "rate", "handshakes", "storm")
+SCENARIOS = ("fanout", "wide", "rate", "handshakes", "storm")
 
 
 def one_round(
@@ -328,6 +359,17 @@ def one_round(
         row["fan_deliveries_per_s"] = f["deliveries_per_s"]
         row["fan_cpu_us"] = f["cpu_us_per_delivery"]
         errors += f["lost"] + f["duplicates"]
+    if "wide" in only:
+        # (other sizes: the smoke test's, a small wide shape)
+        wide = {id(FULL): WIDE, id(QUICK): WIDE_QUICK}.get(
+            id(sizes), Shape(sizes.subscribers, sizes.publishers, 2, 5)
+        )
+        for kind, key in (("chat/message", "wide"), ("chat/note", "note")):
+            shape = Shape(wide.subscribers, wide.publishers, wide.channels, wide.window, kind)
+            f = fanout_interop(target, sizes, 0.0, shape)
+            row[f"{key}_deliveries_per_s"] = f["deliveries_per_s"]
+            row[f"{key}_cpu_us"] = f["cpu_us_per_delivery"]
+            errors += f["lost"] + f["duplicates"]
     if "rate" in only:
         f = fanout_interop(target, sizes, sizes.rate)
         row["rate_p50_ms"] = f["p50_ms"]

@@ -16,7 +16,8 @@ interpreter start-up and set-up cancel out). ``--fanout N`` offers each entry to
 in turn, as a fan-out does (the fan-out benchmark's shape is 100: per-entry work, such as
 encoding the action once, is then shared as in a server); ``--batch K`` offers K entries to each
 connection per loop turn (checkouts with ``Connection.send_offered`` send them in one ``sync``;
-one ``synced`` frame then answers K deliveries).
+one ``synced`` frame then answers K deliveries). ``--channel`` makes the entries a channel's, which
+every connection subscribed to (the fan-out's delivery check), instead of addressed to the client.
 
 ``--writer K`` counts instead the SQLite writer's instructions per append: batches of K
 one-entry appends (what group commit makes of K publishers' appends queued together), each run
@@ -100,8 +101,16 @@ async def main():
     for conn in conns:
         accepted(conn)
         conn.start_delivery(0, up_to_date=True)
+    # "1": entries of a channel every connection subscribed to (a fan-out's), else addressed
+    # to the client (the delivery check's shortest path)
+    channel = os.environ.get("MICROBENCH_CHANNEL") == "1"
+    if channel:
+        from logsync.engine.peer import Subscription
+        for conn in conns:
+            conn.subscriptions["bench/0"] = Subscription(0, {"{}": None})
+    index = "channel:bench/0" if channel else "client:u:c"
     entries = iter([
-        Entry(i, f"{i} other:x:1 0", i, {"type": "chat", "text": "hi"}, ["client:u:c"], [], None, "processed")
+        Entry(i, f"{i} other:x:1 0", i, {"type": "chat", "text": "hi"}, [index], [], None, "processed")
         for i in range(1, (int(calls.split(",")[2]) if calls else 100000) // fan + 2)
     ])
     turn = [0, None]
@@ -192,6 +201,12 @@ def main() -> None:
         help="entries offered to each connection per loop turn, sent together (default 1)",
     )
     parser.add_argument(
+        "--channel",
+        action="store_true",
+        help="offer entries of a channel the connections subscribed to (as in a fan-out), "
+        "instead of entries addressed to the client",
+    )
+    parser.add_argument(
         "--writer",
         type=int,
         metavar="K",
@@ -212,6 +227,7 @@ def main() -> None:
         return
     os.environ["MICROBENCH_FANOUT"] = str(args.fanout)
     os.environ["MICROBENCH_BATCH"] = str(args.batch)
+    os.environ["MICROBENCH_CHANNEL"] = "1" if args.channel else "0"
     if args.callgrind is None:
         done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=args.checkout, check=False)
         raise SystemExit(done.returncode)

@@ -267,19 +267,24 @@ class Delivery:
         Addressed to its node or client: always. Otherwise never its own actions nor excluded
         clients; then its user, and channels it subscribed to before the entry, through filters.
         """
-        indexes = entry.indexes
-        own = self.own
-        if own[0] in indexes or own[1] in indexes:
-            return True
-        if entry.origin_client == self.client_id or self.client_id in entry.exclude_clients:
+        channels, addressed = entry.routing
+        client_id = self.client_id
+        if addressed:  # (else none of the peer's own indexes can be among them)
+            indexes = entry.indexes
+            own = self.own
+            if own[0] in indexes or own[1] in indexes:
+                return True
+            if entry.origin_client == client_id or client_id in entry.exclude_clients:
+                return False
+            if len(own) == 3 and own[2] in indexes:
+                return True
+        elif entry.origin_client == client_id or client_id in entry.exclude_clients:
             return False
-        if len(own) == 3 and own[2] in indexes:
-            return True
-        for index in indexes:
-            if index.startswith("channel:"):
-                sub = self.subscriptions.get(index[8:])
-                if sub is not None and entry.added > sub.from_added and sub.accepts(entry):
-                    return True
+        subscriptions, added = self.subscriptions, entry.added
+        for name in channels:
+            sub = subscriptions.get(name)
+            if sub is not None and added > sub.from_added and sub.accepts(entry):
+                return True
         return False
 
     def _deliver_in_catch_up(self, entry: Entry) -> bool:

@@ -50,6 +50,8 @@ class Entry:
     json_sync_cache: tuple[str, bytes, bytes, int] | None = None
     # what keeps it out of a `sync` that has another action of the same key (see batch_key)
     batch_key_cache: tuple[str, ...] | None = None
+    # (its channels' names, whether it has an index that is not a channel's), see routing
+    routing_cache: tuple[tuple[str, ...], bool] | None = None
 
     @classmethod
     def from_new(cls, added: int, new: NewEntry) -> Entry:
@@ -103,6 +105,18 @@ class Entry:
         template, body, ms = sync_template(action, self.id, self.subprotocol, local_node_id)
         cached = self.json_sync_cache = (local_node_id, template, body, ms)
         return cached
+
+    @property
+    def routing(self) -> tuple[tuple[str, ...], bool]:
+        """The names of the channels it is filed under, and whether it is also addressed
+        otherwise (a ``client:``, ``node:`` or ``user:`` index): found once per entry, as
+        every recipient of a fan-out asks."""
+        routing = self.routing_cache
+        if routing is None:
+            indexes = self.indexes
+            channels = tuple(i[8:] for i in indexes if i.startswith("channel:"))
+            routing = self.routing_cache = (channels, len(channels) < len(indexes))
+        return routing
 
     @property
     def batch_key(self) -> tuple[str, ...]:

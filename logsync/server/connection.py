@@ -83,6 +83,10 @@ class Transport(Protocol):
         (:meth:`~logsync.engine.budget.Budget.hold`)."""
 
 
+def _never_behind(live_window: int, high_water: int) -> bool:
+    return False
+
+
 class Connection:
     """The WebSocket :class:`~logsync.engine.peer.Peer`: feed it frames with :meth:`receive`; the
     engine (its :class:`~logsync.engine.peer.Host`) answers through the Peer methods."""
@@ -320,7 +324,10 @@ class Connection:
     def offer(self, entry: Entry) -> None:
         if not self.authenticated or self.closed:
             return
-        outputs = (self._delivery or self.delivery).offer(entry, self._behind)
+        # Once an entry is waiting in `_offered`, the client was not behind, and nothing was
+        # sent since that could have put it behind (anything sent first sends `_offered`).
+        behind = _never_behind if self._offered else self._behind
+        outputs = (self._delivery or self.delivery).offer(entry, behind)
         if outputs is ONLY_SEND_OFFERED:
             # the live push alone, every delivery of a fan-out: no dispatch, no catch-up to
             # check; sent at the end of the loop turn with the others offered in it

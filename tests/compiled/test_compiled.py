@@ -2,10 +2,10 @@
 
 A wheel build of this checkout compiles every module of ``HOT_MODULES`` with mypyc (what
 ``pip install .`` and the Docker image do); those compiled modules then pass the unit suites of
-the protocol, the engine and the WebSocket layer and the server suite (real sockets, real
-``logsync serve`` processes importing the compiled build), with nothing of this checkout's
-``logsync`` on the path. The editable install the suite itself runs from stays pure Python, so an
-edited ``.py`` is what runs.
+the protocol, the engine and the WebSocket layer and the server suites of the compiled paths
+(real sockets, real ``logsync serve`` processes importing the compiled build), with nothing of
+this checkout's ``logsync`` on the path. The editable install the suite itself runs from stays
+pure Python, so an edited ``.py`` is what runs.
 
 Slow (a C build, then a few suites): about 3 minutes on a quiet 2-core machine.
 """
@@ -32,9 +32,20 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the build reads: pyproject.toml's packages, the README (the readme field), the backend.
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "scripts/build_backend.py")
 PACKAGES = ("logsync", "clients/python/logsync_client")
-# Run against the compiled build: in-process (protocol, engine, websocket) and through real
-# `logsync serve` processes (server).
-SUITES = ("tests/protocol", "tests/engine", "tests/websocket", "tests/server")
+# Run against the compiled build: in-process, every suite of the modules compiled (protocol,
+# engine, websocket: seconds), and through real `logsync serve` processes the server suites of
+# the paths they compile: a whole sync, live batches, catch-up, hostile frames and messages.
+# (The rest of tests/server exercises the uncompiled stages and took minutes here.)
+SUITES = (
+    "tests/protocol",
+    "tests/engine",
+    "tests/websocket",
+    "tests/server/test_flow.py",
+    "tests/server/test_live_batch.py",
+    "tests/server/test_catch_up.py",
+    "tests/server/test_hostile.py",
+    "tests/server/test_hostile_transport.py",
+)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "node_modules")
 
 

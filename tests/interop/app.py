@@ -81,6 +81,16 @@ app.type(
 )
 
 
+# chat/message without a `process` (so a client's run of them is appended in one store call):
+# the benchmarks' fan-out of an app that only relays
+app.type(
+    "chat/note",
+    model=ChatMessage,
+    access=lambda ctx, action, meta: True,
+    resend=lambda ctx, action, meta: {"channel": f"chat/{action.chat}"},
+)
+
+
 class Notify(BaseModel):
     user: str
     text: str

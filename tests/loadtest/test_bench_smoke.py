@@ -31,6 +31,7 @@ def test_bench_measures_a_running_server_by_url(tmp_path: Path) -> None:
     assert row["errors"] == 0, row
     # (CPU is read in clock ticks of 10 ms: too coarse for 20 handshakes to be sure to show)
     assert row["fan_deliveries_per_s"] > 0 and row["handshakes_per_s"] > 0
+    assert row["wide_deliveries_per_s"] > 0 and row["note_deliveries_per_s"] > 0
     assert row["cpu_us_per_connection"] >= 0
     assert row["storm_all_s"] > 0 and row["storm_rss_ratio"] >= 1.0
     assert png.stat().st_size > 1000

@@ -49,7 +49,8 @@ class ServerProcess:
 
     def _wait_for_listening(self) -> str:
         assert self.process.stdout is not None
-        timer = threading.Timer(20, self.process.kill)
+        # (a loaded 2-core machine has taken over 20 s to import and start)
+        timer = threading.Timer(60, self.process.kill)
         timer.start()
         try:
             for line in self.process.stdout:

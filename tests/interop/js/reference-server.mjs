@@ -109,6 +109,19 @@ server.type('chat/message', {
   }
 })
 
+// chat/message without a process: the benchmarks' fan-out of an app that only relays
+server.type('chat/note', {
+  access(ctx, action, meta) {
+    if (typeof action.chat !== 'string' || typeof action.text !== 'string') {
+      throw invalidPayload(meta, [{ loc: ['chat|text'], msg: 'string expected' }])
+    }
+    return true
+  },
+  resend(ctx, action) {
+    return { channel: 'chat/' + action.chat }
+  }
+})
+
 server.type('notify', {
   access(ctx, action, meta) {
     if (typeof action.user !== 'string' || typeof action.text !== 'string') {
