@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import msgpack
+import pytest
 
 from logsync.protocol.ids import is_first_older
 from tests.support.redis import start_redis
@@ -110,6 +111,21 @@ async def test_malformed_json_gets_wrong_format_with_raw_text(shared_server: Ser
     await client.send_raw('["connect", 5, ')
     assert await client.recv() == ["error", "wrong-format", '["connect", 5, ']
     assert await client.closed() is not None
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "frame", ['["synced",07]', '["synced",-1]', '["synced",1e999]', '["synced",99999999999999999]']
+)
+async def test_a_synced_the_decoder_would_refuse_is_wrong_format(
+    shared_server: ServerProcess, frame: str
+) -> None:
+    client = await RawClient.open(shared_server.url)
+    await client.connect("syncedshape:c:t1")
+    await client.send_raw('["synced",1]')  # taken, nothing said
+    await client.send_raw(frame)
+    error = await client.recv()
+    assert error[:2] == ["error", "wrong-format"], error
     await client.close()
 
 
