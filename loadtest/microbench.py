@@ -202,6 +202,9 @@ async def main():
     store = open_store(url)
     node = ServerNode(app, store, open_broker("", store), settings)
     await node.start()
+    import logsync.server.http as http
+    if hasattr(http, "freeze_startup"):  # what `logsync serve` does once started
+        http.freeze_startup()
     loop = asyncio.get_running_loop()
     frames = [masked(b'["connect",5,"h%d:1:t",0,{"token":"secret","subprotocol":3}]' % i)
               for i in range(3 * n if top < 0 else n)]
