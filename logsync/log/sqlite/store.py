@@ -196,9 +196,9 @@ class SqliteStore(LogStore):
         return self._writer.submit(run, "set_status", write=True, quick=True)
 
     async def head(self) -> int:
-        # Read on the caller's thread, as seen_now does: every handshake asks, and a round trip
-        # through the SQLite thread cost a fifth of a handshake's CPU. The reader sees the last
-        # commit, as a call queued now would (the head only grows, at commits).
+        # Read on the caller's thread, as seen_now does: every handshake asks, and the round
+        # trip through the SQLite thread was a tenth of a handshake's instructions. The reader
+        # sees the last commit, as a call queued now would (the head only grows, at commits).
         reader = self._reader
         if reader is not None and not self._writer.closed:
             try:
