@@ -19,6 +19,15 @@ connection per loop turn (checkouts with ``Connection.send_offered`` send them i
 one ``synced`` frame then answers K deliveries). ``--channel`` makes the entries a channel's, which
 every connection subscribed to (the fan-out's delivery check), instead of addressed to the client.
 
+``--handshakes N`` measures instead the path from an accepted TCP socket to an idle, authenticated
+connection: N clients in turn send the upgrade request and ``connect`` (the interop app's token)
+to ``WebSocketProtocol`` on a real node (its SQLite store on a temporary file, the local broker,
+uvloop where installed, as ``logsync serve`` runs), each awaited until its ``connected`` is
+written to a socket that keeps nothing; the connections stay open. Timed: µs per handshake (best
+of 3 runs of N). With ``--callgrind``: instructions per handshake (N handshakes less none). With
+``--memory``: Python heap bytes each idle connection holds (tracemalloc, N connections), and the
+lines that allocate most of it.
+
 ``--writer K`` counts instead the SQLite writer's instructions per append: batches of K
 one-entry appends (what group commit makes of K publishers' appends queued together), each run
 by the writer's ``_execute`` on the calling thread (no thread timing: deterministic), the
@@ -152,6 +161,108 @@ asyncio.run(main())
 """
 
 
+# The handshake path (--handshakes): "N,store,top" (top > 0: tracemalloc, that many lines shown;
+# -1: best-of-3 timing; 0: a fixed count, for callgrind).
+HANDSHAKE_SCRIPT = r"""
+import asyncio, gc, os, sys, tempfile, time
+from logsync.broker import open_broker
+from logsync.engine import ServerNode
+from logsync.log import open_store
+from logsync.settings import Settings
+from logsync.server.ws import WebSocketProtocol
+from tests.interop.app import app
+
+n, store_kind, top = os.environ["MICROBENCH_HANDSHAKES"].split(",")
+n, top = int(n), int(top)
+
+class Socket:
+    # an asyncio transport that keeps nothing; `connected` written ends the handshake
+    def __init__(self, done):
+        self.done, self.closing = done, False
+    def write(self, data):
+        if b'"connected"' in data and not self.done.done():
+            self.done.set_result(None)
+    def get_extra_info(self, key, default=None):
+        return ("127.0.0.1", 4000) if key == "peername" else default
+    def set_write_buffer_limits(self, high=None, low=None): pass
+    def get_write_buffer_limits(self): return (0, 1)
+    def get_write_buffer_size(self): return 0
+    def is_closing(self): return self.closing
+    def close(self): self.closing = True
+    def abort(self): self.closing = True
+    def can_write_eof(self): return True
+    def write_eof(self): pass
+    def pause_reading(self): pass
+    def resume_reading(self): pass
+
+def masked(payload):
+    mask = b"\x01\x02\x03\x04"
+    return bytes((0x81, 0x80 | len(payload))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1:31337\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+async def main():
+    url = "memory://" if store_kind == "memory" else f"sqlite:///{tempfile.mkdtemp()}/log.db"
+    # admission wide open: the path, not the rate limit, is measured
+    settings = Settings(store=url, handshake_rate=1e9, handshake_burst=1e9, node_id="bench")
+    store = open_store(url)
+    node = ServerNode(app, store, open_broker("", store), settings)
+    await node.start()
+    import logsync.server.http as http
+    if hasattr(http, "freeze_startup"):  # what `logsync serve` does once started
+        http.freeze_startup()
+    loop = asyncio.get_running_loop()
+    frames = [masked(b'["connect",5,"h%d:1:t",0,{"token":"secret","subprotocol":3}]' % i)
+              for i in range(3 * n if top < 0 else n)]
+    kept = []
+    async def handshakes(frames):
+        for frame in frames:
+            done = loop.create_future()
+            protocol = WebSocketProtocol(node, lambda: None)
+            protocol.connection_made(Socket(done))
+            protocol.data_received(REQUEST)
+            protocol.data_received(frame)
+            await done
+            kept.append(protocol)
+    if top > 0:
+        import tracemalloc
+        gc.collect()
+        tracemalloc.start(1)
+        before = tracemalloc.take_snapshot()
+    if top < 0:
+        runs = []
+        for r in range(3):
+            began = time.perf_counter()
+            await handshakes(frames[r * n : (r + 1) * n])
+            runs.append(time.perf_counter() - began)
+        print(f"handshake {min(runs) / n * 1e6:.1f} us")
+    else:
+        await handshakes(frames)
+    await asyncio.sleep(0)
+    if top > 0:
+        gc.collect()
+        stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+        stats = [s for s in stats if "microbench" not in str(s.traceback) and "<string>" not in str(s.traceback)]
+        total = sum(s.size_diff for s in stats)
+        print(f"idle connection {total / n:.0f} bytes (tracemalloc, {n} connections)")
+        for s in stats[:top]:
+            print(f"  {s.size_diff / n:7.1f} B {s.count_diff / n:5.2f} blocks  {s.traceback}")
+    print(f"{len(kept)} handshakes, {len(node.registry.by_client)} registered")
+    sys.stdout.flush()
+    os._exit(0)  # no teardown in the count
+
+try:
+    import uvloop
+    uvloop.install()
+except ImportError:
+    pass
+asyncio.run(main())
+"""
+
+
 # The writer's share (--writer): batches of one-entry appends through Writer._execute.
 WRITER_SCRIPT = r"""
 import asyncio, os, tempfile, time
@@ -212,7 +323,25 @@ def main() -> None:
         metavar="K",
         help="count the SQLite writer's instructions per append, in batches of K appends",
     )
+    parser.add_argument(
+        "--handshakes",
+        type=int,
+        metavar="N",
+        help="measure N handshakes, socket to idle connection, instead (see the module docstring)",
+    )
+    parser.add_argument(
+        "--store", default="sqlite", choices=("sqlite", "memory"), help="--handshakes: the store"
+    )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        metavar="LINES",
+        help="--handshakes: bytes per idle connection (tracemalloc) and the top LINES allocating",
+    )
     args = parser.parse_args()
+    if args.handshakes is not None:
+        handshakes(args)
+        return
     if args.writer is not None:
         with ThreadPoolExecutor(2) as pool:
             empty, full = pool.map(
@@ -239,6 +368,25 @@ def main() -> None:
         )
     offer, synced = (offers - empty) / calls, (frames - empty) / calls
     print(f"offer {offer:.0f} instructions   synced frame {synced:.0f} instructions")
+
+
+def handshakes(args: argparse.Namespace) -> None:
+    """``--handshakes N``: timed, counted under callgrind, or its memory (``--memory``)."""
+
+    def spec(n: int, top: int) -> dict[str, str]:
+        return {"MICROBENCH_HANDSHAKES": f"{n},{args.store},{top}"}
+
+    if args.callgrind is None:
+        top = -1 if args.memory is None else max(1, args.memory)
+        env = {**os.environ, **spec(args.handshakes, top)}
+        cmd = [sys.executable, "-c", HANDSHAKE_SCRIPT]
+        done = subprocess.run(cmd, cwd=args.checkout, env=env, check=False)
+        raise SystemExit(done.returncode)
+    with ThreadPoolExecutor(2) as pool:
+        empty, full = pool.map(
+            lambda n: count(args.checkout, HANDSHAKE_SCRIPT, spec(n, 0)), (0, args.handshakes)
+        )
+    print(f"handshake {(full - empty) / args.handshakes:.0f} instructions ({args.store} store)")
 
 
 def instructions(checkout: Path, offers: int, synced: int, entries: int) -> int:

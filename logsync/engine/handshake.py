@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +56,7 @@ class Handshake:
         self.metrics = metrics
         self.store_failed = store_failed
         self.replace = replace
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = {}
         self._claims = itertools.count()
         # told of each peer once it is registered (the wake-ups' presence)
         self.on_accepted: Callable[[Peer], None] | None = None
@@ -134,18 +134,23 @@ class Handshake:
         # failures count: an attempt refused because of the lock does not extend it.
         settings = self.settings
         ip = ctx.remote or ""
-        failures = self._failures[ip]
+        failures = self._failures.get(ip)  # none (the usual case): no deque made and dropped
         now = time.monotonic()
-        while failures and failures[0] < now - settings.bruteforce_window_ms / 1000:
-            failures.popleft()
-        locked = len(failures) >= settings.bruteforce_failures
+        if failures is not None:
+            while failures and failures[0] < now - settings.bruteforce_window_ms / 1000:
+                failures.popleft()
+        locked = len(failures or ()) >= settings.bruteforce_failures
         allowed = False
         if ctx.user_id != "server" and ctx.node_id != "server" and not locked:
             allowed = await self._call_auth(ctx)
         if not allowed and not locked:
-            failures.append(now)
-        if not failures:
-            self._failures.pop(ip, None)
+            # looked up again: another attempt from this address may have run meanwhile
+            current = self._failures.get(ip)
+            if current is None:
+                current = self._failures[ip] = deque()
+            current.append(now)
+        elif failures is not None and not failures and self._failures.get(ip) is failures:
+            del self._failures[ip]
         if not allowed:
             self.metrics.auth_refused += 1
         return allowed

@@ -105,7 +105,7 @@ class Connection:
         self.node = node
         self.transport = transport
         self.remote = remote
-        self.cookie = cookie or {}
+        self._cookie = cookie  # None: no Cookie header (no dict kept for it)
         settings = node.settings
         self.session = Session(
             node.node_id,
@@ -142,6 +142,15 @@ class Connection:
         self.claim_seen = False
 
     # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def cookie(self) -> dict[str, str]:
+        """The cookies the upgrade request carried (a new empty dict when none did)."""
+        return {} if self._cookie is None else self._cookie
+
+    @cookie.setter
+    def cookie(self, value: dict[str, str]) -> None:
+        self._cookie = value
 
     @property
     def node_id(self) -> str:

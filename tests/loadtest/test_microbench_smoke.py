@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from loadtest.microbench import SCRIPT, WRITER_SCRIPT
+from loadtest.microbench import HANDSHAKE_SCRIPT, SCRIPT, WRITER_SCRIPT
 from loadtest.servers import ROOT
 
 
@@ -58,3 +58,19 @@ def test_the_writer_mode_commits_each_batch_once() -> None:
     """What ``--writer 20`` runs under valgrind: 3 batches of 20 appends, 3 commits."""
     output = run("-c", WRITER_SCRIPT, MICROBENCH_WRITER="3,20")
     assert "3 commits of 20 appends" in output, output
+
+
+def test_the_handshake_mode_registers_every_client() -> None:
+    """What ``--handshakes 30 --callgrind`` runs under valgrind: 30 upgrades and ``connect``s
+    on a real node (SQLite), each awaited until its ``connected``."""
+    output = run("-c", HANDSHAKE_SCRIPT, MICROBENCH_HANDSHAKES="30,sqlite,0")
+    assert "30 handshakes, 30 registered" in output, output
+
+
+def test_the_handshake_memory_mode_reports_bytes_per_idle_connection() -> None:
+    output = run("-m", "loadtest.microbench", "--handshakes", "50", "--memory", "3")
+    found = re.search(r"idle connection (\d+) bytes", output)
+    assert found, output
+    # sanity, not a target: a connection holds some hundreds of bytes, less than 64 KiB
+    assert 100 < int(found.group(1)) < 65536, output
+    assert "50 handshakes, 50 registered" in output, output

@@ -182,18 +182,43 @@ async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> N
         reading := start(store.read(["channel:a"], 0, 10)),
         start(store.append([new(3, "channel:a")])),
         seeing := start(store.seen(new(1).id)),
-        heading := start(store.head()),
     ]
     await asyncio.sleep(0)  # every call queued
     release.set()
     await asyncio.gather(held, *calls)
-    read, seen, head = reading.result(), seeing.result(), heading.result()
+    read, seen = reading.result(), seeing.result()
     # the quick calls (one entry, one status, one key) keep their order among themselves, and
     # run before the range read queued between them
     assert seen == PROCESSED
-    assert head == 3
+    assert await store.head() == 3
     assert [e.added for e in read.entries] == [1, 2, 3]
     assert read.entries[0].status == PROCESSED
+
+
+async def test_head_answers_at_once_with_the_last_commit(store: SqliteStore) -> None:
+    """``head`` is read on the caller's thread: it does not wait behind a busy SQLite thread,
+    and it is the head of the last commit (an append still queued is not in it)."""
+    await store.append([new(1, "channel:a")])
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    queued = asyncio.ensure_future(store.append([new(2, "channel:a")]))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(store.head(), 1) == 1
+    assert not queued.done()
+    release.set()
+    await asyncio.gather(held, queued)
+    assert await store.head() == 2
+
+
+async def test_head_in_memory_goes_through_the_thread(tmp_path: Path) -> None:
+    """``sqlite://`` has no second connection: the SQLite thread answers ``head``."""
+    memory = opened("sqlite://")
+    try:
+        await memory.append([new(1, "channel:a")])
+        assert memory._reader is None
+        assert await memory.head() == 1
+    finally:
+        await memory.close()
 
 
 async def test_quick_calls_go_ahead_of_bulk_calls(store: SqliteStore) -> None:
@@ -527,7 +552,7 @@ async def test_a_broken_thread_fails_calls_instead_of_hanging(
         raise AssertionError("a bug")
 
     monkeypatch.setattr(store._writer, "_execute", broken)
-    calls = [asyncio.ensure_future(store.head()) for _ in range(3)]
+    calls = [asyncio.ensure_future(store.get(f"{n} x:1:1 0")) for n in range(3)]
     closing = asyncio.ensure_future(store.close())
     for call in calls:
         with pytest.raises(RuntimeError, match="thread failed"):

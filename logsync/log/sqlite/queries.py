@@ -111,8 +111,11 @@ def read_params(indexes: Sequence[str], after: int, limit: int) -> tuple[Any, ..
     return (orjson.dumps(list(indexes)).decode(), after, limit)
 
 
+HEAD = "SELECT value FROM meta WHERE key = 'head'"
+
+
 def head(conn: sqlite3.Connection) -> int:
-    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+    (value,) = conn.execute(HEAD).fetchone()
     return int(value)
 
 
