@@ -10,9 +10,7 @@ How long the queue takes to drain is estimated with the controller's recovery: f
 rate the rate climbs by ``increase`` per second up to ``ceiling`` (:func:`admitted_within`,
 :func:`drain_time`). A cut therefore does not empty the queue at once: a handshake waits while
 the estimate is under ``wait_max``, and only the rest are refused (with 0 ``increase`` the rate
-is taken as constant). While every place of ``concurrency`` is taken, the handshakes in
-progress, not the tokens, set the pace: the queue is estimated to drain at the rate they end
-(:meth:`Admission.pace`) when that is slower.
+is taken as constant).
 
 Call :meth:`Admission.admit`, then :meth:`Admission.done` once the handshake ended (accepted or
 not): the handshakes in progress are counted (``handshake_concurrency`` caps them when set).
@@ -155,10 +153,6 @@ class Admission:
         # one turn later than the previous), paid off at the current rate as time passes
         self._owed = 0.0
         self._owed_at = clock()
-        # when the handshakes of the latest places ended: while every place is taken, they, not
-        # the tokens, set the pace at which the queue drains
-        self._places = max(8, concurrency)
-        self._ended: deque[float] = deque(maxlen=self._places)
 
     @property
     def rate(self) -> float:
@@ -176,26 +170,7 @@ class Admission:
         if self.queue <= 1 or math.isinf(self.wait_max):
             return max(1, self.queue)
         within = admitted_within(self.wait_max, self.rate, self.increase, self.ceiling)
-        pace = self.pace()
-        if pace:
-            within = min(within, pace * self.wait_max)
         return max(1, int(min(self.queue, within)))
-
-    def pace(self) -> float:
-        """Handshakes ended per second over the latest ``concurrency`` of them, while every
-        place is taken (the queue then drains at that pace, not at the rate); 0.0 otherwise."""
-        ended = self._ended
-        if self._free() or len(ended) < self._places // 2:
-            return 0.0
-        span = self.clock() - ended[0]
-        return len(ended) / span if span > 0 else 0.0
-
-    def drain(self, turns: float) -> float:
-        """Seconds until ``turns`` more handshakes are let in: :func:`drain_time` at the
-        recovering rate, or longer when the places in progress set a slower :meth:`pace`."""
-        due = drain_time(turns, self.rate, self.increase, self.ceiling)
-        pace = self.pace()
-        return max(due, turns / pace) if pace else due
 
     def set_rate(self, rate: float) -> None:
         """Admit at ``rate`` from now on (the controller's step)."""
@@ -208,21 +183,17 @@ class Admission:
 
     def retry_after(self, promise: bool = False) -> float:
         """Seconds a refused client should wait: until the queue ahead of it has drained at the
-        current rate (recovering as the controller does, or at the places' :meth:`pace` when that
-        is slower: :meth:`drain`), plus one turn for each client refused before it and not yet
-        due back;
+        current rate (recovering as the controller does: :func:`drain_time`), plus one turn for
+        each client refused before it and not yet due back;
         spread ±:data:`RETRY_JITTER`, clamped to ``retry_min``…``retry_max``. ``promise``: this
         client is refused (:meth:`refuse`), the next one is told one turn later."""
-        now, rate, pace = self.clock(), self.rate, self.pace()
-        paid = min(rate, pace) if pace else rate
-        owed = max(0.0, self._owed - (now - self._owed_at) * paid)
+        now, rate = self.clock(), self.rate
+        owed = max(0.0, self._owed - (now - self._owed_at) * rate)
         turns = self.waiting + owed + 1
         if promise:
             most = admitted_within(self.retry_max, rate, self.increase, self.ceiling)
-            if pace:
-                most = min(most, pace * self.retry_max)
             self._owed, self._owed_at = min(owed + 1, most), now
-        due = self.drain(turns)
+        due = drain_time(turns, rate, self.increase, self.ceiling)
         hint = due * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
         return min(self.retry_max, max(self.retry_min, hint))
 
@@ -256,7 +227,6 @@ class Admission:
     def done(self) -> None:
         """A handshake :meth:`admit` let in has ended: its place goes to the next."""
         self.in_progress -= 1
-        self._ended.append(self.clock())
         self._pump()
 
     def _free(self) -> bool:

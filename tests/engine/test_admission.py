@@ -201,39 +201,6 @@ async def test_after_a_cut_handshakes_wait_while_the_recovering_rate_drains_them
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_while_every_place_is_taken_the_places_set_the_pace() -> None:
-    """8 places, the rate is 100/s but each handshake takes 2 s: the queue drains at the pace
-    the places free up (4/s), so 40 may wait 10 s and a hint counts at 4/s."""
-    clock = Clock()
-    gate = Admission(100.0, 100, 1000, wait_max=10.0, concurrency=8, clock=clock)
-    assert gate.pace() == 0.0  # no handshake ended yet
-    for _ in range(8):
-        await gate.admit()
-    assert gate.bound == 1000  # 100/s for 10 s, capped by the queue
-    waiting = [asyncio.create_task(gate.admit()) for _ in range(20)]
-    await settle()
-    for _ in range(8):  # one ends every 0.25 s, its place goes to the next waiter
-        clock.now += 0.25
-        gate.done()
-        await settle()
-    assert gate.in_progress == 8 and gate.waiting == 12
-    assert gate.pace() == pytest.approx(8 / (7 * 0.25))  # 8 ended within 1.75 s
-    clock.now += 0.25  # the pace over the latest 8: 8 in 2 s
-    assert gate.pace() == pytest.approx(4.0)
-    assert gate.bound == 40
-    assert gate.drain(20) == pytest.approx(5.0)  # not 0.2 s at 100/s
-    with pytest.raises(Refused) as refused:
-        for _ in range(29):
-            waiting.append(asyncio.create_task(gate.admit()))
-            await settle()
-        await gate.admit()
-    due = (40 + 1) / 4.0
-    assert due * (1 - RETRY_JITTER) <= refused.value.retry_after <= due * (1 + RETRY_JITTER)
-    for task in waiting:
-        task.cancel()
-    await asyncio.gather(*waiting, return_exceptions=True)
-
-
 async def test_retry_hints_follow_the_backlog_and_the_current_rate() -> None:
     clock = Clock()
     gate = Admission(10.0, 1, 5, retry_min=1.0, retry_max=60.0, clock=clock)
