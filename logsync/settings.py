@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         description="overloaded past this event-loop lag (smoothed over ~0.25 s)",
     )
     admission_store_queue: int = Field(
-        200, gt=0, description="overloaded past this many store calls waiting or running"
+        30, gt=0, description="overloaded past this many store calls waiting or running"
     )
     admission_budget_fill: float = Field(
         0.9,

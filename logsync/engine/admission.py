@@ -6,6 +6,12 @@ oldest first, as tokens come at the *current* rate (which the node's
 :class:`~logsync.engine.load.Controller` moves between a floor and ``handshake_rate``); past the
 queue a handshake is refused with a retry hint computed from the backlog and that rate.
 
+How long the queue takes to drain is estimated with the controller's recovery: from the current
+rate the rate climbs by ``increase`` per second up to ``ceiling`` (:func:`admitted_within`,
+:func:`drain_time`). A cut therefore does not empty the queue at once: a handshake waits while
+the estimate is under ``wait_max``, and only the rest are refused (with 0 ``increase`` the rate
+is taken as constant).
+
 Call :meth:`Admission.admit`, then :meth:`Admission.done` once the handshake ended (accepted or
 not): the handshakes in progress are counted (``handshake_concurrency`` caps them when set).
 """
@@ -71,6 +77,30 @@ class TokenBucket:
         return max(0, int(-self._tokens + 0.999999))
 
 
+def admitted_within(seconds: float, rate: float, increase: float, ceiling: float) -> float:
+    """Handshakes admitted in ``seconds`` from ``rate`` (per second) climbing by ``increase``
+    per second up to ``ceiling`` (``rate`` throughout when ``increase`` is 0)."""
+    top = max(rate, ceiling)
+    if increase <= 0 or rate >= top:
+        return rate * seconds
+    climb = min(seconds, (top - rate) / increase)  # seconds until the ceiling
+    return rate * climb + increase * climb * climb / 2 + top * (seconds - climb)
+
+
+def drain_time(turns: float, rate: float, increase: float, ceiling: float) -> float:
+    """Seconds until ``turns`` handshakes are admitted (the inverse of
+    :func:`admitted_within`)."""
+    top = max(rate, ceiling)
+    if increase <= 0 or rate >= top:
+        return turns / rate
+    climb = (top - rate) / increase
+    during = rate * climb + increase * climb * climb / 2
+    if turns >= during:
+        return climb + (turns - during) / top
+    # rate * t + increase * t² / 2 = turns
+    return (math.sqrt(rate * rate + 2 * increase * turns) - rate) / increase
+
+
 class Refused(Exception):
     """The handshake queue is full; ``retry_after`` (seconds, jittered) says when to come back."""
 
@@ -81,8 +111,10 @@ class Refused(Exception):
 
 class Admission:
     """The node's handshake gate: ``rate`` per second (:meth:`set_rate` moves it), ``burst`` at
-    once, at most ``queue`` waiting — and no more than ``wait_max`` seconds' worth at the current
-    rate, so none waits longer than that (it is told to come back instead).
+    once, at most ``queue`` waiting — and no more than are admitted in ``wait_max`` seconds from
+    the current rate climbing by ``increase`` per second to ``ceiling`` (the controller's
+    recovery; 0: the current rate throughout), so none is expected to wait longer than that (it
+    is told to come back instead).
 
     ``concurrency`` (0: no cap) caps the handshakes admitted and not :meth:`done` yet.
     ``retry_min``/``retry_max`` clamp the retry hints. ``clock`` is the monotonic time.
@@ -95,6 +127,8 @@ class Admission:
         queue: int,
         *,
         wait_max: float = math.inf,
+        increase: float = 0.0,
+        ceiling: float = 0.0,
         concurrency: int = 0,
         retry_min: float = 1.0,
         retry_max: float = 60.0,
@@ -104,6 +138,8 @@ class Admission:
         self.bucket = TokenBucket(rate, burst, clock())
         self.queue = queue
         self.wait_max = wait_max
+        self.increase = increase
+        self.ceiling = ceiling
         self.concurrency = concurrency
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -129,9 +165,12 @@ class Admission:
 
     @property
     def bound(self) -> int:
-        """How many may wait now: ``queue``, or fewer when the rate would keep them past
-        ``wait_max``."""
-        return max(1, int(min(self.queue, self.rate * self.wait_max)))
+        """How many may wait now: ``queue``, or fewer when the rate (recovering as the
+        controller does) would keep them past ``wait_max``."""
+        if self.queue <= 1 or math.isinf(self.wait_max):
+            return max(1, self.queue)
+        within = admitted_within(self.wait_max, self.rate, self.increase, self.ceiling)
+        return max(1, int(min(self.queue, within)))
 
     def set_rate(self, rate: float) -> None:
         """Admit at ``rate`` from now on (the controller's step)."""
@@ -144,15 +183,18 @@ class Admission:
 
     def retry_after(self, promise: bool = False) -> float:
         """Seconds a refused client should wait: until the queue ahead of it has drained at the
-        current rate, plus one turn for each client refused before it and not yet due back;
+        current rate (recovering as the controller does: :func:`drain_time`), plus one turn for
+        each client refused before it and not yet due back;
         spread ±:data:`RETRY_JITTER`, clamped to ``retry_min``…``retry_max``. ``promise``: this
         client is refused (:meth:`refuse`), the next one is told one turn later."""
         now, rate = self.clock(), self.rate
         owed = max(0.0, self._owed - (now - self._owed_at) * rate)
         turns = self.waiting + owed + 1
         if promise:
-            self._owed, self._owed_at = min(owed + 1, rate * self.retry_max), now
-        hint = turns / rate * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+            most = admitted_within(self.retry_max, rate, self.increase, self.ceiling)
+            self._owed, self._owed_at = min(owed + 1, most), now
+        due = drain_time(turns, rate, self.increase, self.ceiling)
+        hint = due * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
         return min(self.retry_max, max(self.retry_min, hint))
 
     def refuse(self) -> Refused:

@@ -75,7 +75,9 @@ class ServerNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         # ids of entries found undeliverable, reported once (bounded)
         self._undeliverable: set[str] = set()
-        self._replay_slots = asyncio.Semaphore(settings.replay_concurrency)
+        #: log chunks read at once (``replay_concurrency``): :meth:`read` takes one; catch-up
+        #: takes it itself to charge the budget only once its read is next (``in_slot``)
+        self.replay_slots = asyncio.Semaphore(settings.replay_concurrency)
         # what catch-up may hold over all peers; `fill` is a health signal (engine.budget)
         self.budget = Budget(settings.catch_up_budget_bytes or default_limit())
         self.budget_fill: Callable[[], float] = budget_fill or (lambda: self.budget.fill)
@@ -84,6 +86,9 @@ class ServerNode:
             settings.handshake_burst,
             settings.handshake_queue,
             wait_max=settings.handshake_wait_max_ms / 1000,
+            # the queue's drain is estimated with the controller's recovery (none when fixed)
+            increase=settings.admission_increase if settings.admission_adaptive else 0.0,
+            ceiling=settings.handshake_rate,
             concurrency=settings.handshake_concurrency,
             retry_min=settings.handshake_retry_min_ms / 1000,
             retry_max=settings.handshake_retry_max_ms / 1000,
@@ -290,8 +295,13 @@ class ServerNode:
     def receive_actions(self, peer: Peer, event: ActionsReceived, size: int = 0) -> None:
         self.inbound.receive(peer, event, size)
 
-    async def read(self, indexes: list[str], after: int, limit: int) -> ReadResult:
-        async with self._replay_slots:
+    async def read(
+        self, indexes: list[str], after: int, limit: int, *, in_slot: bool = False
+    ) -> ReadResult:
+        if in_slot:
+            with self.metrics.timed("read"):
+                return await self.store.read(indexes, after=after, limit=limit)
+        async with self.replay_slots:
             with self.metrics.timed("read"):
                 return await self.store.read(indexes, after=after, limit=limit)
 

@@ -26,6 +26,7 @@ The calls, in the order a client's life brings them:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -163,6 +164,7 @@ class Host(Outbox, Protocol):
     settings: Settings
     metrics: Metrics
     budget: Budget  # what catch-up may hold over all peers (engine.budget)
+    replay_slots: asyncio.Semaphore  # log chunks read at once (replay_concurrency)
 
     async def authenticate(self, peer: Peer, event: ConnectRequested) -> None:
         """The client asked to connect: admission, checks, ``auth``, then accept or refuse."""
@@ -176,8 +178,11 @@ class Host(Outbox, Protocol):
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run a supervised background task."""
 
-    async def read(self, indexes: list[str], after: int, limit: int) -> ReadResult:
-        """A chunk of the log for catch-up (at most ``replay_concurrency`` at once per node)."""
+    async def read(
+        self, indexes: list[str], after: int, limit: int, *, in_slot: bool = False
+    ) -> ReadResult:
+        """A chunk of the log for catch-up (at most ``replay_concurrency`` at once per node:
+        it takes one of :attr:`replay_slots`, or the caller holds one: ``in_slot``)."""
 
     def store_failed(self, error: Exception) -> None:
         """The store did not answer: the node reports unhealthy and resyncs when it is back."""

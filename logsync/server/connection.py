@@ -503,9 +503,10 @@ class Connection:
 
     async def _read_while_catching_up(self) -> None:
         """The driver of :meth:`Delivery.next_read`: at most ``replay_window`` chunks wait for
-        ``synced``, the socket's buffer is under half the high-water mark, and the node's
-        catch-up budget grants a chunk (:meth:`Budget.ask`) before each read; what the chunk
-        leaves queued is held in the budget until the socket has drained it."""
+        ``synced``, the socket's buffer is under half the high-water mark, then, holding one of
+        the node's read slots, the catch-up budget grants a chunk (:meth:`Budget.ask`) before
+        each read; what the chunk leaves queued is held in the budget until the socket has
+        drained it."""
         settings, delivery, transport = self.node.settings, self.delivery, self.transport
         while delivery.reading and not self.closed:
             while self.session.unacked_syncs >= settings.replay_window and not self.closed:
@@ -520,21 +521,28 @@ class Connection:
                 await transport.wait_below(1)  # its last chunk drained before it asks again
                 if self.closed or not delivery.reading:
                     return
-            if not budget.ask(self, self._budget_granted):
-                self._budget_turn = asyncio.get_running_loop().create_future()
-                await self._budget_turn  # closed_by_peer drops this connection from the queue
-                self._budget_turn = None
+            # the budget is charged inside the read slot, when the read is next: connections
+            # waiting for a slot hold no reservation (the budget bounds bytes, not readers)
+            async with self.node.replay_slots:
                 if self.closed or not delivery.reading:
-                    transport.hold_budget(0)
                     return
-            read = delivery.next_read(self.read_indexes())
-            try:
-                result = await self.node.read(read.indexes, after=read.after, limit=read.limit)
-            except StoreUnavailable as error:
-                # stay off live delivery; the node resyncs every session when it is back
-                transport.hold_budget(0)
-                self.node.store_failed(error)
-                return
+                if not budget.ask(self, self._budget_granted):
+                    self._budget_turn = asyncio.get_running_loop().create_future()
+                    await self._budget_turn  # closed_by_peer drops it from the queue
+                    self._budget_turn = None
+                    if self.closed or not delivery.reading:
+                        transport.hold_budget(0)
+                        return
+                read = delivery.next_read(self.read_indexes())
+                try:
+                    result = await self.node.read(
+                        read.indexes, after=read.after, limit=read.limit, in_slot=True
+                    )
+                except StoreUnavailable as error:
+                    # stay off live delivery; the node resyncs every session when it is back
+                    transport.hold_budget(0)
+                    self.node.store_failed(error)
+                    return
             if self.closed:
                 return
             before = transport.buffered_bytes

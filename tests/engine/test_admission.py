@@ -8,7 +8,13 @@ import dataclasses
 
 import pytest
 
-from logsync.engine.admission import RETRY_JITTER, Admission, Refused
+from logsync.engine.admission import (
+    RETRY_JITTER,
+    Admission,
+    Refused,
+    admitted_within,
+    drain_time,
+)
 from logsync.engine.load import DECREASE_EVERY_S, Controller, Limits, Sample, State
 from logsync.metrics import ADMISSION_SIGNALS, ADMISSION_STATES
 
@@ -154,6 +160,45 @@ async def test_the_queue_holds_no_more_than_wait_max_at_the_current_rate() -> No
     assert gate.bound == 4
     gate.set_rate(0.1)
     assert gate.bound == 1  # always room for one
+
+
+def test_the_drain_estimate_follows_the_controllers_recovery() -> None:
+    # from 20/s climbing 100/s per second to 500/s: the ceiling after 4.8 s, then 500/s
+    assert admitted_within(2.0, 20.0, 100.0, 500.0) == pytest.approx(20 * 2 + 100 * 4 / 2)
+    at_top = 20 * 4.8 + 100 * 4.8**2 / 2
+    assert admitted_within(10.0, 20.0, 100.0, 500.0) == pytest.approx(at_top + 500 * 5.2)
+    assert admitted_within(10.0, 20.0, 0.0, 500.0) == 200.0  # no increase: constant
+    assert admitted_within(10.0, 500.0, 100.0, 500.0) == 5000.0  # at the ceiling already
+    for turns in (1.0, 140.0, at_top, 3000.0):
+        seconds = drain_time(turns, 20.0, 100.0, 500.0)
+        assert admitted_within(seconds, 20.0, 100.0, 500.0) == pytest.approx(turns)
+    assert drain_time(100.0, 20.0, 0.0, 500.0) == 5.0
+
+
+async def test_after_a_cut_handshakes_wait_while_the_recovering_rate_drains_them() -> None:
+    """A cut from 500/s to 20/s: at a constant 20/s only 200 could wait 10 s, but the rate
+    climbs back 100/s per second, so 3,848 are expected through in 10 s and wait."""
+    clock = Clock()
+    gate = Admission(500.0, 1, 5000, wait_max=10.0, increase=100.0, ceiling=500.0, clock=clock)
+    assert gate.bound == 5000
+    gate.set_rate(20.0)
+    assert gate.bound == int(20 * 4.8 + 100 * 4.8**2 / 2 + 500 * 5.2)  # 3848
+    constant = Admission(20.0, 1, 5000, wait_max=10.0, clock=clock)
+    assert constant.bound == 200
+    # a refused client's hint: the bound's backlog drains in wait_max at the recovering rate
+    await gate.admit()
+    tasks = [asyncio.create_task(gate.admit()) for _ in range(gate.bound)]
+    await settle()
+    assert gate.full()
+    with pytest.raises(Refused) as refused:
+        await gate.admit()
+    due = drain_time(gate.bound + 1, 20.0, 100.0, 500.0)
+    assert 10.0 <= due <= 10.01
+    hint = refused.value.retry_after
+    assert due * (1 - RETRY_JITTER) <= hint <= due * (1 + RETRY_JITTER)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_retry_hints_follow_the_backlog_and_the_current_rate() -> None:

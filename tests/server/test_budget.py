@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from aiohttp import web
 
+from logsync.broker import LocalBroker
+from logsync.engine import ServerNode
+from logsync.log import open_store
+from logsync.server.http import build_web_app, http_options
+from logsync.server.ws import WebSocketProtocol
+from logsync.settings import Settings
+from tests.interop.app import app
 from tests.server.test_flow import metrics
 from tests.support.deadline import Deadline
 from tests.support.rawsocket import RawSocket
@@ -162,3 +170,81 @@ async def test_slow_readers_hold_one_chunk_and_others_and_live_traffic_go_on(
         await client.close()
     for raw in slow:
         raw.abort()
+
+
+class CountingSlots(asyncio.Semaphore):
+    """The node's read slots, counting who waits for one."""
+
+    waiting = 0
+
+    async def acquire(self) -> Literal[True]:
+        self.waiting += 1
+        try:
+            return await super().acquire()
+        finally:
+            self.waiting -= 1
+
+
+async def test_the_budget_is_charged_inside_the_read_slot(tmp_path: Any) -> None:
+    """Connections waiting for a read slot hold no reservation: with one slot and its read held
+    at the store, five catching-up clients cost the budget one chunk's estimate, not five."""
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'log.db'}",
+        host="127.0.0.1",
+        port=0,
+        replay_concurrency=1,
+        catch_up_budget_bytes=LIMIT,
+    )
+    node = ServerNode(app, open_store(settings.store), LocalBroker(), settings)
+    await node.start()
+    slots = node.replay_slots = CountingSlots(1)
+    runner = web.AppRunner(build_web_app(node), **http_options(settings))
+    await runner.setup()
+    assert runner.server is not None
+    http = runner.server
+    listener = await asyncio.get_running_loop().create_server(
+        lambda: WebSocketProtocol(node, http), "127.0.0.1", 0
+    )
+    url = f"ws://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    users = tuple(f"u{i}" for i in range(5))
+    clients: list[RawClient] = []
+    gate, entered = asyncio.Event(), asyncio.Event()
+    store_read = node.store.read
+
+    async def gated_read(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        await gate.wait()
+        return await store_read(*args, **kwargs)
+
+    try:
+        deadline = Deadline(DEADLINE)
+        producer = await RawClient.open(url)
+        await producer.connect("producer:p:t")
+        await produce(producer, users, CHUNK)
+        node.store.read = gated_read  # type: ignore[method-assign]
+        for user in users:
+            client = await RawClient.open(url)
+            await client.connect(f"{user}:1")
+            clients.append(client)
+        await asyncio.wait_for(entered.wait(), deadline.left())
+        queued = Deadline(10)
+        while slots.waiting < len(users) - 1:  # the others queue for the slot
+            assert queued.left() > 0, slots.waiting
+            await asyncio.sleep(0.01)
+        budget = node.budget
+        assert budget.used == budget.estimate  # the reader's reservation only
+        assert budget.waiting == 0
+        gate.set()
+        for client in clients:
+            assert await read_notes(client, CHUNK, deadline) == list(range(CHUNK))
+        while budget.used:  # each socket drained: nothing held
+            assert deadline.left() > 0, budget.used
+            await asyncio.sleep(0.01)
+        await producer.close()
+    finally:
+        gate.set()
+        for client in clients:
+            await client.close()
+        listener.close()
+        await node.stop()
+        await runner.cleanup()
