@@ -11,26 +11,23 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from logsync.broker import LocalBroker
 from logsync.engine import ServerNode
 from logsync.engine.load import State
 from logsync.log import open_store
-from logsync.server.http import build_web_app, http_options
-from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 from tests.interop.app import app
 from tests.support.deadline import Deadline
+from tests.support.inprocess import serving
 from tests.support.wsclient import RawClient
 
 
 class Node:
     """A node on a SQLite file serving WebSocket on 127.0.0.1, and a budget fill the test sets."""
 
-    def __init__(self, node: ServerNode, runner: web.AppRunner, listener: asyncio.Server) -> None:
-        self.node, self.runner, self.listener = node, runner, listener
-        self.url = f"ws://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    def __init__(self, node: ServerNode, url: str) -> None:
+        self.node, self.url = node, url
         self.fill = 0.0
         node.budget_fill = lambda: self.fill
         self._ticks: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -69,22 +66,9 @@ async def served(tmp_path: Any) -> AsyncIterator[Node]:
         admission_increase=1000,
         handshake_retry_max_ms=2_000_000,
     )
-    store = open_store(settings.store)
-    node = ServerNode(app, store, LocalBroker(), settings)
-    await node.start()
-    runner = web.AppRunner(build_web_app(node), **http_options(settings))
-    await runner.setup()
-    assert runner.server is not None
-    http = runner.server
-    listener = await asyncio.get_running_loop().create_server(
-        lambda: WebSocketProtocol(node, http), "127.0.0.1", 0
-    )
-    try:
-        yield Node(node, runner, listener)
-    finally:
-        listener.close()
-        await node.stop()
-        await runner.cleanup()
+    node = ServerNode(app, open_store(settings.store), LocalBroker(), settings)
+    async with serving(node, settings) as url:
+        yield Node(node, url)
 
 
 async def knock(url: str, node_id: str) -> RawClient:

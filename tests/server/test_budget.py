@@ -11,17 +11,15 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from aiohttp import web
 
 from logsync.broker import LocalBroker
 from logsync.engine import ServerNode
 from logsync.log import open_store
-from logsync.server.http import build_web_app, http_options
-from logsync.server.ws import WebSocketProtocol
 from logsync.settings import Settings
 from tests.interop.app import app
 from tests.server.test_flow import metrics
 from tests.support.deadline import Deadline
+from tests.support.inprocess import serving
 from tests.support.rawsocket import RawSocket
 from tests.support.server import ServerProcess
 from tests.support.wsclient import RawClient
@@ -196,16 +194,12 @@ async def test_the_budget_is_charged_inside_the_read_slot(tmp_path: Any) -> None
         catch_up_budget_bytes=LIMIT,
     )
     node = ServerNode(app, open_store(settings.store), LocalBroker(), settings)
-    await node.start()
-    slots = node.replay_slots = CountingSlots(1)
-    runner = web.AppRunner(build_web_app(node), **http_options(settings))
-    await runner.setup()
-    assert runner.server is not None
-    http = runner.server
-    listener = await asyncio.get_running_loop().create_server(
-        lambda: WebSocketProtocol(node, http), "127.0.0.1", 0
-    )
-    url = f"ws://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    async with serving(node, settings) as url:
+        slots = node.replay_slots = CountingSlots(1)
+        await catch_up_through_one_slot(node, url, slots)
+
+
+async def catch_up_through_one_slot(node: ServerNode, url: str, slots: CountingSlots) -> None:
     users = tuple(f"u{i}" for i in range(5))
     clients: list[RawClient] = []
     gate, entered = asyncio.Event(), asyncio.Event()
@@ -245,6 +239,3 @@ async def test_the_budget_is_charged_inside_the_read_slot(tmp_path: Any) -> None
         gate.set()
         for client in clients:
             await client.close()
-        listener.close()
-        await node.stop()
-        await runner.cleanup()
