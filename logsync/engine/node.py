@@ -14,6 +14,7 @@ to :meth:`ServerNode.route`, which offers it to the local peers the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -298,10 +299,10 @@ class ServerNode:
     async def read(
         self, indexes: list[str], after: int, limit: int, *, in_slot: bool = False
     ) -> ReadResult:
-        if in_slot:
-            with self.metrics.timed("read"):
-                return await self.store.read(indexes, after=after, limit=limit)
-        async with self.replay_slots:
+        slot: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext() if in_slot else self.replay_slots
+        )
+        async with slot:
             with self.metrics.timed("read"):
                 return await self.store.read(indexes, after=after, limit=limit)
 
