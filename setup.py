@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
@@ -61,9 +63,36 @@ class OptionalBuildExt(build_ext):
             self.distribution.ext_modules = []
 
 
+def c_compiler_fails() -> str | None:
+    """Why the C compiler cannot build against Python's headers, or None when it can.
+
+    ``auto`` asks before mypyc runs: mypyc type-checks and translates every hot module (about a
+    minute) before the compiler is first called, which a machine without one would spend for
+    nothing."""
+    # setuptools provides distutils (the standard library's is gone from Python 3.12).
+    from distutils.ccompiler import new_compiler
+    from distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)  # CC, CFLAGS, … from the environment, as build_ext does
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder, "probe.c")
+        source.write_text("#include <Python.h>\nint logsync_probe(void) { return 0; }\n")
+        try:
+            compiler.compile(
+                [str(source)], output_dir=folder, include_dirs=[sysconfig.get_paths()["include"]]
+            )
+        except Exception as error:  # CompileError, the compiler missing, …
+            return repr(error)
+    return None
+
+
 def extensions() -> list[object]:
     mode = os.environ.get("LOGSYNC_COMPILE", "0")
     if mode not in ("auto", "1"):
+        return []
+    if mode == "auto" and (why := c_compiler_fails()) is not None:
+        warn(f"no working C compiler ({why}); building the pure-Python distribution")
         return []
     sources = [str(Path(*name.split(".")).with_suffix(".py")) for name in hot_modules()]
     try:
