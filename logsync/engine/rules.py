@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +22,17 @@ from logsync.engine.answers import Answers
 from logsync.engine.jobs import Job, append_job, new_entry
 from logsync.engine.peer import Peer
 from logsync.engine.subscriptions import Subscriptions
-from logsync.log import ERROR, PROCESSED, UNKNOWN, WAITING, Entry, LogStore, NewEntry, encodes
+from logsync.log import (
+    ERROR,
+    PROCESSED,
+    UNKNOWN,
+    WAITING,
+    Appended,
+    Entry,
+    LogStore,
+    NewEntry,
+    encodes,
+)
 from logsync.log.writer import LogWriter
 from logsync.metrics import Metrics
 from logsync.protocol.clock import HybridClock
@@ -54,6 +65,8 @@ class Rules:
         self.clock = clock
         self.settings = settings
         self.metrics = metrics
+        # ids whose append was started and has not been answered (see _process_appending)
+        self._appending: set[str] = set()
 
     async def handle(self, job: Job) -> None:
         """One client action, from refusal or dedupe to its answer."""
@@ -65,6 +78,9 @@ class Rules:
             await self._refuse(job, ctx)
             return
         status = self.store.seen_now(meta["id"])
+        # new for sure: the store said so itself, and no append of it is on its way (a resend
+        # from a reconnected client may follow its first copy in the queue)
+        known_new = status is None and meta["id"] not in self._appending
         if status is UNKNOWN:
             status = await self.store.seen(meta["id"])
         metrics.stage(job.kind, "seen", time.perf_counter() - start)
@@ -81,7 +97,7 @@ class Rules:
         elif kind.startswith("logux/"):
             await self.answers.undo(ctx, action, meta, "denied")
         else:
-            await self._process(job, ctx)
+            await self._process(job, ctx, known_new)
 
     async def handle_group(self, group: list[Job]) -> None:
         """Consecutive actions of ``batch=True`` types from one client: checked in order, then
@@ -233,17 +249,80 @@ class Rules:
             return None
         return rule, payload, route
 
-    async def _process(self, job: Job, ctx: Context) -> None:
+    async def _process(self, job: Job, ctx: Context, known_new: bool = False) -> None:
         checked = await self._check_type(job, ctx)
         if checked is None:
             return
         rule, payload, route = checked
+        if rule.process is not None and rule.finally_ is None and known_new:
+            appending = self.writer.start_append([new_entry(job, route, WAITING)])
+            if appending is not None:
+                action_id = job.meta["id"]
+                self._appending.add(action_id)
+                appending.add_done_callback(lambda _: self._appending.discard(action_id))
+                await self._process_appending(job, ctx, rule, payload, route, appending)
+                return
         # Without `process` there is nothing to wait for: stored as processed, one write.
         status = WAITING if rule.process is not None else PROCESSED
         entry = await append_job(self.writer, self.metrics, job, route, status)
         if entry is None:
             return
         await self._run_process(job, ctx, rule, payload, route, entry)
+
+    async def _process_appending(
+        self,
+        job: Job,
+        ctx: Context,
+        rule: TypeRule,
+        payload: Any,
+        route: Route,
+        appending: asyncio.Future[list[Appended]],
+    ) -> None:
+        """``process`` while the action's append is on its way to the disk (see
+        :meth:`LogStore.start_append`), so the client's next action need not wait for a commit:
+        several of one client's actions then share one transaction, and their subscribers one
+        ``sync``. The order of ``process`` calls, delivery after durability and the answer
+        after the ``processed`` status is durable are as in :meth:`_run_process`; taken only for
+        an id the store said is new (the append will create it), with no ``finally_``.
+
+        From here the action is the store's: if the append fails, the connection is closed and
+        the client resends it (``job.appended``), never undone after ``process`` ran."""
+        action, meta, answers, metrics = job.action, job.meta, self.answers, self.metrics
+        job.appended = True
+        start = time.perf_counter()
+        try:
+            assert rule.process is not None
+            await resolve(rule.process(ctx, payload, meta))
+            metrics.stage(job.kind, "process", time.perf_counter() - start)
+        except (Undo, Exception) as error:
+            await self._appended(job, appending)
+            await self.store.set_status(meta["id"], ERROR)
+            if isinstance(error, Undo):
+                await answers.undo(ctx, action, meta, error.reason, route=route, **error.extra)
+            else:
+                await answers.fail(ctx, action, meta, error, route=route)
+            return
+        status = self.store.start_set_status(meta["id"], PROCESSED)
+        if status is None:
+            await self._appended(job, appending)
+            await self.store.set_status(meta["id"], PROCESSED)
+            await answers.processed(ctx.client_id, meta["id"], ctx.last_added)
+            return
+        job.writing = (self._durable(job, appending, status), ctx.last_added)
+
+    async def _durable(
+        self, job: Job, appending: asyncio.Future[list[Appended]], status: Awaitable[None]
+    ) -> None:
+        """The action's append and then its ``processed`` status, both durable."""
+        await self._appended(job, appending)
+        await status
+
+    async def _appended(self, job: Job, appending: asyncio.Future[list[Appended]]) -> None:
+        start = time.perf_counter()
+        [appended] = await appending
+        self.metrics.stage(job.kind, "append", time.perf_counter() - start)
+        if not appended.created:  # the store broke its word (see LogStore.start_append)
+            raise RuntimeError(f"{job.meta['id']} was in the log already; process ran again")
 
     async def _run_process(
         self, job: Job, ctx: Context, rule: TypeRule, payload: Any, route: Route, entry: Entry

@@ -30,6 +30,14 @@ class MemoryStore(LogStore):
         self._record_keys: dict[str, list[str]] = {}
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
+        return self._append(entries)
+
+    def start_append(self, entries: Sequence[NewEntry]) -> Awaitable[list[Appended]]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(self._append(entries))
+        return done
+
+    def _append(self, entries: Sequence[NewEntry]) -> list[Appended]:
         results = []
         for new in entries:
             existing = self._by_id.get(new.id)

@@ -108,6 +108,13 @@ class LogStore(abc.ABC):
     async def set_status(self, action_id: str, status: str) -> None:
         """Record how processing ended: ``processed`` or ``error``."""
 
+    def start_append(self, entries: Sequence[NewEntry]) -> Awaitable[list[Appended]] | None:
+        """Start :meth:`append` now, so that any call made after this returns runs after it (and
+        later appends get higher ``added``); await the result for the entries to be durable.
+        ``None`` when this store cannot promise that order, or cannot tell at once (``seen_now``
+        is :data:`UNKNOWN`) whether an id is new: then await :meth:`append`."""
+        return None
+
     def start_set_status(self, action_id: str, status: str) -> Awaitable[None] | None:
         """Start :meth:`set_status` now, so that any call made after this returns runs after it;
         await the result for it to be durable. ``None`` when this store cannot promise that order

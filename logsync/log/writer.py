@@ -9,7 +9,8 @@ is published exactly once, after it is durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from logsync.log.entry import Entry, NewEntry
@@ -39,10 +40,31 @@ class LogWriter:
         metrics = self.metrics
         with metrics.timed("append"):
             appended = await self.store.append(entries)
+        await self._publish(appended)
+        return appended
+
+    def start_append(self, entries: Sequence[NewEntry]) -> asyncio.Future[list[Appended]] | None:
+        """Start appending now (see :meth:`LogStore.start_append`): what is created is published
+        once durable, whether or not the result is awaited yet. ``None``: the store cannot
+        promise the order; call :meth:`append` instead."""
+        started = self.store.start_append(entries)
+        if started is None:
+            return None
+        # A task wakes up once its append is answered, in the order the answers come (which is
+        # the order of `added`): publishing keeps that order, as the awaited appends do.
+        return asyncio.ensure_future(self._durable(started))
+
+    async def _durable(self, started: Awaitable[list[Appended]]) -> list[Appended]:
+        with self.metrics.timed("append"):
+            appended = await started
+        await self._publish(appended)
+        return appended
+
+    async def _publish(self, appended: list[Appended]) -> None:
+        metrics = self.metrics
         for result in appended:
             if result.created:
                 metrics.actions_appended += 1
                 await self.publisher.publish(result.entry)
                 if self.observer is not None:
                     self.observer(result.entry)
-        return appended

@@ -116,3 +116,21 @@ app.type(
     process=bulk_process,
     batch=True,
 )
+
+# a `process` type: one client's actions run one at a time, each while its append is on its way
+# to the disk, so several share a commit (and a reader's `sync`)
+piped_runs: list[int] = []
+
+
+def piped_process(ctx: Context, action: dict[str, Any], meta: dict[str, Any]) -> None:
+    piped_runs.append(action["n"])
+    if action["n"] == 5:
+        raise Undo("piped-five")
+
+
+app.type(
+    "piped",
+    access=lambda ctx, action, meta: action["n"] == 0 or action["n"] - 1 in piped_runs,
+    resend=lambda ctx, action, meta: {"user": "pipedreader"},
+    process=piped_process,
+)

@@ -98,10 +98,11 @@ async def test_client_that_stops_acknowledging_is_served_from_the_log_in_order()
         await slow.send(["synced", slow.watermark])  # nothing unacknowledged before the burst
         sender = await RawClient.open(server.url)
         await sender.connect("fast:c:t")
-        await sender.sync(
-            1, *[{"type": "chat/message", "chat": "slow", "text": f"m{i}"} for i in range(60)]
-        )
-        await sender.recv_until("synced")
+        # one at a time, so each is a commit, a `sync` of its own to the slow client (a client's
+        # actions sent together may share a commit, and then one `sync`)
+        for i in range(60):
+            await sender.sync(i + 1, {"type": "chat/message", "chat": "slow", "text": f"m{i}"})
+            await sender.recv_until("synced")
         # the slow client reads but never sends `synced`: after 4 live syncs it gets nothing more
         unacked: list[list[Any]] = []
         while len(unacked) < 4:

@@ -300,3 +300,46 @@ async def test_batch_types_still_check_and_process_each_in_order(server: ServerP
     assert answers[3]["type"] == "logux/undo" and answers[3]["reason"] == "denied"
     assert all(answers[n]["type"] == "logux/processed" for n in (0, 1, 2, 4, 5))
     await writer.close()
+
+
+async def test_a_clients_process_actions_run_in_order_and_share_commits(
+    server: ServerProcess,
+) -> None:
+    # `access` of each needs the `process` of the one before (rules_app's "piped"): they run
+    # one at a time, in order. Each runs while its append is on its way to the disk, so the
+    # eight take fewer commits than actions, and the reader fewer `sync` messages (one each,
+    # before, since every action waited for its own commit). n=5 is undone by its `process`.
+    reader = await client(server, "pipedreader:r:t")
+    writer = await client(server, "pipedwriter:w:t")
+    ids = await writer.sync(1, *[{"type": "piped", "n": n} for n in range(8)])
+    synced, received = await writer.recv_until("synced")
+    assert synced == ["synced", 1]
+    answers = {a["id"]: a for m in received if m[0] == "sync" for a in m[2::2] if "id" in a}
+    kinds = [answers[writer.full_id(i)]["type"] for i in ids]
+    assert kinds == ["logux/processed"] * 5 + ["logux/undo"] + ["logux/processed"] * 2
+    assert answers[writer.full_id(ids[5])]["reason"] == "piped-five"
+    got: list[int] = []
+    syncs = 0
+    deadline = Deadline(DEADLINE)
+    while len(got) < 8:  # the undone one was appended too: the reader gets it, then its undo
+        msg = await recv(reader, deadline)
+        if msg[0] == "sync":
+            ns = [a["n"] for a in msg[2::2] if a["type"] == "piped"]
+            syncs += bool(ns)
+            got += ns
+            await reader.send(["synced", msg[1]])
+    assert got == list(range(8))
+    assert syncs < 8
+    # resent after a reconnect: answered from the log, never processed again
+    ms, seq = writer.full_id(ids[0]).split()[0], ids[0][1]
+    await writer.close()
+    again = await client(server, "pipedwriter:w:t")
+    await again.send(
+        ["sync", 2, {"type": "piped", "n": 0}, {"id": [int(ms) - again.base_time, seq], "time": 0}]
+    )
+    synced, received = await again.recv_until("synced")
+    first = f"{ms} pipedwriter:w:t {seq}"
+    about_it = [a for m in received if m[0] == "sync" for a in m[2::2] if a.get("id") == first]
+    assert [a["type"] for a in about_it] == ["logux/processed"]
+    for c in (reader, again):
+        await c.close()

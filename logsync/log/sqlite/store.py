@@ -115,6 +115,11 @@ class SqliteStore(LogStore):
         return await self._writer.submit(fn, op, write=write, quick=quick)
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
+        return await self.start_append(entries)
+
+    def start_append(self, entries: Sequence[NewEntry]) -> asyncio.Future[list[Appended]]:
+        # The SQLite thread runs calls in the order they are submitted (within a lane; one
+        # entry and a status are both quick), and it is the only writer of the file.
         # Exact-size copies: an `orjson.dumps` result keeps a 4 KiB buffer however short it is,
         # and these wait in the writer's queue (12 KiB an action, in a storm's backlog of them).
         encoded = [
@@ -128,8 +133,10 @@ class SqliteStore(LogStore):
             for new in entries
         ]
         if not encoded:
-            return []
-        return await self._call(
+            nothing: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+            nothing.set_result([])
+            return nothing
+        return self._writer.submit(
             lambda conn: queries.append(conn, encoded),
             "append",
             write=True,
