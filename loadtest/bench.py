@@ -4,6 +4,7 @@
     python -m loadtest.bench --quick               # 1 repeat, small sizes
     python -m loadtest.bench --target both --json  # logsync and @logux/server 0.14 side by side
     python -m loadtest.bench --target both --only fanout,rate  # some scenarios only
+    python -m loadtest.bench --target both --only wide --generator python  # the load from Python
     python -m loadtest.bench --url ws://127.0.0.1:31337/ --pid 1234 --png storm  # and a running server
 
 Every scenario starts a fresh server (``logsync serve tests.interop.app:app`` on a fresh SQLite
@@ -22,6 +23,12 @@ in memory) and stops it by PID. Both run the same app (``tests/interop/app.py`` 
   connection, RSS growth per idle connection.
 - **storm**: ``loadtest.storm`` (``notify``, which both servers keep for replay): catch-up p50/p99,
   all caught up, live p99, peak / pre-storm RSS.
+
+The fan-outs on the interop app (``fanout``, ``wide``, ``rate``) take their load from
+``--generator node`` (the default: ``--procs`` processes of ``loadtest/js/fanout.mjs``, raw
+``ws`` sockets speaking Logux v5 message for message as ``loadtest.client`` does) or
+``--generator python`` (``loadtest.client.BenchClient`` in this process); each reports the
+generator's cores busy beside its figures, so a saturated generator shows.
 
 Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1). ``--url`` adds a column for any
 running Logux v5 server that implements the same app (the rules of ``tests/interop/app.py``); its
