@@ -4,6 +4,7 @@
     python -m loadtest.bench --quick               # 1 repeat, small sizes
     python -m loadtest.bench --target both --json  # logsync and @logux/server 0.14 side by side
     python -m loadtest.bench --target both --only fanout,rate  # some scenarios only
+    python -m loadtest.bench --target both --only wide --generator python  # the load from Python
     python -m loadtest.bench --url ws://127.0.0.1:31337/ --pid 1234 --png storm  # and a running server
 
 Every scenario starts a fresh server (``logsync serve tests.interop.app:app`` on a fresh SQLite
@@ -23,6 +24,12 @@ in memory) and stops it by PID. Both run the same app (``tests/interop/app.py`` 
 - **storm**: ``loadtest.storm`` (``notify``, which both servers keep for replay): catch-up p50/p99,
   all caught up, live p99, peak / pre-storm RSS.
 
+The fan-outs on the interop app (``fanout``, ``wide``, ``rate``) take their load from
+``--generator node`` (the default: ``--procs`` processes of ``loadtest/js/fanout.mjs``, raw
+``ws`` sockets speaking Logux v5 message for message as ``loadtest.client`` does) or
+``--generator python`` (``loadtest.client.BenchClient`` in this process); each reports the
+generator's cores busy beside its figures, so a saturated generator shows.
+
 Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1). ``--url`` adds a column for any
 running Logux v5 server that implements the same app (the rules of ``tests/interop/app.py``); its
 ``--pid`` lets the CPU and memory columns be read, and the storm scenario then runs against it
@@ -36,13 +43,15 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -50,7 +59,7 @@ import aiohttp
 from loadtest import fanout, storm
 from loadtest.client import BenchClient, OnAction, OnSynced
 from loadtest.fanout import percentile
-from loadtest.servers import Servers, machine, raise_fd_limit, source
+from loadtest.servers import Servers, cpu_seconds, machine, raise_fd_limit, source
 from loadtest.storm import connect
 
 
@@ -70,6 +79,10 @@ QUICK = Sizes(100, 6, 3.0, 100.0, 500, 300, 10)
 CHANNELS = 3
 WINDOW = 2
 IN_FLIGHT = 100
+DRAIN_S = 30.0  # after publishing: how long every action may take to be acknowledged, delivered
+START_DELAY = 0.3  # s between the start signal and the first action (Node generator processes)
+NODE_GENERATOR = Path(__file__).with_name("js") / "fanout.mjs"
+GENERATORS = ("node", "python")
 
 
 # PIDs of the running servers given with --url (for their CPU and memory).
@@ -190,6 +203,7 @@ async def _fanout(
             tasks.append(asyncio.create_task(client.run()))
         await asyncio.sleep(1.0)  # subscriptions processed
         cpu_before = servers.cpu()
+        gen_before = cpu_seconds(os.getpid())
         began = time.time()
         stop = began + sizes.duration
 
@@ -228,6 +242,8 @@ async def _fanout(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 30)
         cpu = servers.cpu() - cpu_before
+        gen_cpu = cpu_seconds(os.getpid()) - gen_before
+        wall = time.time() - began
         for task in tasks:
             task.cancel()
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -242,15 +258,152 @@ async def _fanout(
         "cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else math.nan,
         "p50_ms": percentile(ordered, 0.5) * 1000,
         "p99_ms": percentile(ordered, 0.99) * 1000,
+        "gen_cores": gen_cpu / wall,
+    }
+
+
+# -- the same fan-out from Node generator processes (loadtest/js/fanout.mjs) ------------------
+
+
+def node_specs(url: str, sizes: Sizes, rate: float, shape: Shape, procs: int) -> list[Any]:
+    """What each Node generator process runs: subscriber ``j`` on channel ``j % channels`` in
+    process ``(j // channels) % procs`` (so each process has subscribers of every channel, and a
+    publisher's window waits for its deliveries), publisher ``i`` in process ``i % procs``."""
+    return [
+        {
+            "url": url,
+            "token": storm.TOKEN,
+            "subprotocol": storm.SUBPROTOCOL,
+            "kind": shape.kind,
+            "channels": shape.channels,
+            "window": shape.window,
+            "rate": rate,
+            "duration": sizes.duration,
+            "publishersTotal": shape.publishers,
+            "connectInFlight": max(1, IN_FLIGHT // procs),
+            "drainMs": DRAIN_S * 1000,
+            "subscribers": [
+                [j, j % shape.channels]
+                for j in range(shape.subscribers)
+                if (j // shape.channels) % procs == n
+            ],
+            "publishers": list(range(n, shape.publishers, procs)),
+        }
+        for n in range(procs)
+    ]
+
+
+async def _ask(
+    gens: list[asyncio.subprocess.Process], message: Any, key: str, timeout: float
+) -> list[Any]:
+    """Send ``message`` (one JSON line) to every generator process, then read each one's
+    answer line and return its ``key``."""
+    if message is not None:
+        line = (json.dumps(message) + "\n").encode()
+        for gen in gens:
+            assert gen.stdin is not None
+            gen.stdin.write(line)
+            await gen.stdin.drain()
+    answers = []
+    for gen in gens:
+        assert gen.stdout is not None
+        try:
+            raw = await asyncio.wait_for(gen.stdout.readline(), timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"a Node generator did not report {key!r} in {timeout:.0f} s"
+            ) from None
+        if not raw:
+            raise RuntimeError(f"a Node generator exited before {key!r} (code {gen.returncode})")
+        answer = json.loads(raw)
+        if "error" in answer:
+            raise RuntimeError(f"Node generator failed: {answer['error']}")
+        answers.append(answer[key])
+    return answers
+
+
+async def _fanout_node(
+    servers: Servers, sizes: Sizes, rate: float, shape: Shape, procs: int
+) -> dict[str, Any]:
+    specs = node_specs(servers.urls[0], sizes, rate, shape, procs)
+    gens = []
+    try:
+        for spec in specs:
+            gens.append(
+                await asyncio.create_subprocess_exec(
+                    "node",
+                    str(NODE_GENERATOR),
+                    json.dumps(spec),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 30,  # the result line holds every latency
+                )
+            )
+        await _ask(gens, None, "ready", 120)
+        cpu_before = servers.cpu()
+        gen_before = sum(cpu_seconds(g.pid) for g in gens)
+        wall_before = time.time()
+        start = wall_before + START_DELAY
+        published = await _ask(gens, {"start": start}, "published", sizes.duration + DRAIN_S + 60)
+        accepted: dict[int, int] = defaultdict(int)
+        for part in published:
+            for channel, count in part["accepted"].items():
+                accepted[int(channel)] += count
+        owed = [{"expected": sum(accepted[c] for _, c in spec["subscribers"])} for spec in specs]
+        results = []
+        for gen, message in zip(gens, owed, strict=True):
+            results += await _ask([gen], message, "result", DRAIN_S + 60)
+        cpu = servers.cpu() - cpu_before
+        gen_cpu = sum(cpu_seconds(g.pid) for g in gens) - gen_before
+        wall = time.time() - wall_before
+        for gen in gens:
+            assert gen.stdin is not None
+            gen.stdin.write(b'{"close": true}\n')
+            await gen.stdin.drain()
+        for gen in gens:
+            await asyncio.wait_for(gen.wait(), 15)
+    finally:
+        for gen in gens:
+            if gen.returncode is None:
+                gen.kill()
+                await gen.wait()
+    deliveries = sum(r["deliveries"] for r in results)
+    expected = sum(r["expected"] for r in results)
+    ordered = sorted(us for r in results for us in r["latenciesUs"])
+    last_delivery = max(r["lastDelivery"] for r in results) or start
+    problems = [p for r in results for p in r["closed"] + r["problems"]]
+    for problem in problems[:10]:
+        print(f"! {problem}", file=sys.stderr)
+    return {
+        "deliveries": deliveries,
+        "expected": expected,
+        "lost": expected - deliveries,
+        "duplicates": sum(r["duplicates"] for r in results),
+        "unacknowledged": sum(p["unacknowledged"] for p in published),
+        "deliveries_per_s": deliveries / max(last_delivery - start, 1e-9),
+        "cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else math.nan,
+        "p50_ms": percentile(ordered, 0.5) / 1000,
+        "p99_ms": percentile(ordered, 0.99) / 1000,
+        "gen_cores": gen_cpu / wall,
     }
 
 
 def fanout_interop(
-    target: str, sizes: Sizes, rate: float, shape: Shape | None = None
+    target: str,
+    sizes: Sizes,
+    rate: float,
+    shape: Shape | None = None,
+    generator: str = "node",
+    procs: int = 1,
 ) -> dict[str, Any]:
-    raise_fd_limit((shape.subscribers if shape else sizes.subscribers) * 2 + 1000)
+    """One fan-out on a fresh ``target`` server, its load from ``generator`` (``node``:
+    ``procs`` processes of ``loadtest/js/fanout.mjs``; ``python``: this process)."""
+    shape = shape or Shape(sizes.subscribers, sizes.publishers)
+    raise_fd_limit(shape.subscribers * 2 + 1000)
     servers = start(target)
     try:
+        if generator == "node":
+            return asyncio.run(_fanout_node(servers, sizes, rate, shape, procs))
         return asyncio.run(_fanout(servers, sizes, rate, shape))
     finally:
         servers.stop()
@@ -321,12 +474,17 @@ ROWS: list[tuple[str, str, str]] = [
     ("fan-out.py server CPU µs / delivery", "fpy_cpu_us", "{:.1f}"),
     ("fan-out (interop app) deliveries/s", "fan_deliveries_per_s", "{:,.0f}"),
     ("fan-out server CPU µs / delivery", "fan_cpu_us", "{:.1f}"),
+    ("fan-out generator cores busy", "fan_gen_cores", "{:.2f}"),
     ("wide fan-out, chat/message (process) deliveries/s", "wide_deliveries_per_s", "{:,.0f}"),
     ("wide fan-out, chat/message server CPU µs / delivery", "wide_cpu_us", "{:.1f}"),
+    ("wide fan-out, chat/message generator cores busy", "wide_gen_cores", "{:.2f}"),
     ("wide fan-out, chat/note (no process) deliveries/s", "note_deliveries_per_s", "{:,.0f}"),
     ("wide fan-out, chat/note server CPU µs / delivery", "note_cpu_us", "{:.1f}"),
+    ("wide fan-out, chat/note generator cores busy", "note_gen_cores", "{:.2f}"),
     ("fan-out p50 at fixed rate (ms)", "rate_p50_ms", "{:.1f}"),
     ("fan-out p99 at fixed rate (ms)", "rate_p99_ms", "{:.1f}"),
+    ("fixed rate deliveries/s", "rate_deliveries_per_s", "{:,.0f}"),
+    ("fixed rate generator cores busy", "rate_gen_cores", "{:.2f}"),
     ("handshakes/s (100 in flight)", "handshakes_per_s", "{:,.0f}"),
     ("server CPU µs / connection", "cpu_us_per_connection", "{:,.0f}"),
     ("RSS KiB / idle connection", "kib_per_idle_connection", "{:.1f}"),
@@ -342,39 +500,58 @@ ROWS: list[tuple[str, str, str]] = [
 SCENARIOS = ("fanout", "wide", "rate", "handshakes", "storm")
 
 
+def wide_shape(sizes: Sizes) -> Shape:
+    """The wide fan-out of ``sizes`` (whatever its fixed rate): issue 13's for the full sizes,
+    200 subscribers for ``--quick``, a small one for others (the smoke test's)."""
+    if replace(sizes, rate=0) == replace(FULL, rate=0):
+        return WIDE
+    if replace(sizes, rate=0) == replace(QUICK, rate=0):
+        return WIDE_QUICK
+    return Shape(sizes.subscribers, sizes.publishers, 2, 5)
+
+
 def one_round(
-    target: str, sizes: Sizes, png: str = "", only: Sequence[str] = SCENARIOS
+    target: str,
+    sizes: Sizes,
+    png: str = "",
+    only: Sequence[str] = SCENARIOS,
+    generator: str = "node",
+    procs: int = 1,
 ) -> dict[str, Any]:
     """One run of each scenario in ``only`` against ``target`` (``fanout`` includes
-    ``loadtest.fanout``'s own bench app when the target is logsync)."""
+    ``loadtest.fanout``'s own bench app when the target is logsync); ``fanout``, ``wide`` and
+    ``rate`` take their load from ``generator`` (``procs`` Node processes, or this one)."""
     row: dict[str, Any] = {}
     errors = 0
+
+    def fan(rate: float, shape: Shape | None, key: str) -> dict[str, Any]:
+        nonlocal errors
+        f = fanout_interop(target, sizes, rate, shape, generator, procs)
+        row[f"{key}_gen_cores"] = f["gen_cores"]
+        errors += f["lost"] + f["duplicates"] + f.get("unacknowledged", 0)
+        return f
+
     if target == "logsync" and "fanout" in only:
         f = fanout_py(sizes)
         row["fpy_deliveries_per_s"] = f["deliveries_per_s"]
         row["fpy_cpu_us"] = f["server_cpu_us_per_delivery"]
         errors += f["lost"] + f["duplicates"]
     if "fanout" in only:
-        f = fanout_interop(target, sizes, 0.0)
+        f = fan(0.0, None, "fan")
         row["fan_deliveries_per_s"] = f["deliveries_per_s"]
         row["fan_cpu_us"] = f["cpu_us_per_delivery"]
-        errors += f["lost"] + f["duplicates"]
     if "wide" in only:
-        # (other sizes: the smoke test's, a small wide shape)
-        wide = {id(FULL): WIDE, id(QUICK): WIDE_QUICK}.get(
-            id(sizes), Shape(sizes.subscribers, sizes.publishers, 2, 5)
-        )
+        wide = wide_shape(sizes)
         for kind, key in (("chat/message", "wide"), ("chat/note", "note")):
             shape = Shape(wide.subscribers, wide.publishers, wide.channels, wide.window, kind)
-            f = fanout_interop(target, sizes, 0.0, shape)
+            f = fan(0.0, shape, key)
             row[f"{key}_deliveries_per_s"] = f["deliveries_per_s"]
             row[f"{key}_cpu_us"] = f["cpu_us_per_delivery"]
-            errors += f["lost"] + f["duplicates"]
     if "rate" in only:
-        f = fanout_interop(target, sizes, sizes.rate)
+        f = fan(sizes.rate, None, "rate")
         row["rate_p50_ms"] = f["p50_ms"]
         row["rate_p99_ms"] = f["p99_ms"]
-        errors += f["lost"] + f["duplicates"]
+        row["rate_deliveries_per_s"] = f["deliveries_per_s"]
     if "handshakes" in only:
         row.update(handshakes(target, sizes.idle))
     if "storm" in only:
@@ -426,12 +603,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(SCENARIOS),
         help="comma-separated scenarios to run: " + ", ".join(SCENARIOS) + " (default: all)",
     )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="node",
+        help="load generator of fanout, wide and rate: node (loadtest/js/fanout.mjs, the "
+        "default) or python (loadtest.client in this process)",
+    )
+    parser.add_argument(
+        "--procs", type=int, default=1, help="with --generator node: its processes (default 1)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="the fixed rate in actions/s (200; quick 100)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := sorted(set(only) - set(SCENARIOS)):
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     sizes = QUICK if args.quick else FULL
+    if args.rate > 0:
+        sizes = replace(sizes, rate=args.rate)
     repeat = args.repeat or (1 if args.quick else 3)
     targets = ["logsync", "logux"] if args.target == "both" else [args.target]
     if args.url:
@@ -445,11 +637,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.png and i == 0:
                 name = "url" if target == args.url else target
                 png = f"{args.png}-{name}.png"
-            runs[target].append(one_round(target, sizes, png, only))
+            runs[target].append(
+                one_round(target, sizes, png, only, args.generator, max(1, args.procs))
+            )
     columns = {t: median(runs[t]) for t in targets}
     output = {
         "command": ("python -m loadtest.bench " + shlex.join(argv)).strip(),
         "sizes": sizes.__dict__,
+        "generator": {"kind": args.generator, "procs": args.procs},
         "repeat": repeat,
         "machine": machine(),
         "source": source(),
@@ -464,7 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"sizes: {sizes.subscribers} subscribers / {sizes.publishers} publishers, "
             f"{sizes.duration:g} s, fixed rate {sizes.rate:g}/s; {sizes.idle} idle connections; "
-            f"storm {sizes.storm_clients} x {sizes.storm_missed}; median of {repeat}"
+            f"storm {sizes.storm_clients} x {sizes.storm_missed}; median of {repeat}; "
+            f"generator {args.generator}" + (f" x {args.procs}" if args.generator == "node" else "")
         )
         print(table(columns))
     return 0 if all(c["errors"] == 0 for c in columns.values()) else 1
