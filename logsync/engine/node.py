@@ -86,9 +86,6 @@ class ServerNode:
         #: log chunks read at once (``replay_concurrency``): :meth:`read` takes one; catch-up
         #: takes it itself to charge the budget only once its read is next (``in_slot``)
         self.replay_slots = asyncio.Semaphore(settings.replay_concurrency)
-        #: catch-up reads at the store now (at most replay_concurrency): not in the store-queue
-        #: signal of admission, which they would trip by themselves (see :meth:`sample`)
-        self.catch_up_reads = 0
         # what catch-up may hold over all peers; `fill` is a health signal (engine.budget)
         self.budget = Budget(settings.catch_up_budget_bytes or default_limit())
         self.budget_fill: Callable[[], float] = budget_fill or (lambda: self.budget.fill)
@@ -199,17 +196,9 @@ class ServerNode:
             logger.error("task failed", exc_info=task.exception())
 
     def sample(self, loop_lag_s: float | None = None) -> Sample:
-        """The node's health signals now (admission follows them). The store's queue counts
-        the calls clients wait on (appends, status writes, records), not the node's own catch-up
-        reads: those are bounded by ``replay_concurrency`` and the budget already, and with
-        more read slots (32) than ``admission_store_queue`` (30) a storm's reads alone kept
-        admission cut while the event loop had time to spare (BENCHMARKS, 2026-12-01 21:xx)."""
+        """The node's health signals now (admission follows them)."""
         lag = self.monitor.lag if loop_lag_s is None else loop_lag_s
-        return Sample(lag, self.store_queue(), self.budget_fill())
-
-    def store_queue(self) -> int:
-        """The store's calls waiting or running, catch-up reads aside (see :meth:`sample`)."""
-        return max(0, self.store.queue_depth - self.catch_up_reads)
+        return Sample(lag, self.store.queue_depth, self.budget_fill())
 
     def _step(self, now: float, loop_lag_s: float) -> None:
         """Each tick of the lag monitor: step the admitted handshake rate."""
@@ -272,7 +261,7 @@ class ServerNode:
             admission_state=self.controller.state.value,
             admission_decreases=dict(self.controller.decreases),
             loop_lag_s=self.monitor.lag,
-            store_queue=self.store_queue(),
+            store_queue=self.store.queue_depth,
             budget_fill=self.budget_fill(),
             handshakes={
                 "admitted": admission.admitted,
@@ -331,12 +320,8 @@ class ServerNode:
             contextlib.nullcontext() if in_slot else self.replay_slots
         )
         async with slot:
-            self.catch_up_reads += 1
-            try:
-                with self.metrics.timed("read"):
-                    return await self.store.read(indexes, after=after, limit=limit)
-            finally:
-                self.catch_up_reads -= 1
+            with self.metrics.timed("read"):
+                return await self.store.read(indexes, after=after, limit=limit)
 
     def undeliverable(self, entry: Entry) -> None:
         if entry.id in self._undeliverable:
