@@ -82,6 +82,7 @@ class Node:
     node_id = "server:x"
     def __init__(self):
         self.settings, self.metrics, self.admission = Settings(), Metrics(), Admission()
+        self.queued = set()
     def attach(self, peer): pass
     def detach(self, peer): pass
     def live_changed(self, peer, live): pass
