@@ -82,8 +82,10 @@ class Node:
     node_id = "server:x"
     def __init__(self):
         self.settings, self.metrics, self.admission = Settings(), Metrics(), Admission()
+        self.queued = set()
     def attach(self, peer): pass
     def detach(self, peer): pass
+    def live_changed(self, peer, live): pass
     def spawn(self, coro): coro.close()
     async def authenticate(self, *args): pass
     def undeliverable(self, entry): pass
@@ -174,6 +176,7 @@ from tests.interop.app import app
 
 n, store_kind, top = os.environ["MICROBENCH_HANDSHAKES"].split(",")
 n, top = int(n), int(top)
+scrapes = int(os.environ.get("MICROBENCH_SCRAPES", "-1"))  # --scrapes: /metrics of n connections
 
 class Socket:
     # an asyncio transport that keeps nothing; `connected` written ends the handshake
@@ -242,6 +245,13 @@ async def main():
     else:
         await handshakes(frames)
     await asyncio.sleep(0)
+    if scrapes >= 0:
+        from logsync.metrics import render
+        began = time.perf_counter()
+        for _ in range(scrapes):
+            render(node)
+        if scrapes:
+            print(f"scrape {(time.perf_counter() - began) / scrapes * 1e3:.2f} ms ({n} connections)")
     if top > 0:
         gc.collect()
         stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
@@ -330,6 +340,13 @@ def main() -> None:
         help="measure N handshakes, socket to idle connection, instead (see the module docstring)",
     )
     parser.add_argument(
+        "--scrapes",
+        type=int,
+        metavar="S",
+        help="--handshakes: then render /metrics S times over the N idle connections (time per "
+        "scrape, or instructions per scrape with --callgrind)",
+    )
+    parser.add_argument(
         "--store", default="sqlite", choices=("sqlite", "memory"), help="--handshakes: the store"
     )
     parser.add_argument(
@@ -373,9 +390,24 @@ def main() -> None:
 def handshakes(args: argparse.Namespace) -> None:
     """``--handshakes N``: timed, counted under callgrind, or its memory (``--memory``)."""
 
-    def spec(n: int, top: int) -> dict[str, str]:
-        return {"MICROBENCH_HANDSHAKES": f"{n},{args.store},{top}"}
+    def spec(n: int, top: int, scrapes: int = -1) -> dict[str, str]:
+        return {
+            "MICROBENCH_HANDSHAKES": f"{n},{args.store},{top}",
+            "MICROBENCH_SCRAPES": str(scrapes),
+        }
 
+    if args.scrapes is not None:
+        if args.callgrind is None:
+            env = {**os.environ, **spec(args.handshakes, 0, args.scrapes)}
+            cmd = [sys.executable, "-c", HANDSHAKE_SCRIPT]
+            raise SystemExit(subprocess.run(cmd, cwd=args.checkout, env=env, check=False).returncode)
+        with ThreadPoolExecutor(2) as pool:
+            empty, full = pool.map(
+                lambda s: count(args.checkout, HANDSHAKE_SCRIPT, spec(args.handshakes, 0, s)),
+                (0, args.scrapes),
+            )
+        print(f"scrape {(full - empty) / args.scrapes:.0f} instructions ({args.handshakes} conns)")
+        return
     if args.callgrind is None:
         top = -1 if args.memory is None else max(1, args.memory)
         env = {**os.environ, **spec(args.handshakes, top)}

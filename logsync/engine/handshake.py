@@ -168,7 +168,7 @@ class Handshake:
     async def _accept(self, peer: Peer, event: ConnectRequested) -> None:
         # Registered before the head is read: whatever is appended after that read is routed to
         # this peer, so a client that already has the head can go live without a read.
-        peer.authenticated = True
+        self.registry.authenticate(peer)
         await self.broker.listen([*peer.topics(), f"claim:{peer.client_id}"])
         if peer.closed:
             return

@@ -90,10 +90,11 @@ class Inbound:
         self._answering: set[asyncio.Task[None]] = set()
         self._batches: dict[Peer, deque[Batch]] = defaultdict(deque)
         self._bounds: dict[Peer, _Bound] = defaultdict(_Bound)
+        self._unanswered = 0  # the sum of the bounds' actions (a scrape walks no peers)
 
     def unanswered(self) -> int:
         """Received actions not answered yet, over all peers (a gauge of /metrics)."""
-        return sum(bound.actions for bound in self._bounds.values())
+        return self._unanswered
 
     def receive(self, peer: Peer, event: ActionsReceived, size: int = 0) -> None:
         """Queue a peer's actions (``size``: the bytes of their frame); ``synced`` goes out once
@@ -129,13 +130,16 @@ class Inbound:
     def forget(self, peer: Peer) -> None:
         """``peer`` left: its unacknowledged batches can never be acknowledged."""
         self._batches.pop(peer, None)
-        self._bounds.pop(peer, None)
+        bound = self._bounds.pop(peer, None)
+        if bound is not None:
+            self._unanswered -= bound.actions
 
     # -- the bound -----------------------------------------------------------------------------
 
     def _received(self, peer: Peer, actions: int, size: int) -> None:
         bound = self._bounds[peer]
         bound.actions += actions
+        self._unanswered += actions
         bound.size += size
         if not bound.paused and not self._may_read(peer, bound):
             bound.paused = True
@@ -147,6 +151,7 @@ class Inbound:
         if bound is None:
             return
         bound.actions -= actions
+        self._unanswered -= actions
         bound.size -= size
         if bound.paused and bound.resuming is None:
             self._resume_when_ready(peer, bound)

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from logsync.app import App
 from logsync.broker import Broker
@@ -45,6 +45,13 @@ from logsync.settings import LIMITS, Settings
 
 logger = logging.getLogger("logsync.node")
 T = TypeVar("T")
+
+
+class Queued(Protocol):
+    """A transport with bytes queued for its socket (see :attr:`ServerNode.queued`)."""
+
+    @property
+    def buffered_bytes(self) -> int: ...
 
 
 class ServerNode:
@@ -109,6 +116,10 @@ class ServerNode:
         )
         self.monitor = LagMonitor(metrics.loop_lag.observe, self._step)
         self.registry = registry = Registry()
+        #: transports that may have bytes queued for their socket (``logsync_outbound_bytes``
+        #: sums these): a transport adds itself when it queues bytes and removes itself when
+        #: its socket took all of them; one whose socket drained later adds 0 meanwhile
+        self.queued: set[Queued] = set()
         writer = LogWriter(store, broker, metrics)
         self.answers = answers = Answers(writer, registry, self.clock, settings, metrics)
         self.subscriptions = Subscriptions(
@@ -231,15 +242,18 @@ class ServerNode:
     def snapshot(self) -> Snapshot:
         """The node's gauges now, for ``/metrics``. Pull-only HTTP requests (peers whose
         subscriptions outlive them) are not connections nor sessions catching up: they have
-        their own figures (``logsync_pull_requests_total``, ``logsync_pull_waiting``)."""
-        peers = [p for p in self.registry.peers if not getattr(p, "keeps_subscriptions", False)]
-        authenticated = [p for p in peers if p.authenticated]
+        their own figures (``logsync_pull_requests_total``, ``logsync_pull_waiting``).
+
+        No walk over every peer (a scrape of 10,000 connections took 31 ms of the loop): the
+        counts are kept by the registry as peers change, and the queued bytes are summed over
+        the transports in :attr:`queued`, the few with bytes queued."""
+        registry = self.registry
         admission, settings, budget = self.admission, self.settings, self.budget
         return Snapshot(
-            connections=len(peers),
-            sessions=len(authenticated),
-            catching_up=sum(1 for p in authenticated if not p.live),
-            outbound_bytes=sum(p.buffered_bytes for p in peers),
+            connections=registry.connections,
+            sessions=registry.sessions,
+            catching_up=registry.sessions - registry.live,
+            outbound_bytes=sum(t.buffered_bytes for t in self.queued),
             inbound_actions=self.inbound.unanswered(),
             handshakes_waiting=admission.waiting,
             handshakes_in_progress=admission.in_progress,
@@ -270,6 +284,9 @@ class ServerNode:
     def attach(self, peer: Peer) -> None:
         """A transport opened a new client."""
         self.registry.attach(peer)
+
+    def live_changed(self, peer: Peer, live: bool) -> None:
+        self.registry.live_changed(peer, live)
 
     def detach(self, peer: Peer) -> None:
         """The transport closed (or the peer was replaced): forget it and end its subscriptions,

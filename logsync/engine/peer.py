@@ -175,6 +175,10 @@ class Host(Outbox, Protocol):
     def detach(self, peer: Peer) -> None:
         """The peer's transport is gone."""
 
+    def live_changed(self, peer: Peer, live: bool) -> None:
+        """The peer's delivery turned live, or stopped being live (catching up, closed): the
+        count of sessions catching up is kept from these (``/metrics`` walks no peers)."""
+
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run a supervised background task."""
 

@@ -22,10 +22,35 @@ class Registry:
         self.by_client: dict[str, Peer] = {}
         self.by_user: dict[str, set[Peer]] = defaultdict(set)
         self.subscribers: dict[str, set[Peer]] = defaultdict(set)
+        # Gauges of /metrics kept as they change (a scrape must not walk 10,000 peers). Pull-only
+        # HTTP requests (peers that keep their subscriptions) are not counted: they are not
+        # connections. `live` is reported by the peers themselves (:meth:`live_changed`).
+        self.connections = 0  # attached
+        self.sessions = 0  # attached and authenticated
+        self.live = 0  # attached, authenticated and delivering live
 
     def attach(self, peer: Peer) -> None:
         """A transport opened ``peer`` (not authenticated yet)."""
+        if peer in self.peers:
+            return
         self.peers.add(peer)
+        if not getattr(peer, "keeps_subscriptions", False):
+            self.connections += 1
+
+    def authenticate(self, peer: Peer) -> None:
+        """``peer``'s credentials are accepted: mark it authenticated (and count it, if it is
+        still attached)."""
+        if peer.authenticated:
+            return
+        peer.authenticated = True
+        if peer in self.peers and not getattr(peer, "keeps_subscriptions", False):
+            self.sessions += 1
+
+    def live_changed(self, peer: Peer, live: bool) -> None:
+        """``peer`` turned live, or stopped being live (it must say so before it is forgotten:
+        :meth:`~logsync.engine.peer.Peer.closed_by_peer` ends live delivery)."""
+        if peer in self.peers and not getattr(peer, "keeps_subscriptions", False):
+            self.live += 1 if live else -1
 
     def register(self, peer: Peer) -> Peer | None:
         """``peer`` was accepted: file it by client and user; the peer it replaces, if any."""
@@ -40,6 +65,10 @@ class Registry:
         if peer not in self.peers:
             return False
         self.peers.discard(peer)
+        if not getattr(peer, "keeps_subscriptions", False):
+            self.connections -= 1
+            if peer.authenticated:
+                self.sessions -= 1
         if not peer.authenticated:
             return True
         if self.by_client.get(peer.client_id) is peer:

@@ -122,6 +122,7 @@ class Connection:
         self.closed = False
         self.subscriptions: dict[str, Subscription] = {}
         self._delivery: Delivery | None = None
+        self._live = False  # as last reported to the node (Host.live_changed)
         self._catching_up: asyncio.Task[None] | None = None
         self._budget_turn: asyncio.Future[None] | None = None  # waiting for the catch-up budget
         # catch-up waiting for the client's `synced` (made when needed: an asyncio.Event costs
@@ -466,6 +467,9 @@ class Connection:
         if outputs or queued:
             self.flush()
         delivery, task = self._delivery, self._catching_up
+        if delivery is not None and delivery.live is not self._live:
+            self._live = not self._live
+            self.node.live_changed(self, self._live)
         reading = delivery is not None and delivery.reading and not self.closed
         if reading and (task is None or task.done()):
             self._catching_up = self.node.spawn(self._catch_up())
@@ -569,6 +573,9 @@ class Connection:
         self._offered.clear()
         if self._delivery is not None:
             self._delivery.close()
+            if self._live:
+                self._live = False
+                self.node.live_changed(self, False)
         self._wake_acked()
         self.node.budget.drop(self)
         if self._catching_up is not None:

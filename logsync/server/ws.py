@@ -73,6 +73,7 @@ class _Flusher:
         if not self._dirty:
             self._loop.call_soon(self._flush)
         self._dirty.append(protocol)
+        protocol._node.queued.add(protocol)  # bytes are queued: counted until its socket took them
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -212,6 +213,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._protocol.data_to_send()  # dropped: nowhere to write it
         self._held.clear()
         self._lost = True
+        self._node.queued.discard(self)
         self._resume_waiters()
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
@@ -430,6 +432,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self._write_now(protocol.data_to_send())
             if self._budgeted:
                 self._settle_budget(0)
+        socket = self._socket
+        if socket is not None and socket.get_write_buffer_size():
+            self._node.queued.add(self)
+        else:
+            self._node.queued.discard(self)  # nothing queued: the socket took it all
 
     @property
     def buffered_bytes(self) -> int:

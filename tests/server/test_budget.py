@@ -7,6 +7,7 @@ action exactly once and in order."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -239,3 +240,85 @@ async def catch_up_through_one_slot(node: ServerNode, url: str, slots: CountingS
         gate.set()
         for client in clients:
             await client.close()
+
+
+SLOTS = 3  # replay_concurrency of the test below
+STALLED = 8  # readers: more than the slots and than the budget takes in at once
+STALLED_CHUNKS = 6
+
+
+def shrink_send_buffer(node: ServerNode, before: set[Any]) -> None:
+    """The server side of the connection opened since ``before`` gets a 4 KiB send buffer (the
+    kernel's autotuned one on loopback would take in MiBs of what the client does not read)."""
+    (conn,) = node.registry.peers - before
+    sock = conn.transport._socket.get_extra_info("socket")  # type: ignore[attr-defined]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+
+async def test_several_read_slots_waiting_for_the_budget_resume_as_sockets_drain(
+    tmp_path: Any,
+) -> None:
+    """``replay_concurrency`` slots, every one of them held by a reader waiting for the budget
+    (slow readers hold it), more readers queued for the slots: nothing deadlocks; once the
+    readers read again, every one gets each of its actions once, in order, and the budget
+    empties; it never held more than its limit and one chunk."""
+    settings = Settings(
+        store=f"sqlite:///{tmp_path / 'log.db'}",
+        host="127.0.0.1",
+        port=0,
+        replay_concurrency=SLOTS,
+        replay_chunk=CHUNK,
+        replay_window=1000,  # chunks in flight are bounded by the budget and the socket
+        catch_up_budget_bytes=LIMIT,
+        ping_ms=600_000,
+    )
+    node = ServerNode(app, open_store(settings.store), LocalBroker(), settings)
+    async with serving(node, settings) as url:
+        slots = node.replay_slots = CountingSlots(SLOTS)
+        readers: list[RawSocket] = []
+        try:
+            await slots_wait_for_the_budget(node, url, slots, readers)
+        finally:
+            for reader in readers:
+                reader.abort()
+
+
+async def slots_wait_for_the_budget(
+    node: ServerNode, url: str, slots: CountingSlots, readers: list[RawSocket]
+) -> None:
+    deadline = Deadline(DEADLINE)
+    users = tuple(f"stalled{i}" for i in range(STALLED))
+    actions = STALLED_CHUNKS * CHUNK
+    producer = await RawClient.open(url)
+    await producer.connect("producer:p:t")
+    await produce(producer, users, actions)
+    budget = node.budget
+    for user in users:
+        before = set(node.registry.peers)
+        reader = await RawSocket.open(url, rcvbuf=4096)
+        shrink_send_buffer(node, before)
+        reader.writer.transport.pause_reading()
+        reader.send(["connect", 5, f"{user}:1", 0, {"token": "secret", "subprotocol": 3}])
+        readers.append(reader)
+
+    # every slot is held by a reader the budget keeps waiting, the other readers either hold
+    # a chunk their socket does not drain or wait for a slot
+    def holders() -> int:
+        return sum(1 for peer in node.registry.peers if budget.holding(peer))
+
+    while not (budget.waiting == SLOTS and budget.waiting + slots.waiting + holders() == STALLED):
+        assert deadline.left() > 0, (budget.waiting, slots.waiting, holders())
+        await asyncio.sleep(0.01)
+    assert slots.waiting >= 1
+    assert budget.used >= LIMIT - CHUNK_BYTES  # held by the stalled readers
+
+    for reader in readers:
+        reader.writer.transport.resume_reading()
+    for got in await asyncio.gather(*(read_raw(r, actions, deadline) for r in readers)):
+        assert got == list(range(actions))  # each once, in order
+    while budget.used:
+        assert deadline.left() > 0, budget.used
+        await asyncio.sleep(0.01)
+    assert budget.waiting == 0 and slots.waiting == 0
+    assert budget.peak <= LIMIT + CHUNK_BYTES * 1.25
+    await producer.close()

@@ -511,6 +511,7 @@ class FakeNode:
         self.settings = Settings()
         self.admission = self
         self.detached: list[Any] = []
+        self.queued: set[Any] = set()  # transports with bytes queued (ServerNode.queued)
 
     def full(self) -> bool:
         return False
