@@ -14,7 +14,9 @@ Rules:
 - The head of the queue is granted when its chunk fits: ``used + estimate <= limit``.
 - No deadlock: when it does not fit, the head is still granted if it holds nothing itself and
   no other such overdraft is outstanding — so ``used`` stays under ``limit`` plus one chunk, and
-  one connection at a time makes progress while slow readers hold the rest.
+  one connection at a time makes progress while slow readers hold the rest. (That bound is as
+  good as ``estimate``: a chunk larger than the estimate it was granted on holds the
+  difference beyond it, as the first grants of a node, charged ``min_estimate``, can.)
 - An overdraft ends when its holder's holding is back to 0 (or it is dropped). A driver asks
   only once its own queued bytes have drained, so waiters hold nothing and the head can always
   overdraw once the last overdraft drained; a reader that never drains holds at most one chunk
