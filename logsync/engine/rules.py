@@ -287,30 +287,26 @@ class Rules:
 
         From here the action is the store's: if the append fails, the connection is closed and
         the client resends it (``job.appended``), never undone after ``process`` ran."""
-        action, meta, answers, metrics = job.action, job.meta, self.answers, self.metrics
+        meta = job.meta
         job.appended = True
         start = time.perf_counter()
         try:
             assert rule.process is not None
             await resolve(rule.process(ctx, payload, meta))
-            metrics.stage(job.kind, "process", time.perf_counter() - start)
-        except (Undo, Exception) as error:
+            self.metrics.stage(job.kind, "process", time.perf_counter() - start)
+        except Exception as error:
             await self._appended(job, appending)
-            await self.store.set_status(meta["id"], ERROR)
-            if isinstance(error, Undo):
-                await answers.undo(ctx, action, meta, error.reason, route=route, **error.extra)
-            else:
-                await answers.fail(ctx, action, meta, error, route=route)
+            await self._process_failed(job, ctx, route, error)
             return
         status = self.store.start_set_status(meta["id"], PROCESSED)
         if status is None:
             await self._appended(job, appending)
             await self.store.set_status(meta["id"], PROCESSED)
-            await answers.processed(ctx.client_id, meta["id"], ctx.last_added)
+            await self.answers.processed(ctx.client_id, meta["id"], ctx.last_added)
             return
-        job.writing = (self._durable(job, appending, status), ctx.last_added)
+        job.writing = (self._appended_then(job, appending, status), ctx.last_added)
 
-    async def _durable(
+    async def _appended_then(
         self, job: Job, appending: asyncio.Future[list[Appended]], status: Awaitable[None]
     ) -> None:
         """The action's append and then its ``processed`` status, both durable."""
@@ -333,18 +329,14 @@ class Rules:
         (``job.writing``): the client's next action does not wait for it, and the store commits
         it with the next append (stores that cannot keep that order are awaited here instead,
         see :meth:`LogStore.start_set_status`)."""
-        action, meta, answers = job.action, job.meta, self.answers
+        meta, answers = job.meta, self.answers
         try:
             if rule.process is not None:
                 start = time.perf_counter()
                 await resolve(rule.process(ctx, payload, meta))
                 self.metrics.stage(job.kind, "process", time.perf_counter() - start)
-        except Undo as undo:
-            await self.store.set_status(entry.id, ERROR)
-            await answers.undo(ctx, action, meta, undo.reason, route=route, **undo.extra)
         except Exception as error:
-            await self.store.set_status(entry.id, ERROR)
-            await answers.fail(ctx, action, meta, error, route=route)
+            await self._process_failed(job, ctx, route, error)
         else:
             if rule.process is not None:
                 if rule.finally_ is None:
@@ -359,6 +351,16 @@ class Rules:
         finally:
             if rule.finally_ is not None:
                 await call_quietly(rule.finally_, ctx, payload, meta)
+
+    async def _process_failed(self, job: Job, ctx: Context, route: Route, error: Exception) -> None:
+        """``process`` raised for an appended action: its status becomes ``error`` and the client
+        gets the undo (an :class:`Undo`'s reason, else ``error``), routed as the action was."""
+        action, meta = job.action, job.meta
+        await self.store.set_status(meta["id"], ERROR)
+        if isinstance(error, Undo):
+            await self.answers.undo(ctx, action, meta, error.reason, route=route, **error.extra)
+        else:
+            await self.answers.fail(ctx, action, meta, error, route=route)
 
 
 def peer_owns(peer: Peer, action_id: str) -> bool:
