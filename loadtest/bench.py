@@ -28,7 +28,9 @@ The fan-outs on the interop app (``fanout``, ``wide``, ``rate``) take their load
 ``--generator node`` (the default: ``--procs`` processes of ``loadtest/js/fanout.mjs``, raw
 ``ws`` sockets speaking Logux v5 message for message as ``loadtest.client`` does) or
 ``--generator python`` (``loadtest.client.BenchClient`` in this process); each reports the
-generator's cores busy beside its figures, so a saturated generator shows.
+generator's cores busy beside its figures, so a saturated generator shows. ``--logsync-store
+memory`` runs the logsync servers of those and of the handshakes on the memory log instead of
+the durable SQLite default, to tell the store's share of a figure from the rest.
 
 Each figure is the median of ``--repeat`` runs (3; ``--quick``: 1). ``--url`` adds a column for any
 running Logux v5 server that implements the same app (the rules of ``tests/interop/app.py``); its
@@ -96,8 +98,13 @@ def target_config(target: str, **options: Any) -> storm.Config:
     return storm.Config(server=target, **options)
 
 
+# The log store of the logsync servers the scenarios start (--logsync-store).
+LOGSYNC_STORES = ("sqlite", "memory")
+LOGSYNC_STORE = {"store": "sqlite"}
+
+
 def start(target: str) -> Servers:
-    servers = storm.make_servers(target_config(target, store="sqlite"))
+    servers = storm.make_servers(target_config(target, store=LOGSYNC_STORE["store"]))
     servers.start()
     return servers
 
@@ -616,8 +623,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="the fixed rate in actions/s (200; quick 100)"
     )
+    parser.add_argument(
+        "--logsync-store",
+        choices=LOGSYNC_STORES,
+        default="sqlite",
+        help="the log of the logsync servers started: sqlite (a fresh file, the default) or "
+        "memory (to tell the store's share from the rest; the storm scenario keeps SQLite)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    LOGSYNC_STORE["store"] = args.logsync_store
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := sorted(set(only) - set(SCENARIOS)):
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
@@ -645,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": ("python -m loadtest.bench " + shlex.join(argv)).strip(),
         "sizes": sizes.__dict__,
         "generator": {"kind": args.generator, "procs": args.procs},
+        "logsync_store": args.logsync_store,
         "repeat": repeat,
         "machine": machine(),
         "source": source(),
@@ -660,7 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"sizes: {sizes.subscribers} subscribers / {sizes.publishers} publishers, "
             f"{sizes.duration:g} s, fixed rate {sizes.rate:g}/s; {sizes.idle} idle connections; "
             f"storm {sizes.storm_clients} x {sizes.storm_missed}; median of {repeat}; "
-            f"generator {args.generator}" + (f" x {args.procs}" if args.generator == "node" else "")
+            f"generator {args.generator}"
+            + (f" x {args.procs}" if args.generator == "node" else "")
+            + f"; logsync on {args.logsync_store}"
         )
         print(table(columns))
     return 0 if all(c["errors"] == 0 for c in columns.values()) else 1

@@ -58,8 +58,16 @@ def rss_kib(pid: int) -> int:
 
 
 def raise_fd_limit(needed: int) -> None:
-    """Raise this process's open-file limit (processes it starts inherit it)."""
+    """Raise this process's open-file limit (processes it starts inherit it): the soft limit to
+    the hard one, and the hard one too when that is below ``needed`` and this process may (root,
+    up to the kernel's ``fs.nr_open``)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft = hard = needed
+        except (ValueError, OSError):
+            pass  # not allowed: the warning below says what is missing
     want = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

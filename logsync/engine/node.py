@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from logsync.app import App
 from logsync.broker import Broker
-from logsync.engine.admission import Admission
+from logsync.engine.admission import NODE_TICK_S, Admission
 from logsync.engine.answers import Answers
 from logsync.engine.budget import Budget, default_limit
 from logsync.engine.handshake import Handshake
@@ -100,6 +100,7 @@ class ServerNode:
             concurrency=settings.handshake_concurrency,
             retry_min=settings.handshake_retry_min_ms / 1000,
             retry_max=settings.handshake_retry_max_ms / 1000,
+            tick=NODE_TICK_S,
         )
         self.controller = Controller(
             Limits(

@@ -152,6 +152,37 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     assert gate.in_progress == 2
 
 
+@pytest.mark.parametrize("tick", [0.0, 0.05])
+async def test_with_a_tick_waiters_enter_together_once_per_tick(tick: float) -> None:
+    """At 1,000/s tokens come every ms; with a 50 ms tick the gate's timer fires once and lets
+    all ten in, in order (the loop wakes once for them); without one it wakes per token."""
+    gate = Admission(1000.0, 1, 100, tick=tick)  # the real clock and timer
+    await gate.admit()  # the burst token
+    fired = 0
+    pump = gate._tick
+
+    def counted() -> None:
+        nonlocal fired
+        fired += 1
+        pump()
+
+    gate._tick = counted  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    began, entered = loop.time(), []
+
+    async def one(i: int) -> None:
+        await gate.admit()
+        entered.append((i, loop.time()))
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(10))), 5)
+    assert [i for i, _ in entered] == list(range(10))
+    if tick:
+        assert fired == 1
+        assert entered[0][1] - began >= tick
+    else:
+        assert fired >= 2
+
+
 async def test_the_queue_holds_no_more_than_wait_max_at_the_current_rate() -> None:
     clock = Clock()
     gate = Admission(10.0, 1, 100, wait_max=2.0, clock=clock)
