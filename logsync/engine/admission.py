@@ -29,10 +29,10 @@ from collections.abc import Callable
 # A retry hint is spread ±this fraction (the clients add their own jitter on top).
 RETRY_JITTER = 0.2
 # The node's waiters are let in at most this often, all whose tokens came meanwhile at once: at
-# 500 handshakes/s the loop wakes once for about 12 of them, and they go through their
-# handshakes together, instead of once for each (server CPU per paced handshake ~585 -> ~300 us
+# 500 handshakes/s the loop wakes once for about 5 of them, and they go through their
+# handshakes together, instead of once for each (server CPU per paced handshake ~585 -> ~430 us
 # on the bench; unpaced it is ~200 us; see BENCHMARKS.md). It delays a waiter by at most this.
-NODE_TICK_S = 0.025
+NODE_TICK_S = 0.01
 
 
 class TokenBucket:
