@@ -81,11 +81,6 @@ class _Flusher:
             protocol.flush()
 
 
-_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 class _Deadlines:
     """The next deadline of every connection of one event loop in one heap, woken by one loop
     timer: a timer handle per connection cost 600 bytes of an idle connection's 6 KB. Each
@@ -124,7 +119,18 @@ class _Deadlines:
             self._wake_at(heap[0][0])
 
 
-_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+class _LoopShared:
+    """What the connections of one event loop share: the flusher and the deadline heap (one
+    lookup per connection for both)."""
+
+    __slots__ = ("deadlines", "flusher")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.flusher = _Flusher(loop)
+        self.deadlines = _Deadlines(loop)
+
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopShared] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -141,10 +147,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._node = node
         self._http = http
         self._loop = asyncio.get_running_loop()
-        flusher = _flushers.get(self._loop)
-        if flusher is None:
-            flusher = _flushers[self._loop] = _Flusher(self._loop)
-        self._flusher = flusher
+        shared = _shared.get(self._loop)
+        if shared is None:
+            shared = _shared[self._loop] = _LoopShared(self._loop)
+        self._flusher = shared.flusher
+        self._deadlines = shared.deadlines
         self._marked = False  # in the flusher's list for this turn
         self._socket: asyncio.Transport | None = None
         self._head: bytearray | None = bytearray()
@@ -293,10 +300,7 @@ class WebSocketProtocol(asyncio.Protocol):
             cookie = {k: v.value for k, v in SimpleCookie(header).items()}
         self.conn = Connection(node, self, remote=remote, cookie=cookie)
         node.attach(self.conn)
-        deadlines = _deadlines.get(self._loop)
-        if deadlines is None:
-            deadlines = _deadlines[self._loop] = _Deadlines(self._loop)
-        self._timer = _Timer(self.conn, deadlines)
+        self._timer = _Timer(self.conn, self._deadlines)
         self._protocol = protocol
         rest = bytes(self._head[head.size :])
         self._head = None
