@@ -93,3 +93,26 @@ def test_an_unknown_scenario_is_refused(capsys: pytest.CaptureFixture[str]) -> N
         bench.main(["--only", "fanout,nonsense"])
     assert exit_info.value.code == 2
     assert "unknown scenario nonsense" in capsys.readouterr().err
+
+
+def test_logsync_store_memory_starts_logsync_on_the_memory_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[str] = []
+    start = bench.start
+
+    def recorded(target: str) -> bench.Servers:
+        servers = start(target)
+        started.append(servers.store_url)
+        return servers
+
+    monkeypatch.setattr(bench, "start", recorded)
+    monkeypatch.setitem(bench.LOGSYNC_STORE, "store", "sqlite")  # main sets it: restored after
+    monkeypatch.setattr(bench, "QUICK", bench.Sizes(20, 2, 1.0, 20.0, 50, 10, 2))
+    args = ["--quick", "--only", "handshakes", "--logsync-store", "memory", "--json"]
+    code = bench.main(args)
+    output = json.loads(capsys.readouterr().out)
+    assert code == 0, output["median"]
+    assert output["logsync_store"] == "memory"
+    assert started == ["memory://"]
+    assert output["runs"]["logsync"][0]["handshakes_per_s"] > 0
