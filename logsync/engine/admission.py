@@ -30,7 +30,7 @@ from collections.abc import Callable
 RETRY_JITTER = 0.2
 # The node's waiters are let in at most this often, all whose tokens came meanwhile at once: at
 # 500 handshakes/s the loop wakes once for about 5 of them, and they go through their
-# handshakes together, instead of once for each (server CPU per paced handshake ~585 -> ~430 us
+# handshakes together, instead of once for each (server CPU per paced handshake ~610 -> ~320-435 us
 # on the bench; unpaced it is ~200 us; see BENCHMARKS.md). It delays a waiter by at most this.
 NODE_TICK_S = 0.01
 
