@@ -491,6 +491,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("fan-out p50 at fixed rate (ms)", "rate_p50_ms", "{:.1f}"),
     ("fan-out p99 at fixed rate (ms)", "rate_p99_ms", "{:.1f}"),
     ("fixed rate deliveries/s", "rate_deliveries_per_s", "{:,.0f}"),
+    ("fixed rate server CPU µs / delivery", "rate_cpu_us", "{:.1f}"),
     ("fixed rate generator cores busy", "rate_gen_cores", "{:.2f}"),
     ("handshakes/s (100 in flight)", "handshakes_per_s", "{:,.0f}"),
     ("server CPU µs / connection", "cpu_us_per_connection", "{:,.0f}"),
@@ -559,6 +560,7 @@ def one_round(
         row["rate_p50_ms"] = f["p50_ms"]
         row["rate_p99_ms"] = f["p99_ms"]
         row["rate_deliveries_per_s"] = f["deliveries_per_s"]
+        row["rate_cpu_us"] = f["cpu_us_per_delivery"]  # how close the fixed rate is to saturation
     if "handshakes" in only:
         row.update(handshakes(target, sizes.idle))
     if "storm" in only:

@@ -72,6 +72,7 @@ def test_node_generator_quick_side_by_side(capsys: pytest.CaptureFixture[str]) -
             assert row[f"{key}_deliveries_per_s"] > 0 and row[f"{key}_cpu_us"] > 0
             assert row[f"{key}_gen_cores"] > 0
         assert row["rate_deliveries_per_s"] > 0 and row["rate_gen_cores"] > 0
+        assert row["rate_cpu_us"] > 0
         assert 0 < row["rate_p50_ms"] <= row["rate_p99_ms"]
         assert "fan_deliveries_per_s" not in row and "handshakes_per_s" not in row
 
