@@ -145,7 +145,6 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
-        self.tick = tick
         self.bucket = TokenBucket(rate, burst, clock(), tick)
         self.queue = queue
         self.wait_max = wait_max
@@ -269,7 +268,7 @@ class Admission:
             self._timer.cancel()
             self._timer = None
         if self._waiters and self._free():
-            delay = max(self.tick, self.bucket.until_next(self.clock()))
+            delay = max(self.bucket.tick, self.bucket.until_next(self.clock()))
             self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
 
     def _tick(self) -> None:

@@ -37,11 +37,7 @@ class LogWriter:
         self.observer: Callable[[Entry], None] | None = None
 
     async def append(self, entries: Sequence[NewEntry]) -> list[Appended]:
-        metrics = self.metrics
-        with metrics.timed("append"):
-            appended = await self.store.append(entries)
-        await self._publish(appended)
-        return appended
+        return await self._durable(self.store.append(entries))
 
     def start_append(self, entries: Sequence[NewEntry]) -> asyncio.Future[list[Appended]] | None:
         """Start appending now (see :meth:`LogStore.start_append`): what is created is published
@@ -55,6 +51,7 @@ class LogWriter:
         return asyncio.ensure_future(self._durable(started))
 
     async def _durable(self, started: Awaitable[list[Appended]]) -> list[Appended]:
+        """Await the store's append (timed), then publish what it created."""
         with self.metrics.timed("append"):
             appended = await started
         await self._publish(appended)
