@@ -19,7 +19,13 @@ import pytest
 
 from logsync.log import PROCESSED, UNKNOWN, WAITING, NewEntry, open_store
 from logsync.log.sqlite import SqliteStore, lanes, parse_url
-from logsync.log.sqlite.queries import UNFILED_SQL, WAITING_SQL, Encoded, append
+from logsync.log.sqlite.queries import (
+    MAX_MERGED_INDEXES,
+    UNFILED_SQL,
+    WAITING_SQL,
+    Encoded,
+    append,
+)
 from logsync.log.sqlite.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +164,11 @@ async def test_group_commit_batches_concurrent_appends(store: SqliteStore) -> No
     assert await store.head() == 501
 
 
+# Indexes enough that a read goes to the SQLite thread (up to MAX_MERGED_INDEXES, the caller's
+# thread answers it at once from the last commit).
+THREAD_READ = ["channel:a"] + [f"channel:other{i}" for i in range(MAX_MERGED_INDEXES)]
+
+
 def hold(store: SqliteStore) -> tuple[asyncio.Future[None], threading.Event, threading.Event]:
     """Occupy the SQLite thread with a bulk write until the returned ``release`` is set, so
     the calls made meanwhile queue up together: ``(call, started, release)``."""
@@ -179,7 +190,7 @@ async def test_mixed_calls_in_one_batch_keep_call_order(store: SqliteStore) -> N
     calls = [
         start(store.append([new(2, "channel:a")])),
         start(store.set_status(new(1).id, PROCESSED)),
-        reading := start(store.read(["channel:a"], 0, 10)),
+        reading := start(store.read(THREAD_READ, 0, 10)),
         start(store.append([new(3, "channel:a")])),
         seeing := start(store.seen(new(1).id)),
     ]
@@ -210,6 +221,27 @@ async def test_head_answers_at_once_with_the_last_commit(store: SqliteStore) -> 
     assert await store.head() == 2
 
 
+async def test_read_answers_at_once_with_the_last_commit(store: SqliteStore) -> None:
+    """A read of up to MAX_MERGED_INDEXES indexes runs on the caller's thread: it does not wait
+    behind a busy SQLite thread, and it sees the last commit (not an append still queued);
+    one of more indexes waits its turn on the thread."""
+    await store.append([new(1, "channel:a"), new(2, "user:u")])
+    held, started, release = hold(store)
+    await asyncio.to_thread(started.wait, 10)
+    queued = asyncio.ensure_future(store.append([new(3, "channel:a")]))
+    await asyncio.sleep(0)
+    here = await asyncio.wait_for(store.read(["channel:a", "user:u"], 0, 10), 1)
+    assert [e.added for e in here.entries] == [1, 2]
+    assert here.entries[1].action == {"type": "t", "n": 2}
+    there = asyncio.ensure_future(store.read(THREAD_READ, 0, 10))
+    await asyncio.sleep(0)  # a read answered here would be done now
+    assert not there.done() and not queued.done()
+    release.set()
+    await asyncio.gather(held, queued)
+    assert [e.added for e in (await there).entries] == [1, 3]
+    assert [e.added for e in (await store.read(["channel:a"], 0, 10)).entries] == [1, 3]
+
+
 async def test_head_in_memory_goes_through_the_thread(tmp_path: Path) -> None:
     """``sqlite://`` has no second connection: the SQLite thread answers ``head``."""
     memory = opened("sqlite://")
@@ -226,7 +258,7 @@ async def test_quick_calls_go_ahead_of_bulk_calls(store: SqliteStore) -> None:
     await asyncio.to_thread(started.wait, 10)
     start = asyncio.ensure_future
     backlog = start(store.append([new(1, "user:u"), new(2, "user:u")]))  # bulk: two entries
-    reading = start(store.read(["user:u", "channel:a"], 0, 10))  # bulk: a range read
+    reading = start(store.read(["user:u", *THREAD_READ], 0, 10))  # bulk: a range read
     live = start(store.append([new(3, "channel:a")]))  # quick, queued last
     await asyncio.sleep(0)
     release.set()

