@@ -79,15 +79,28 @@ def compress_id(action_id: str, base_time: int, local_node_id: str) -> WireId:
 
     ``ms`` is relative to ``base_time``; it may be negative.
     """
-    parsed = _parse_cached(action_id)
-    ms = parsed.ms - base_time
-    if parsed.node_id == local_node_id:
-        return ms if parsed.seq == 0 else [ms, parsed.seq]
-    return [ms, parsed.node_id, parsed.seq]
+    id_ms, node_id, seq = _split_cached(action_id)
+    ms = id_ms - base_time
+    if node_id == local_node_id:
+        return ms if seq == 0 else [ms, seq]
+    return [ms, node_id, seq]
 
 
-# One fan-out compresses the same id for every recipient: parse it once.
-_parse_cached = functools.lru_cache(maxsize=4096)(ActionId.parse)
+def _split(action_id: str) -> tuple[int, str, int]:
+    # a tuple, not an ActionId: a frozen dataclass's __init__ was half of this per catch-up
+    # entry (0.89 against 0.36 µs per id)
+    try:
+        ms, node_id, seq = action_id.split(" ")
+        if node_id:
+            return int(ms), node_id, int(seq)
+    except ValueError:
+        pass
+    parsed = ActionId.parse(action_id)  # raises IdError, saying what is wrong
+    return parsed.ms, parsed.node_id, parsed.seq
+
+
+# One fan-out compresses the same id for every recipient: split it once.
+_split_cached = functools.lru_cache(maxsize=4096)(_split)
 
 
 def decompress_id(wire: WireId, base_time: int, remote_node_id: str) -> str:

@@ -176,7 +176,7 @@ async def relay(server: ServerProcess) -> AsyncIterator[Relay]:
 async def wait_for(check: Any, label: str, seconds: float = STEP_TIMEOUT) -> None:
     deadline = Deadline(seconds)
     while not check():
-        assert deadline.left() > 0, label
+        assert deadline.remaining() > 0, label
         await asyncio.sleep(0.02)  # polled: the state has no event for "this value"
 
 

@@ -109,7 +109,7 @@ async def until(server: ServerProcess, what: str, test: Any, deadline: Deadline)
         value = (await metrics(server)).get(what, 0.0)
         if test(value):
             return value
-        assert deadline.left() > 0, f"{what} stayed at {value}"
+        assert deadline.remaining() > 0, f"{what} stayed at {value}"
         await asyncio.sleep(0.05)
 
 
@@ -228,7 +228,7 @@ async def catch_up_through_one_slot(node: ServerNode, url: str, slots: CountingS
         await asyncio.wait_for(entered.wait(), deadline.left())
         queued = Deadline(10)
         while slots.waiting < len(users) - 1:  # the others queue for the slot
-            assert queued.left() > 0, slots.waiting
+            assert queued.remaining() > 0, slots.waiting
             await asyncio.sleep(0.01)
         budget = node.budget
         assert budget.used == budget.estimate  # the reader's reservation only
@@ -237,7 +237,7 @@ async def catch_up_through_one_slot(node: ServerNode, url: str, slots: CountingS
         for client in clients:
             assert await read_notes(client, CHUNK, deadline) == list(range(CHUNK))
         while budget.used:  # each socket drained: nothing held
-            assert deadline.left() > 0, budget.used
+            assert deadline.remaining() > 0, budget.used
             await asyncio.sleep(0.01)
         await producer.close()
     finally:
@@ -319,7 +319,7 @@ async def slots_wait_for_the_budget(
         return sum(1 for peer in node.registry.peers if budget.holding(peer))
 
     while not (budget.waiting == SLOTS and budget.waiting + slots.waiting + holders() == STALLED):
-        assert deadline.left() > 0, (budget.waiting, slots.waiting, holders())
+        assert deadline.remaining() > 0, (budget.waiting, slots.waiting, holders())
         await asyncio.sleep(0.01)
     assert slots.waiting >= 1
     assert budget.used >= LIMIT - CHUNK_BYTES  # held by the stalled readers
@@ -329,7 +329,7 @@ async def slots_wait_for_the_budget(
     for got in await asyncio.gather(*(read_raw(r, actions, deadline) for r in readers)):
         assert got == list(range(actions))  # each once, in order
     while budget.used:
-        assert deadline.left() > 0, budget.used
+        assert deadline.remaining() > 0, budget.used
         await asyncio.sleep(0.01)
     assert budget.waiting == 0 and slots.waiting == 0
     assert budget.peak <= LIMIT + CHUNK_BYTES * 1.25

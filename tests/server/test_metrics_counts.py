@@ -23,6 +23,7 @@ from tests.support.wsclient import RawClient
 
 DEADLINE = 60.0
 STALLED_ACTIONS = 5000  # ~5 MB for a reader that does not read: more than the kernel takes in
+STALLED = ("stalled0", "stalled1")
 
 
 def walked(node: ServerNode) -> tuple[int, int, int, int]:
@@ -100,17 +101,21 @@ async def test_the_kept_counts_equal_a_walk_over_every_peer(tmp_path: Any) -> No
 async def scenario(node: ServerNode, url: str, checker: Checker, deadline: Deadline) -> None:
     producer = await RawClient.open(url)
     await producer.connect("producer:p:t")
-    added = await produce(producer, ("stalled",), STALLED_ACTIONS)
+    added = await produce(producer, STALLED, STALLED_ACTIONS)
     await produce(producer, ("fast",), CHUNK * 3, added)
 
     anonymous = await RawSocket.open(url)  # upgraded, never says `connect`
 
-    # a reader that does not read: catching up, with bytes queued in the server
-    stalled = await RawSocket.open(url, rcvbuf=4096)
-    stalled.writer.transport.pause_reading()
-    stalled.send(["connect", 5, "stalled:1", 0, {"token": "secret", "subprotocol": 3}])
-    while checker.check()[3] == 0:
-        assert deadline.left() > 0, "no bytes ever queued for the stalled reader"
+    # readers that do not read: catching up, with bytes queued in the server (two, so that the
+    # count is seen above one: a reader that does read catches up between two checks)
+    stalled: list[RawSocket] = []
+    for user in STALLED:
+        reader = await RawSocket.open(url, rcvbuf=4096)
+        reader.writer.transport.pause_reading()
+        reader.send(["connect", 5, f"{user}:1", 0, {"token": "secret", "subprotocol": 3}])
+        stalled.append(reader)
+    while (walk := checker.check())[2] < len(STALLED) or walk[3] == 0:
+        assert deadline.remaining() > 0, f"the stalled readers: {walk}"
         await asyncio.sleep(0.01)
 
     fast = await RawClient.open(url)
@@ -123,14 +128,17 @@ async def scenario(node: ServerNode, url: str, checker: Checker, deadline: Deadl
     metrics = render(node)  # the scrape itself, as /metrics does it
     assert "logsync_sessions_catching_up" in metrics
 
-    stalled.writer.transport.resume_reading()
-    assert await read_raw(stalled, STALLED_ACTIONS, deadline) == list(range(STALLED_ACTIONS))
+    for reader in stalled:
+        reader.writer.transport.resume_reading()
+    for got in await asyncio.gather(*(read_raw(r, STALLED_ACTIONS, deadline) for r in stalled)):
+        assert got == list(range(STALLED_ACTIONS))
     for client in (producer, fast, again):
         await client.close()
-    stalled.abort()
+    for reader in stalled:
+        reader.abort()
     anonymous.abort()
     while node.registry.peers:
-        assert deadline.left() > 0, node.registry.peers
+        assert deadline.remaining() > 0, node.registry.peers
         await asyncio.sleep(0.01)
     assert checker.check() == (0, 0, 0, 0)
     assert not node.queued  # every transport that queued bytes was dropped once it was gone

@@ -60,10 +60,10 @@ class SqliteStore(LogStore):
         process crashes. Faster when the disk's fsync is slow. The file is never corrupted.
 
     Quick calls (appending one entry, setting a status, reading one key) go ahead of bulk calls
-    (range reads, multi-entry appends, trimming) that wait in the queue with them, and a running
-    batch of bulk calls commits early when a quick write has waited
+    (multi-entry appends, trimming, reads of many indexes) that wait in the queue with them, and
+    a running batch of bulk calls commits early when a quick write has waited
     :data:`~logsync.log.sqlite.lanes.YIELD_AFTER_S`: so a live client's action is not stuck behind
-    a reconnect storm's catch-up reads and backlogs (:mod:`~logsync.log.sqlite.lanes`).
+    a reconnect storm's backlogs (:mod:`~logsync.log.sqlite.lanes`).
     Calls run concurrently may run in either order; a caller that awaits a call before making the
     next (as every caller must, to see its result) sees them in its order.
 
