@@ -121,6 +121,9 @@ class Writer:
                 batch = lanes.next_batch()
                 if batch:
                     self._execute(conn, batch)
+                    # answered: let go of its calls (and the entries their closures hold) before
+                    # waiting for the next batch
+                    batch = []
                 if lanes.closing():
                     self._shut(conn)
                     return
