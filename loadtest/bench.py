@@ -98,13 +98,13 @@ def target_config(target: str, **options: Any) -> storm.Config:
     return storm.Config(server=target, **options)
 
 
-# The log store of the logsync servers the scenarios start (--logsync-store).
+# The log stores the logsync servers the scenarios start may have (--logsync-store).
 LOGSYNC_STORES = ("sqlite", "memory")
-LOGSYNC_STORE = {"store": "sqlite"}
 
 
-def start(target: str) -> Servers:
-    servers = storm.make_servers(target_config(target, store=LOGSYNC_STORE["store"]))
+def start(target: str, store: str = "sqlite") -> Servers:
+    """A fresh ``target`` server (a logsync one on ``store``), started."""
+    servers = storm.make_servers(target_config(target, store=store))
     servers.start()
     return servers
 
@@ -402,12 +402,14 @@ def fanout_interop(
     shape: Shape | None = None,
     generator: str = "node",
     procs: int = 1,
+    store: str = "sqlite",
 ) -> dict[str, Any]:
-    """One fan-out on a fresh ``target`` server, its load from ``generator`` (``node``:
-    ``procs`` processes of ``loadtest/js/fanout.mjs``; ``python``: this process)."""
+    """One fan-out on a fresh ``target`` server (logsync on ``store``), its load from
+    ``generator`` (``node``: ``procs`` processes of ``loadtest/js/fanout.mjs``; ``python``: this
+    process)."""
     shape = shape or Shape(sizes.subscribers, sizes.publishers)
     raise_fd_limit(shape.subscribers * 2 + 1000)
-    servers = start(target)
+    servers = start(target, store)
     try:
         if generator == "node":
             return asyncio.run(_fanout_node(servers, sizes, rate, shape, procs))
@@ -447,9 +449,9 @@ async def _handshakes(servers: Servers, n: int) -> dict[str, Any]:
     }
 
 
-def handshakes(target: str, n: int) -> dict[str, Any]:
+def handshakes(target: str, n: int, store: str = "sqlite") -> dict[str, Any]:
     raise_fd_limit(n * 2 + 1000)
-    servers = start(target)
+    servers = start(target, store)
     try:
         return asyncio.run(_handshakes(servers, n))
     finally:
@@ -525,16 +527,18 @@ def one_round(
     only: Sequence[str] = SCENARIOS,
     generator: str = "node",
     procs: int = 1,
+    store: str = "sqlite",
 ) -> dict[str, Any]:
     """One run of each scenario in ``only`` against ``target`` (``fanout`` includes
     ``loadtest.fanout``'s own bench app when the target is logsync); ``fanout``, ``wide`` and
-    ``rate`` take their load from ``generator`` (``procs`` Node processes, or this one)."""
+    ``rate`` take their load from ``generator`` (``procs`` Node processes, or this one); the
+    logsync servers of those and of ``handshakes`` run on ``store``."""
     row: dict[str, Any] = {}
     errors = 0
 
     def fan(rate: float, shape: Shape | None, key: str) -> dict[str, Any]:
         nonlocal errors
-        f = fanout_interop(target, sizes, rate, shape, generator, procs)
+        f = fanout_interop(target, sizes, rate, shape, generator, procs, store)
         row[f"{key}_gen_cores"] = f["gen_cores"]
         errors += f["lost"] + f["duplicates"] + f.get("unacknowledged", 0)
         return f
@@ -562,7 +566,7 @@ def one_round(
         row["rate_deliveries_per_s"] = f["deliveries_per_s"]
         row["rate_cpu_us"] = f["cpu_us_per_delivery"]  # how close the fixed rate is to saturation
     if "handshakes" in only:
-        row.update(handshakes(target, sizes.idle))
+        row.update(handshakes(target, sizes.idle, store))
     if "storm" in only:
         s = storm_scenario(target, sizes, png)
         row["storm_p50_ms"] = s["catch_up_p50_ms"]
@@ -634,7 +638,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    LOGSYNC_STORE["store"] = args.logsync_store
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := sorted(set(only) - set(SCENARIOS)):
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
@@ -655,7 +658,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name = "url" if target == args.url else target
                 png = f"{args.png}-{name}.png"
             runs[target].append(
-                one_round(target, sizes, png, only, args.generator, max(1, args.procs))
+                one_round(
+                    target,
+                    sizes,
+                    png,
+                    only,
+                    args.generator,
+                    max(1, args.procs),
+                    args.logsync_store,
+                )
             )
     columns = {t: median(runs[t]) for t in targets}
     output = {

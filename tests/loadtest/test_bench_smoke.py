@@ -102,13 +102,12 @@ def test_logsync_store_memory_starts_logsync_on_the_memory_log(
     started: list[str] = []
     start = bench.start
 
-    def recorded(target: str) -> bench.Servers:
-        servers = start(target)
+    def recorded(target: str, store: str = "sqlite") -> bench.Servers:
+        servers = start(target, store)
         started.append(servers.store_url)
         return servers
 
     monkeypatch.setattr(bench, "start", recorded)
-    monkeypatch.setitem(bench.LOGSYNC_STORE, "store", "sqlite")  # main sets it: restored after
     monkeypatch.setattr(bench, "QUICK", bench.Sizes(20, 2, 1.0, 20.0, 50, 10, 2))
     args = ["--quick", "--only", "handshakes", "--logsync-store", "memory", "--json"]
     code = bench.main(args)

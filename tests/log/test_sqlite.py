@@ -20,11 +20,13 @@ import pytest
 from logsync.log import PROCESSED, UNKNOWN, WAITING, NewEntry, open_store
 from logsync.log.sqlite import SqliteStore, lanes, parse_url
 from logsync.log.sqlite.queries import (
+    COLUMNS,
     MAX_MERGED_INDEXES,
     UNFILED_SQL,
     WAITING_SQL,
     Encoded,
     append,
+    decode,
 )
 from logsync.log.sqlite.schema import SCHEMA_VERSION
 
@@ -219,6 +221,38 @@ async def test_head_answers_at_once_with_the_last_commit(store: SqliteStore) -> 
     release.set()
     await asyncio.gather(held, queued)
     assert await store.head() == 2
+
+
+async def test_a_read_comes_back_as_the_entries_stored(store: SqliteStore) -> None:
+    """The read's one JSON row splices the stored JSON in as it is: every field comes back as
+    a row-by-row read decodes it (quotes, escapes, non-ASCII, no or some subprotocol)."""
+    tricky = {"type": "t", "text": 'a "quote" \\ \u2028 é 😀 %d', "n": [1, 2.5, None, True]}
+    await store.append(
+        [
+            NewEntry("1 a:b:c 0", 1, tricky, ["channel:a", "user:u"], ["x:1"], 3),
+            NewEntry('2 "odd":b 7', 2, {"type": "u"}, ["channel:a"]),
+        ]
+    )
+    read = await store.read(["channel:a", "user:u"], 0, 10)
+    assert store._reader is not None
+    rows = store._reader.execute(f"SELECT {COLUMNS} FROM entries ORDER BY added").fetchall()
+    assert [vars_of(e) for e in read.entries] == [vars_of(decode(row)) for row in rows]
+    assert read.entries[0].action == tricky and read.entries[0].subprotocol == 3
+    assert read.entries[1].subprotocol is None and read.entries[1].exclude_clients == []
+    assert (await store.read(["channel:none"], 0, 10)).entries == []
+
+
+def vars_of(entry: Any) -> tuple[Any, ...]:
+    return (
+        entry.added,
+        entry.id,
+        entry.time,
+        entry.action,
+        entry.indexes,
+        entry.exclude_clients,
+        entry.subprotocol,
+        entry.status,
+    )
 
 
 async def test_read_answers_at_once_with_the_last_commit(store: SqliteStore) -> None:

@@ -166,7 +166,7 @@ class SqliteStore(LogStore):
         if not names:
             return ReadResult([], after, False)
         limit = max(limit, 0)
-        sql = queries.read_sql(len(names))
+        sql = queries.read_json_sql(len(names))
         params = queries.read_params(names, after, limit + 1)
         # merged ranges cost O(limit): read here; more indexes may sort a whole backlog
         rows = self._read_here(sql, params) if len(names) <= queries.MAX_MERGED_INDEXES else None
@@ -176,8 +176,9 @@ class SqliteStore(LogStore):
                 return conn.execute(sql, params).fetchall()
 
             rows = await self._call(run, "read")
-        found = [queries.decode(row) for row in rows[:limit]]
-        return ReadResult(found, found[-1].added if found else after, len(rows) > limit)
+        entries = queries.decode_all(rows[0][0])
+        found = entries[:limit]
+        return ReadResult(found, found[-1].added if found else after, len(entries) > limit)
 
     async def explain_read(self, indexes: Collection[str], after: int, limit: int) -> list[str]:
         """SQLite's ``EXPLAIN QUERY PLAN`` of the query :meth:`read` runs for these arguments."""
