@@ -220,8 +220,11 @@ describe("SocketClient against logsync serve", () => {
       assert.deepEqual(mine, ["r-before", "r-away-1", "r-away-2", "r-away-3", "r-after"]);
       const snapshots = heidi.seen.actions.filter(([a]) => a.type === "tasks/snapshot");
       assert.equal(snapshots.length, 1, "load ran once: the resubscription resumed");
-      const resubscribe = heidi.seen.processed.filter((p) => p.channel === "tasks")[1];
-      assert.ok(resubscribe.action.since?.id, "the resubscribe carried since");
+      // its `processed` waits for the subscription's durable status, which live actions after
+      // it do not: it may come after `r-after`
+      const subscribes = () => heidi.seen.processed.filter((p) => p.channel === "tasks");
+      await until(heidi, () => subscribes().length === 2, "the resubscription processed");
+      assert.ok(subscribes()[1].action.since?.id, "the resubscribe carried since");
     } finally {
       await proxy.stop();
     }
