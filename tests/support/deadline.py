@@ -17,7 +17,7 @@ class Deadline:
         self.per_read = per_read
 
     def left(self) -> float:
-        left = self.end - asyncio.get_running_loop().time()
+        left = self.remaining()
         assert left > 0, "the deadline passed"
         return min(left, self.per_read)
 

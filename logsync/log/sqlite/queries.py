@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -121,13 +122,10 @@ def decode_all(text: str | None) -> list[Entry]:
     """The entries of a :func:`read_json_sql` row, in ``added`` order."""
     if text is None:
         return []
+    # _ROW_JSON has COLUMNS' order, which is Entry's fields' (as decode unpacks them)
     entries = [Entry(*row) for row in orjson.loads(text)]
-    entries.sort(key=_added)  # group_concat keeps the subquery's order in practice: make sure
+    entries.sort(key=attrgetter("added"))  # group_concat keeps the subquery's order in practice
     return entries
-
-
-def _added(entry: Entry) -> int:
-    return entry.added
 
 
 def read_params(indexes: Sequence[str], after: int, limit: int) -> tuple[Any, ...]:
