@@ -242,6 +242,23 @@ async def test_a_read_comes_back_as_the_entries_stored(store: SqliteStore) -> No
     assert (await store.read(["channel:none"], 0, 10)).entries == []
 
 
+async def test_a_read_longer_than_one_sqlite_string_comes_back_row_by_row(
+    store: SqliteStore,
+) -> None:
+    """A page too long for SQLite's longest string (large actions) is not refused: the read
+    falls back from the one JSON row to the rows one by one."""
+    big = [
+        NewEntry(f"{n} a:b:c 0", n, {"type": "t", "p": "x" * 1200}, ["user:u"]) for n in (1, 2, 3)
+    ]
+    await store.append(big)
+    assert store._reader is not None
+    store._reader.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3000)  # one action fits, three do not
+    await store._call(lambda conn: conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3000))
+    read = await store.read(["user:u"], 0, 10)
+    assert [e.added for e in read.entries] == [1, 2, 3]
+    assert all(e.action == b.action for e, b in zip(read.entries, big, strict=True))
+
+
 def vars_of(entry: Any) -> tuple[Any, ...]:
     return (
         entry.added,

@@ -118,12 +118,25 @@ def read_json_sql(count: int) -> str:
     return f"SELECT '[' || group_concat({_ROW_JSON}, ',') || ']' FROM ({read_sql(count)})"
 
 
-def decode_all(text: str | None) -> list[Entry]:
-    """The entries of a :func:`read_json_sql` row, in ``added`` order."""
-    if text is None:
+def read(conn: sqlite3.Connection, count: int, params: Sequence[Any]) -> str | list[Row] | None:
+    """A read of ``count`` indexes on the SQLite thread: :func:`read_json_sql`'s text, or, when
+    that text would be longer than SQLite's longest string (a page of large actions), the rows
+    of :func:`read_sql` one by one. :func:`decode_all` takes either."""
+    try:
+        text: str | None = conn.execute(read_json_sql(count), params).fetchone()[0]
+    except sqlite3.DataError:  # string or blob too big
+        return conn.execute(read_sql(count), params).fetchall()
+    return text
+
+
+def decode_all(found: str | list[Row] | None) -> list[Entry]:
+    """The entries of a :func:`read_json_sql` row (or of :func:`read`), in ``added`` order."""
+    if isinstance(found, list):
+        return [decode(row) for row in found]
+    if found is None:
         return []
     # _ROW_JSON has COLUMNS' order, which is Entry's fields' (as decode unpacks them)
-    entries = [Entry(*row) for row in orjson.loads(text)]
+    entries = [Entry(*row) for row in orjson.loads(found)]
     entries.sort(key=attrgetter("added"))  # group_concat keeps the subquery's order in practice
     return entries
 
