@@ -237,13 +237,15 @@ async def test_404_removes_the_registration(tmp_path: Path, sink: Sink) -> None:
 
 
 async def test_presence_is_refreshed_while_connected(tmp_path: Path, sink: Sink) -> None:
-    server = await serve(tmp_path, wakeup_presence_ms=300)
+    # a lifetime long enough that a busy machine's stall (CI once saw one over 200 ms) does
+    # not outlast the refresh, made every third of it
+    server = await serve(tmp_path, wakeup_presence_ms=900)
     node = server.node
     socket = await connect(server, "46:ws")
     try:
         async with aiohttp.ClientSession() as session:
             await server.register(session, "46:ws", {"webhook": {"url": f"{sink.url}/ws"}})
-        await asyncio.sleep(0.9)  # three presence lifetimes: only the refresh keeps it
+        await asyncio.sleep(2.7)  # three presence lifetimes: only the refresh keeps it
         assert await node.store.get_record("online", "46:ws") is not None
         await node.add({"type": "note"}, users=["46"])
         await node.wakeups.idle()
