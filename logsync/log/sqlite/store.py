@@ -170,14 +170,13 @@ class SqliteStore(LogStore):
         params = queries.read_params(names, after, limit + 1)
         # merged ranges cost O(limit): read here; more indexes may sort a whole backlog. Here
         # any error (a page too long for one string too) hands the read to the SQLite thread.
-        answer: str | list[queries.Row] | None
-        rows = None
-        if count <= queries.MAX_MERGED_INDEXES:
-            rows = self._read_here(queries.read_json_sql(count), params)
-        if rows is not None:
-            answer = rows[0][0]
-        else:
-            answer = await self._call(lambda conn: queries.read(conn, count, params), "read")
+        here = count <= queries.MAX_MERGED_INDEXES
+        rows = self._read_here(queries.read_json_sql(count), params) if here else None
+        answer: str | list[queries.Row] | None = (
+            rows[0][0]
+            if rows is not None
+            else await self._call(lambda conn: queries.read(conn, count, params), "read")
+        )
         entries = queries.decode_all(answer)
         found = entries[:limit]
         return ReadResult(found, found[-1].added if found else after, len(entries) > limit)
