@@ -184,8 +184,7 @@ class Rules:
         rule = None if kind.startswith("logux/") else self.app.find_type(kind)
         if rule is None or rule.process is None:
             # subscriptions ended with their connection; nothing else has work left
-            await self.store.set_status(entry.id, PROCESSED)
-            await self.answers.processed(ctx.client_id, entry.id, 0)
+            await self._mark_processed(ctx.client_id, entry.id, 0)
             return
         try:
             payload = rule.model.model_validate(entry.action) if rule.model else entry.action
@@ -196,8 +195,12 @@ class Rules:
             reason = error.reason if isinstance(error, Undo) else "error"
             await self.answers.undo(ctx, entry.action, meta, reason, route=_route_of(entry))
         else:
-            await self.store.set_status(entry.id, PROCESSED)
-            await self.answers.processed(ctx.client_id, entry.id, 0)
+            await self._mark_processed(ctx.client_id, entry.id, 0)
+
+    async def _mark_processed(self, client_id: str, action_id: str, last_added: int) -> None:
+        """The ``processed`` status, awaited until durable, then the client's answer."""
+        await self.store.set_status(action_id, PROCESSED)
+        await self.answers.processed(client_id, action_id, last_added)
 
     async def _check_meta(self, job: Job, ctx: Context) -> bool:
         """The server-side meta checks (identity was checked on receipt); False: undone."""
@@ -301,8 +304,7 @@ class Rules:
         status = self.store.start_set_status(meta["id"], PROCESSED)
         if status is None:
             await self._appended(job, appending)
-            await self.store.set_status(meta["id"], PROCESSED)
-            await self.answers.processed(ctx.client_id, meta["id"], ctx.last_added)
+            await self._mark_processed(ctx.client_id, meta["id"], ctx.last_added)
             return
         job.writing = (self._appended_then(job, appending, status), ctx.last_added)
 

@@ -182,9 +182,15 @@ class SqliteStore(LogStore):
         return ReadResult(found, found[-1].added if found else after, len(entries) > limit)
 
     async def explain_read(self, indexes: Collection[str], after: int, limit: int) -> list[str]:
-        """SQLite's ``EXPLAIN QUERY PLAN`` of the query :meth:`read` runs for these arguments."""
+        """SQLite's ``EXPLAIN QUERY PLAN`` of the query :meth:`read` runs for these arguments
+        (the one-row JSON read up to :data:`~logsync.log.sqlite.queries.MAX_MERGED_INDEXES`
+        indexes, the rows past them)."""
         names = list(dict.fromkeys(indexes))
-        sql = "EXPLAIN QUERY PLAN " + queries.read_sql(len(names))
+        count = len(names)
+        read_sql = (
+            queries.read_json_sql if count <= queries.MAX_MERGED_INDEXES else queries.read_sql
+        )
+        sql = "EXPLAIN QUERY PLAN " + read_sql(count)
         params = queries.read_params(names, after, limit + 1)
         rows = await self._call(lambda conn: conn.execute(sql, params).fetchall(), "explain")
         return [str(row[3]) for row in rows]
