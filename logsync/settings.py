@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         200, gt=0, description="how much of a client-sent value (error options, ids) is logged"
     )
     head_timeout_ms: int = Field(10_000, gt=0, description="the HTTP request head must arrive in")
+    upgrades_per_turn: int = Field(
+        32,
+        gt=0,
+        description="WebSocket upgrades done in one event-loop turn, at most; the rest wait for "
+        "the next turns (thousands of clients connecting at once do not hold up live messages)",
+    )
     http_keepalive_ms: int = Field(
         15_000, gt=0, description="an idle kept-alive plain HTTP connection is closed after"
     )
@@ -136,7 +142,12 @@ class Settings(BaseSettings):
     handshake_rate: float = Field(
         500.0, gt=0, allow_inf_nan=False, description="handshakes admitted per second"
     )
-    handshake_burst: int = Field(100, gt=0, description="handshakes admitted at once")
+    handshake_burst: int = Field(
+        10,
+        gt=0,
+        description="handshakes admitted at once (more at once: a storm's first burst delays "
+        "live messages)",
+    )
     handshake_queue: int = Field(
         5000, gt=0, description="handshakes waiting beyond those; past it: 1013 / 503 with retry"
     )
@@ -431,6 +442,7 @@ LIMITS = (
     "max_future_ms",
     "log_value_chars",
     "head_timeout_ms",
+    "upgrades_per_turn",
     "http_keepalive_ms",
     "bruteforce_failures",
     "bruteforce_window_ms",

@@ -628,3 +628,49 @@ async def test_pings_while_the_write_buffer_is_full_get_one_pong() -> None:
     assert transport.written == b""
     proto.resume_writing()
     assert bytes(transport.written) == bytes((0x8A, 4)) + b"p999"
+
+
+@pytest.mark.usefixtures("fake_connection")
+async def test_upgrades_past_the_turns_bound_wait_for_the_next_turns() -> None:
+    """Bound: at most ``upgrades_per_turn`` request heads are upgraded in one event-loop turn
+    (a storm's thousands of connects would hold up every live message of that turn); the rest
+    are upgraded oldest first in the next turns, unread meanwhile, with what they sent after
+    the head kept for after the upgrade. A socket closed while it waits is skipped."""
+    node = FakeNode()
+    node.settings = Settings(upgrades_per_turn=2)
+    sockets = []
+    for n in range(6):
+        transport = FakeTransport()
+        proto = WebSocketProtocol(cast(Any, node), cast(Any, lambda: None))
+        proto.connection_made(cast(Any, transport))
+        proto.data_received(upgrade_request("x") + text(f"first {n}"))
+        sockets.append((proto, transport))
+
+    def upgraded() -> list[int]:
+        return [n for n, (_, t) in enumerate(sockets) if t.written.startswith(b"HTTP/1.1 101 ")]
+
+    assert upgraded() == [0, 1]
+    assert [t.calls for _, t in sockets] == [[], [], ["pause"], ["pause"], ["pause"], ["pause"]]
+    sockets[3][0].data_received(text("second 3"))  # arrived before the pause took hold
+    sockets[4][1].closing = True  # gone while it waits
+    await asyncio.sleep(0)  # one turn
+    assert upgraded() == [0, 1, 2, 3]
+    assert sockets[3][1].calls == ["pause", "resume"]
+    assert cast(FakeConnection, sockets[3][0].conn).received == ["first 3", "second 3"]
+    await asyncio.sleep(0)
+    assert upgraded() == [0, 1, 2, 3, 5]  # 4 was skipped without taking a place
+    assert sockets[4][1].written == b"" and sockets[4][0].conn is None
+    assert [cast(FakeConnection, p.conn).received for p, _ in sockets if p.conn] == [
+        ["first 0"],
+        ["first 1"],
+        ["first 2"],
+        ["first 3", "second 3"],
+        ["first 5"],
+    ]
+    # the turn after an upgrade starts counting afresh: a new head is upgraded at once
+    await asyncio.sleep(0)
+    transport = FakeTransport()
+    proto = WebSocketProtocol(cast(Any, node), cast(Any, lambda: None))
+    proto.connection_made(cast(Any, transport))
+    proto.data_received(upgrade_request("x"))
+    assert transport.written.startswith(b"HTTP/1.1 101 ") and transport.calls == []
