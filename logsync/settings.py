@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         description="overloaded past this event-loop lag (smoothed over ~0.25 s)",
     )
     admission_store_queue: int = Field(
-        30, gt=0, description="overloaded past this many store calls waiting or running"
+        100, gt=0, description="overloaded past this many store calls waiting or running"
     )
     admission_budget_fill: float = Field(
         0.9,
