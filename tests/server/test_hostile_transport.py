@@ -352,6 +352,34 @@ async def test_upgrade_headers_are_token_lists(server: ServerProcess) -> None:
     assert await upgrade_status(server, Upgrade="WebSocket", Connection="upgrade") == 101
 
 
+async def test_a_burst_of_connects_past_the_turns_bound_all_get_in() -> None:
+    """Bound: with --upgrades-per-turn 2, 60 sockets that send their request head and a
+    `connect` together, all at once, are all upgraded and connected: the heads past the bound
+    wait for later turns (their sockets unread), and what followed each head is read after its
+    upgrade."""
+    server = ServerProcess(APP, "--upgrades-per-turn", "2")
+    try:
+        sockets = [await RawSocket.open(server) for _ in range(60)]
+        host = host_header(server)
+        for n, raw in enumerate(sockets):
+            raw.writer.write(upgrade_request(host))
+            raw.send_json(
+                ["connect", 5, f"burst:b{n}:t1", 0, {"token": "secret", "subprotocol": 3}]
+            )
+
+        async def connected(raw: RawSocket) -> None:
+            head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), DEADLINE)
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            while (await raw.read_message())[0] != "connected":
+                pass
+
+        await asyncio.gather(*(connected(raw) for raw in sockets))
+        for raw in sockets:
+            raw.close()
+    finally:
+        server.stop()
+
+
 async def test_origins_by_default_same_site_only(server: ServerProcess) -> None:
     """Bound: by default an upgrade whose Origin is another site is refused with 403; the
     same site's Origin, or none, is accepted."""
