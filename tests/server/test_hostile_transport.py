@@ -557,10 +557,16 @@ def fake_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ws_module, "Connection", FakeConnection)
 
 
-def upgraded(node: FakeNode) -> tuple[WebSocketProtocol, FakeTransport, FakeConnection]:
+def opened(node: FakeNode) -> tuple[WebSocketProtocol, FakeTransport]:
+    """A connection accepted by ``node``, nothing read yet."""
     transport = FakeTransport()
     proto = WebSocketProtocol(cast(Any, node), cast(Any, lambda: None))
     proto.connection_made(cast(Any, transport))
+    return proto, transport
+
+
+def upgraded(node: FakeNode) -> tuple[WebSocketProtocol, FakeTransport, FakeConnection]:
+    proto, transport = opened(node)
     proto.data_received(upgrade_request("x"))
     assert transport.written.startswith(b"HTTP/1.1 101 ")
     return proto, transport, cast(FakeConnection, proto.conn)
@@ -668,25 +674,23 @@ async def test_upgrades_past_the_turns_bound_wait_for_the_next_turns() -> None:
     node.settings = Settings(upgrades_per_turn=2)
     sockets = []
     for n in range(6):
-        transport = FakeTransport()
-        proto = WebSocketProtocol(cast(Any, node), cast(Any, lambda: None))
-        proto.connection_made(cast(Any, transport))
+        proto, transport = opened(node)
         proto.data_received(upgrade_request("x") + text(f"first {n}"))
         sockets.append((proto, transport))
 
-    def upgraded() -> list[int]:
+    def answered() -> list[int]:
         return [n for n, (_, t) in enumerate(sockets) if t.written.startswith(b"HTTP/1.1 101 ")]
 
-    assert upgraded() == [0, 1]
+    assert answered() == [0, 1]
     assert [t.calls for _, t in sockets] == [[], [], ["pause"], ["pause"], ["pause"], ["pause"]]
     sockets[3][0].data_received(text("second 3"))  # arrived before the pause took hold
     sockets[4][1].closing = True  # gone while it waits
     await asyncio.sleep(0)  # one turn
-    assert upgraded() == [0, 1, 2, 3]
+    assert answered() == [0, 1, 2, 3]
     assert sockets[3][1].calls == ["pause", "resume"]
     assert cast(FakeConnection, sockets[3][0].conn).received == ["first 3", "second 3"]
     await asyncio.sleep(0)
-    assert upgraded() == [0, 1, 2, 3, 5]  # 4 was skipped without taking a place
+    assert answered() == [0, 1, 2, 3, 5]  # 4 was skipped without taking a place
     assert sockets[4][1].written == b"" and sockets[4][0].conn is None
     assert [cast(FakeConnection, p.conn).received for p, _ in sockets if p.conn] == [
         ["first 0"],
@@ -697,8 +701,5 @@ async def test_upgrades_past_the_turns_bound_wait_for_the_next_turns() -> None:
     ]
     # the turn after an upgrade starts counting afresh: a new head is upgraded at once
     await asyncio.sleep(0)
-    transport = FakeTransport()
-    proto = WebSocketProtocol(cast(Any, node), cast(Any, lambda: None))
-    proto.connection_made(cast(Any, transport))
-    proto.data_received(upgrade_request("x"))
-    assert transport.written.startswith(b"HTTP/1.1 101 ") and transport.calls == []
+    _, transport, _ = upgraded(node)
+    assert transport.calls == []

@@ -187,10 +187,8 @@ class SqliteStore(LogStore):
         indexes, the rows past them)."""
         names = list(dict.fromkeys(indexes))
         count = len(names)
-        read_sql = (
-            queries.read_json_sql if count <= queries.MAX_MERGED_INDEXES else queries.read_sql
-        )
-        sql = "EXPLAIN QUERY PLAN " + read_sql(count)
+        query = queries.read_json_sql if count <= queries.MAX_MERGED_INDEXES else queries.read_sql
+        sql = "EXPLAIN QUERY PLAN " + query(count)
         params = queries.read_params(names, after, limit + 1)
         rows = await self._call(lambda conn: conn.execute(sql, params).fetchall(), "explain")
         return [str(row[3]) for row in rows]
