@@ -140,9 +140,7 @@ class _Upgrades:
             self._done += 1
             protocol._upgrade(head)
             return
-        protocol._upgrading = True
-        assert protocol._socket is not None
-        protocol._socket.pause_reading()  # nothing more is read until it is upgraded
+        protocol._wait_for_upgrade()
         self._waiting.append((protocol, head))
 
     def _next_turn(self, per_turn: int) -> None:
@@ -150,12 +148,7 @@ class _Upgrades:
         waiting = self._waiting
         while waiting and self._done < per_turn:
             protocol, head = waiting.popleft()
-            protocol._upgrading = False
-            socket = protocol._socket
-            if socket is not None and protocol._head is not None and not socket.is_closing():
-                self._done += 1
-                socket.resume_reading()
-                protocol._upgrade(head)
+            self._done += protocol._upgrade_waiting(head)  # one closed meanwhile takes no place
         if self._done:
             self._loop.call_soon(self._next_turn, per_turn)
 
@@ -303,6 +296,23 @@ class WebSocketProtocol(asyncio.Protocol):
         self._head = None
         self._socket.write(http_response(error.status, error.text + "\n", error.headers))
         self._socket.close()
+
+    def _wait_for_upgrade(self) -> None:
+        """The head is complete but this turn has no room for its upgrade (see _Upgrades): the
+        socket is not read until :meth:`_upgrade_waiting`."""
+        assert self._socket is not None
+        self._upgrading = True
+        self._socket.pause_reading()
+
+    def _upgrade_waiting(self, head: RequestHead) -> bool:
+        """Upgrade after waiting for a turn; False if the socket was refused or closed meanwhile."""
+        self._upgrading = False
+        socket = self._socket
+        if socket is None or self._head is None or socket.is_closing():
+            return False
+        socket.resume_reading()
+        self._upgrade(head)
+        return True
 
     def _upgrade(self, head: RequestHead) -> None:
         assert self._socket is not None and self._head is not None
